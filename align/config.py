@@ -1,0 +1,64 @@
+"""Frozen configuration of a build: what to compute (BuildParams) and where (EngineConfig)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from crossfuse.errors import ParameterError
+
+INDEXES = ("flat", "ivf")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildParams:
+    """Parameters that determine a corpus' contents (all recorded in the store).
+
+    ``patch``/``stride`` in pixels (paper code: 64 / 200); ``k`` patches retrieved (paper: 800
+    or 1000); ``index`` "flat" (exact) or "ivf" (approximate, ``nlist`` lists, ``nprobe`` probed);
+    ``chunk`` patches per Zarr chunk along N.
+    """
+
+    patch: int = 64
+    stride: int = 200
+    k: int = 800
+    index: str = "flat"
+    nlist: int = 64
+    nprobe: int = 8
+    chunk: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("patch", "stride", "k", "nlist", "nprobe", "chunk"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ParameterError(f"{name} must be a positive integer, got {value!r}.")
+        if self.index not in INDEXES:
+            raise ParameterError(f"index must be one of {INDEXES}, got {self.index!r}.")
+
+    def record(self, *, kind: str) -> dict[str, Any]:
+        """The parameters as stored in the corpus attributes."""
+        out = {"patch": self.patch, "stride": self.stride, "chunk": self.chunk}
+        if kind == "aligned":
+            out.update(k=self.k, metric="L1", index=self.index)
+            if self.index == "ivf":
+                out.update(nlist=self.nlist, nprobe=self.nprobe)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """Where the per-image work runs: ``scheduler`` address of a Dask cluster, or an
+    in-process LocalCluster with ``workers`` threads (None: one per core)."""
+
+    workers: int | None = None
+    scheduler: str | None = None
+    batch: int = 8  # pairs per task; fixed so a resumed build finds its own scratch
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ParameterError(f"workers must be >= 1, got {self.workers}.")
+        if self.batch < 1:
+            raise ParameterError(f"batch must be >= 1, got {self.batch}.")

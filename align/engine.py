@@ -1,0 +1,41 @@
+"""The Dask engine: an in-process LocalCluster by default, or an existing cluster."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from crossfuse.align.config import EngineConfig
+
+
+def default_workers() -> int:
+    """Worker threads for the local engine: the cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def dask_client(engine: EngineConfig) -> Iterator["distributed.Client"]:  # noqa: F821
+    """A ``distributed.Client``: connected to ``engine.scheduler`` if given, else to an in-process
+    LocalCluster (threads, no dashboard) with ``engine.workers`` threads."""
+    import distributed
+
+    if engine.scheduler:
+        with distributed.Client(engine.scheduler) as client:
+            yield client
+        return
+    workers = engine.workers or default_workers()
+    with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=workers,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def limit_library_threads() -> None:
+    """Keep zarr's own thread pool at one thread inside a Dask task (Dask owns the cores)."""
+    import zarr
+
+    if zarr.config.get("threading.max_workers") != 1:
+        zarr.config.set({"threading.max_workers": 1})

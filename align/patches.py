@@ -1,0 +1,41 @@
+"""The patch grid and per-patch statistics.
+
+Patches are ``P x P`` windows with top-left corners at ``range(0, H - P + 1, S)`` x
+``range(0, W - P + 1, S)`` in row-major order, as the paper's released script cuts them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def grid(height: int, width: int, patch: int, stride: int) -> np.ndarray:
+    """Top-left corners (y, x) of every patch of an image, shape (n, 2) int32, row-major."""
+    ys = np.arange(0, height - patch + 1, stride, dtype=np.int32)
+    xs = np.arange(0, width - patch + 1, stride, dtype=np.int32)
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([yy.ravel(), xx.ravel()], axis=1)
+
+
+def extract(image: np.ndarray, origins: np.ndarray, patch: int) -> np.ndarray:
+    """Cut patches out of ``image`` (H, W) or (H, W, C) uint8: returns (n, C, P, P), C = 1 for 2-D."""
+    if image.ndim == 2:
+        image = image[:, :, None]
+    out = np.empty((len(origins), image.shape[2], patch, patch), dtype=image.dtype)
+    for i, (y, x) in enumerate(origins):
+        out[i] = image[y:y + patch, x:x + patch].transpose(2, 0, 1)
+    return out
+
+
+def channel_means(patches: np.ndarray) -> np.ndarray:
+    """Mean of each channel of each patch: (n, C, P, P) uint8 -> (n, C) float64, 0-255 scale."""
+    n, c, h, w = patches.shape
+    return patches.reshape(n, c, h * w).sum(axis=2, dtype=np.int64) / float(h * w)
+
+
+def channel_histograms(patches: np.ndarray) -> np.ndarray:
+    """256-bin histogram of each channel of each patch: (n, C, P, P) uint8 -> (n, C, 256) int32."""
+    n, c, h, w = patches.shape
+    offsets = (np.arange(n * c, dtype=np.int64) * 256)[:, None]
+    flat = patches.reshape(n * c, h * w).astype(np.int64) + offsets
+    return np.bincount(flat.ravel(), minlength=n * c * 256).reshape(n, c, 256).astype(np.int32)

@@ -1,0 +1,264 @@
+"""Orchestration of ``build`` (aligned corpus) and ``pack`` (a dataset as it is).
+
+Plan, then execute: the scan runs per batch of pairs on Dask and leaves its results in the
+store's scratch group; the selection, the gamma fit and the output row of every patch are then
+computed as plain arrays in this process; finally Dask writes whole output chunks. Memory stays
+bounded by a batch of images and a chunk of patches, whatever the size of the datasets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ContextManager
+
+import numpy as np
+
+from crossfuse import manifest as _manifest
+from crossfuse.align import gamma as _gamma
+from crossfuse.align import retrieval, tasks
+from crossfuse.align import store as _store
+from crossfuse.align.config import BuildParams, EngineConfig
+from crossfuse.align.engine import dask_client
+from crossfuse.errors import ManifestError, PairError, ParameterError
+from crossfuse.manifest import Manifest
+
+#: ``progress(label, total)`` returns a context manager yielding ``advance(n)``.
+Progress = Callable[[str, int], ContextManager[Callable[[int], None]]]
+
+
+@contextmanager
+def no_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    yield lambda n: None
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildSummary:
+    """What a build did: counts, statistics (0-255, RGB) and wall time per stage (seconds)."""
+
+    store: str
+    kind: str
+    resumed: bool
+    counts: dict[str, int]
+    target_means: tuple[float, ...] | None
+    gamma: tuple[float, ...]
+    means_before: tuple[float, ...]
+    means_after: tuple[float, ...]
+    skipped: list[dict]
+    seconds: dict[str, float] = field(default_factory=dict)
+    recall: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanResult:
+    """Every patch of one dataset as plain arrays, in scan order (pair, then row-major origin)."""
+
+    origins: np.ndarray   # (n, 2) int32
+    means: np.ndarray     # (n, 3) float64
+    pair: np.ndarray      # (n,) int32, index into the manifest's pairs
+    batch: np.ndarray     # (n,) int32, scan batch holding the patch
+    local: np.ndarray     # (n,) int64, row within that batch
+    pairs: list[dict]     # pairs read successfully, in manifest order
+    problems: list[dict]
+
+
+def _fingerprint(**parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
+    out = []
+    for first in range(0, len(manifest.pairs), size):
+        sub = Manifest(name=manifest.name, root=manifest.root, origin=manifest.origin,
+                       pairs=manifest.pairs[first:first + size])
+        out.append((first, sub))
+    return out
+
+
+def _scan(client, group, url: str, role: str, manifest: Manifest, params: BuildParams, engine: EngineConfig,
+          *, stash: bool, skip_bad: bool, progress: Progress) -> ScanResult:
+    import distributed
+
+    if not manifest.pairs:
+        raise ManifestError(f"{manifest.origin} lists no image pairs; a dataset needs at least one.")
+    batches = _batches(manifest, engine.batch)
+    todo = [(i, first, sub) for i, (first, sub) in enumerate(batches) if not _store.batch_done(group, role, i)]
+    problems: list[dict] = []
+    with progress(f"scan {role} ({manifest.name})", len(manifest.pairs)) as advance:
+        advance(len(manifest.pairs) - sum(len(sub.pairs) for _, _, sub in todo))
+        futures = {client.submit(tasks.scan_batch, url, role, i, sub, first, patch=params.patch,
+                                 stride=params.stride, stash=stash, skip_bad=skip_bad, pure=False): sub
+                   for i, first, sub in todo}
+        for future in distributed.as_completed(futures):
+            problems.extend(future.result())
+            advance(len(futures[future].pairs))
+    if problems and not skip_bad:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise PairError(f"{first['error']}{more} Pass --skip-bad to record bad pairs and go on.",
+                        pair_id=first["id"], path=first["path"])
+    names = _store.SCAN_ARRAYS
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names + ("batch", "local")}
+    pairs: list[dict] = []
+    problems = []
+    for i in range(len(batches)):
+        arrays, info = _store.read_batch(group, role, i, names)
+        for n in names:
+            parts[n].append(arrays[n])
+        parts["batch"].append(np.full(len(arrays["pair"]), i, dtype=np.int32))
+        parts["local"].append(np.arange(len(arrays["pair"]), dtype=np.int64))
+        pairs.extend(info["pairs"])
+        problems.extend(info["problems"])
+    result = ScanResult(**{n: np.concatenate(v) for n, v in parts.items()}, pairs=pairs, problems=problems)
+    if len(result.means) == 0:
+        if not pairs:
+            raise ManifestError(f"no pair of {manifest.origin} could be read; see the skipped list.")
+        largest = max(pairs, key=lambda p: p["height"] * p["width"])
+        raise ParameterError(
+            f"patch size {params.patch} is larger than every image of {manifest.origin} (the largest is "
+            f"{largest['width']}x{largest['height']}); use a smaller --patch.")
+    return result
+
+
+def _selection_histogram(group, role: str, scan: ScanResult, ids: np.ndarray) -> np.ndarray:
+    """(3, 256) counts of the visible channels over the patches ``ids`` of ``scan``."""
+    total = np.zeros((3, 256), dtype=np.int64)
+    batches = scan.batch[ids]
+    for batch in np.unique(batches):
+        rows = scan.local[ids[batches == batch]]
+        hist, _ = _store.read_batch(group, role, int(batch), ("hist",))
+        total += hist["hist"][rows].sum(axis=0)
+    return total
+
+
+def _write(client, group, url: str, role: str, scan: ScanResult, ids: np.ndarray, distances: np.ndarray,
+           luts: np.ndarray, params: BuildParams, progress: Progress) -> None:
+    import distributed
+
+    n = len(ids)
+    _store.create_arrays(group, n=n, patch=params.patch, chunk=params.chunk)
+    source_of_pair = {p["index"]: s for s, p in enumerate(scan.pairs)}
+    group["source"][...] = np.array([source_of_pair[int(i)] for i in scan.pair[ids]], dtype=np.int32)
+    group["origin"][...] = scan.origins[ids]
+    group["means"][...] = scan.means[ids].astype(np.float32)
+    group["distance"][...] = distances.astype(np.float32)
+    done = _store.written_chunks(group)
+    chunk_count = -(-n // params.chunk)
+    with progress("write patches", n) as advance:
+        futures = {}
+        for c in range(chunk_count):
+            start, stop = c * params.chunk, min(n, (c + 1) * params.chunk)
+            if c in done:
+                advance(stop - start)
+                continue
+            sel = ids[start:stop]
+            futures[client.submit(tasks.write_chunk, url, role, start, stop, scan.batch[sel],
+                                  scan.local[sel], luts, pure=False)] = c
+        for future in distributed.as_completed(futures):
+            advance(future.result())
+            done.add(futures[future])
+            _store.mark_written(group, done)
+
+
+def _source_record(pairs: list[dict]) -> list[dict]:
+    return [{"id": p["id"], "ir": p["ir"], "vis": p["vis"], "ir_sha256": p["ir_sha256"],
+             "vis_sha256": p["vis_sha256"]} for p in pairs]
+
+
+def _dataset_sha(pairs: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(_source_record(pairs), sort_keys=True).encode()).hexdigest()
+
+
+def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = BuildParams(),
+          engine: EngineConfig = EngineConfig(), overwrite: bool = False, skip_bad: bool = False,
+          progress: Progress = no_progress) -> BuildSummary:
+    """Build an aligned corpus at ``out``: the ``params.k`` patches of ``aux`` whose visible RGB
+    means are closest (L1) to ``target``'s, gamma-corrected per channel to match them."""
+    fingerprint = _fingerprint(kind="aligned", params=params.as_dict(), batch=engine.batch, skip_bad=skip_bad,
+                               target=_manifest.fingerprint(target), aux=_manifest.fingerprint(aux),
+                               target_root=target.root, aux_root=aux.root)
+    clock = {"start": time.perf_counter()}
+    group, resumed = _store.open_for_build(out, kind="aligned", fingerprint=fingerprint, overwrite=overwrite)
+    with dask_client(engine) as client:
+        tscan = _scan(client, group, out, "target", target, params, engine, stash=False, skip_bad=skip_bad,
+                      progress=progress)
+        ascan = _scan(client, group, out, "aux", aux, params, engine, stash=True, skip_bad=skip_bad,
+                      progress=progress)
+        clock["scan"] = time.perf_counter()
+        target_means = tscan.means.mean(axis=0)
+        sel = retrieval.top_k(ascan.means, target_means, params.k, index=params.index,
+                              nlist=params.nlist, nprobe=params.nprobe)
+        recall = (retrieval.ivf_recall(ascan.means, params.k, nlist=params.nlist, nprobe=params.nprobe)
+                  if params.index == "ivf" else None)
+        order = np.argsort(sel.ids, kind="stable")  # output rows by source, then origin
+        ids, distances = sel.ids[order], sel.distances[order]
+        hist = _selection_histogram(group, "aux", ascan, ids)
+        fits = _gamma.fit(hist, target_means)
+        luts = np.stack([_gamma.lut(f.gamma) for f in fits])
+        clock["select"] = time.perf_counter()
+        _write(client, group, out, "aux", ascan, ids, distances, luts, params, progress)
+        clock["write"] = time.perf_counter()
+    counts = {"target_pairs": len(tscan.pairs), "target_patches": len(tscan.means),
+              "aux_pairs": len(ascan.pairs), "aux_patches": len(ascan.means), "patches": len(ids),
+              "skipped": len(tscan.problems) + len(ascan.problems)}
+    skipped = [{**p, "dataset": "target"} for p in tscan.problems] + [{**p, "dataset": "aux"} for p in ascan.problems]
+    meta = {
+        "params": params.record(kind="aligned"),
+        "sources": _source_record(ascan.pairs),
+        "aux": {"name": aux.name, "root": aux.root, "sha256": _dataset_sha(ascan.pairs)},
+        "target": {"name": target.name, "root": target.root, "sha256": _dataset_sha(tscan.pairs),
+                   "means": [float(v) for v in target_means], "pairs": len(tscan.pairs),
+                   "patches": len(tscan.means)},
+        "gamma": [f.gamma for f in fits],
+        "gamma_reachable": [f.reachable for f in fits],
+        "means_before": [f.mean_before for f in fits],
+        "means_after": [f.mean_after for f in fits],
+        "counts": counts,
+        "skipped": skipped,
+    }
+    if recall is not None:
+        meta["ivf_recall"] = recall
+    _store.finalize(group, meta)
+    end = time.perf_counter()
+    return BuildSummary(store=out, kind="aligned", resumed=resumed, counts=counts,
+                        target_means=tuple(meta["target"]["means"]), gamma=tuple(meta["gamma"]),
+                        means_before=tuple(meta["means_before"]), means_after=tuple(meta["means_after"]),
+                        skipped=skipped, recall=recall,
+                        seconds={"scan": clock["scan"] - clock["start"], "select": clock["select"] - clock["scan"],
+                                 "write": clock["write"] - clock["select"], "total": end - clock["start"]})
+
+
+def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), engine: EngineConfig = EngineConfig(),
+         overwrite: bool = False, skip_bad: bool = False, progress: Progress = no_progress) -> BuildSummary:
+    """Write every patch of ``dataset`` to a corpus at ``out`` as it is (kind ``packed``)."""
+    fingerprint = _fingerprint(kind="packed", patch=params.patch, stride=params.stride, chunk=params.chunk,
+                               batch=engine.batch, skip_bad=skip_bad, dataset=_manifest.fingerprint(dataset),
+                               root=dataset.root)
+    start = time.perf_counter()
+    group, resumed = _store.open_for_build(out, kind="packed", fingerprint=fingerprint, overwrite=overwrite)
+    with dask_client(engine) as client:
+        scan = _scan(client, group, out, "aux", dataset, params, engine, stash=True, skip_bad=skip_bad,
+                     progress=progress)
+        scanned = time.perf_counter()
+        ids = np.arange(len(scan.means), dtype=np.int64)
+        luts = np.tile(np.arange(256, dtype=np.uint8), (3, 1))
+        _write(client, group, out, "aux", scan, ids, np.zeros(len(ids), np.float32), luts, params, progress)
+        written = time.perf_counter()
+    means = [float(v) for v in scan.means.mean(axis=0)]
+    counts = {"aux_pairs": len(scan.pairs), "aux_patches": len(ids), "patches": len(ids),
+              "skipped": len(scan.problems)}
+    skipped = [{**p, "dataset": "aux"} for p in scan.problems]
+    meta = {"params": params.record(kind="packed"), "sources": _source_record(scan.pairs),
+            "aux": {"name": dataset.name, "root": dataset.root, "sha256": _dataset_sha(scan.pairs)},
+            "target": None, "gamma": [1.0, 1.0, 1.0], "means_before": means, "means_after": means,
+            "counts": counts, "skipped": skipped}
+    _store.finalize(group, meta)
+    end = time.perf_counter()
+    return BuildSummary(store=out, kind="packed", resumed=resumed, counts=counts, target_means=None,
+                        gamma=(1.0, 1.0, 1.0), means_before=tuple(means), means_after=tuple(means),
+                        skipped=skipped, seconds={"scan": scanned - start, "write": written - scanned,
+                                                  "total": end - start})

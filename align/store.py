@@ -1,0 +1,128 @@
+"""Writing a corpus store: create or resume, scratch space, final arrays, completion.
+
+A build keeps its intermediate results in the scratch group ``_partial`` inside the output store
+(per-batch scan results, and the list of finished output chunks), so that any fsspec location
+the workers can reach works, and a rerun with the same arguments resumes where it stopped. The
+corpus attribute says ``complete: false`` until the end; the scratch group is then removed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import numpy as np
+import zarr
+
+from crossfuse import __version__
+from crossfuse.errors import StoreError, StoreExistsError
+from crossfuse.schema import ATTR_KEY, PARTIAL_GROUP, SCHEMA_VERSION, array_specs
+
+#: Arrays kept per scan batch in the scratch group. Pixel arrays only for the pool being aligned.
+SCAN_ARRAYS = ("origins", "means", "pair")
+STASH_ARRAYS = ("vis", "ir", "hist")
+
+
+def _open_existing(url: str) -> zarr.Group | None:
+    try:
+        return zarr.open_group(store=url, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
+        return None
+
+
+def _path_is_occupied(url: str) -> bool:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(url)
+    return fs.exists(path) and (not fs.isdir(path) or bool(fs.ls(path)))
+
+
+def open_for_build(url: str, *, kind: str, fingerprint: str, overwrite: bool) -> tuple[zarr.Group, bool]:
+    """Open the output store for writing; returns ``(group, resumed)``.
+
+    A complete corpus is replaced only with ``overwrite``; an incomplete one with the same
+    ``fingerprint`` (same inputs and parameters) is resumed; one with another fingerprint is
+    replaced only with ``overwrite``. Anything at ``url`` that is not a crossfuse store is never
+    deleted.
+    """
+    existing = _open_existing(url)
+    if existing is None:
+        if _path_is_occupied(url):
+            raise StoreExistsError(f"{url} exists and is not a crossfuse corpus; choose another --out "
+                                   "(crossfuse never deletes what it did not write).")
+    else:
+        meta = existing.attrs.get(ATTR_KEY)
+        if not isinstance(meta, dict):
+            raise StoreExistsError(f"{url} is a Zarr group but not a crossfuse corpus; choose another --out.")
+        if meta.get("complete"):
+            if not overwrite:
+                raise StoreExistsError(f"{url} already holds a complete corpus; pass --overwrite to replace it.")
+        elif meta.get("fingerprint") == fingerprint and meta.get("kind") == kind:
+            return zarr.open_group(store=url, mode="r+"), True
+        elif not overwrite:
+            raise StoreError(f"{url} holds an unfinished build made with other inputs or parameters; "
+                             "rerun that exact command to resume it, or pass --overwrite to start over.")
+    group = zarr.open_group(store=url, mode="w")
+    group.attrs[ATTR_KEY] = {"schema": SCHEMA_VERSION, "kind": kind, "complete": False,
+                             "fingerprint": fingerprint, "tool_version": __version__}
+    group.create_group(PARTIAL_GROUP)
+    return group, False
+
+
+def batch_path(role: str, batch: int) -> str:
+    return f"{PARTIAL_GROUP}/{role}/{batch:05d}"
+
+
+def batch_done(group: zarr.Group, role: str, batch: int) -> bool:
+    """True when the scan of ``batch`` of ``role`` finished in an earlier or this run."""
+    try:
+        node = group[batch_path(role, batch)]
+    except KeyError:
+        return False
+    return bool(node.attrs.get("done"))
+
+
+def write_batch(url: str, role: str, batch: int, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+    """Store one scan batch's arrays (uncompressed scratch) and then mark it done."""
+    node = zarr.open_group(store=url, mode="r+").require_group(batch_path(role, batch))
+    for name, data in arrays.items():
+        chunks = (max(1, data.shape[0]),) + data.shape[1:]
+        arr = node.create_array(name, shape=data.shape, chunks=chunks, dtype=data.dtype,
+                                compressors=None, overwrite=True)
+        if data.size:
+            arr[...] = data
+    node.attrs.update({**info, "done": True})
+
+
+def read_batch(group: zarr.Group, role: str, batch: int, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
+    """A finished scan batch: the named arrays and its attributes."""
+    node = group[batch_path(role, batch)]
+    return {name: node[name][...] for name in names}, dict(node.attrs)
+
+
+def create_arrays(group: zarr.Group, *, n: int, patch: int, chunk: int) -> None:
+    """Create the schema-1 arrays for ``n`` patches (kept as they are when resuming)."""
+    for name, (dtype, shape) in array_specs(n, patch).items():
+        if name in group and tuple(group[name].shape) == shape:
+            continue
+        group.create_array(name, shape=shape, chunks=(chunk,) + shape[1:], dtype=dtype, overwrite=True)
+
+
+def written_chunks(group: zarr.Group) -> set[int]:
+    """Output chunks of ``vis``/``ir`` finished so far."""
+    return set(group[PARTIAL_GROUP].attrs.get("written", []))
+
+
+def mark_written(group: zarr.Group, chunks: set[int]) -> None:
+    group[PARTIAL_GROUP].attrs["written"] = sorted(chunks)
+
+
+def finalize(group: zarr.Group, meta: dict[str, Any]) -> None:
+    """Record the corpus attributes, mark the store complete, then drop the scratch group."""
+    record = dict(group.attrs[ATTR_KEY])
+    record.update(meta)
+    record.update(complete=True, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                  tool_version=__version__)
+    group.attrs[ATTR_KEY] = record
+    if PARTIAL_GROUP in group:
+        del group[PARTIAL_GROUP]

@@ -1,0 +1,84 @@
+"""The functions Dask runs: scanning a batch of pairs, and writing one output chunk.
+
+Each takes plain, picklable arguments and opens the store itself, so that it runs the same on
+an in-process LocalCluster and on a remote cluster that can reach the store.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import zarr
+
+from crossfuse.align import patches as _patches
+from crossfuse.align import store as _store
+from crossfuse.align.engine import limit_library_threads
+from crossfuse.errors import PairError
+from crossfuse.imageio import read_pair
+from crossfuse.manifest import Manifest
+
+
+def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: int, *,
+               patch: int, stride: int, stash: bool, skip_bad: bool) -> list[dict]:
+    """Read the pairs of ``manifest`` (a batch, numbered from ``first_pair``), cut their patches,
+    and store per-patch origins, RGB means and pair numbers (with ``stash`` also the patches
+    themselves and their histograms) in the scratch group. Returns the problems found; when
+    there are some and ``skip_bad`` is off nothing is stored, so a rerun reads the files again.
+    """
+    limit_library_threads()
+    problems: list[dict] = []
+    pairs_info: list[dict] = []
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in _store.SCAN_ARRAYS + _store.STASH_ARRAYS}
+    for offset, pair in enumerate(manifest.pairs):
+        try:
+            loaded = read_pair(manifest, pair)
+        except PairError as exc:
+            problems.append({"id": pair.id, "path": exc.path, "error": str(exc)})
+            continue
+        height, width = loaded.ir.shape
+        origins = _patches.grid(height, width, patch, stride)
+        vis = _patches.extract(loaded.vis, origins, patch)
+        parts["origins"].append(origins)
+        parts["means"].append(_patches.channel_means(vis))
+        parts["pair"].append(np.full(len(origins), first_pair + offset, dtype=np.int32))
+        if stash:
+            parts["vis"].append(vis)
+            parts["ir"].append(_patches.extract(loaded.ir, origins, patch))
+            parts["hist"].append(_patches.channel_histograms(vis))
+        pairs_info.append({"index": first_pair + offset, "id": pair.id, "ir": pair.ir, "vis": pair.vis,
+                           "ir_sha256": loaded.ir_sha256, "vis_sha256": loaded.vis_sha256,
+                           "height": height, "width": width, "patches": len(origins)})
+    if problems and not skip_bad:
+        return problems
+    empty = {"origins": ((0, 2), np.int32), "means": ((0, 3), np.float64), "pair": ((0,), np.int32),
+             "vis": ((0, 3, patch, patch), np.uint8), "ir": ((0, 1, patch, patch), np.uint8),
+             "hist": ((0, 3, 256), np.int32)}
+    names = _store.SCAN_ARRAYS + (_store.STASH_ARRAYS if stash else ())
+    arrays = {name: np.concatenate(parts[name]) if parts[name] else np.zeros(*empty[name]) for name in names}
+    _store.write_batch(url, role, batch, arrays, {"pairs": pairs_info, "problems": problems})
+    return problems
+
+
+def write_chunk(url: str, role: str, start: int, stop: int, batches: np.ndarray, rows: np.ndarray,
+                luts: np.ndarray) -> int:
+    """Write output rows ``start:stop`` of ``vis`` and ``ir``: row ``start + i`` is patch
+    ``rows[i]`` of scan batch ``batches[i]``, its visible channels passed through ``luts``
+    (3, 256) uint8. The range must be exactly one whole chunk (or the array's last one), so
+    that no two tasks ever write the same chunk. Returns the number of rows written."""
+    limit_library_threads()
+    group = zarr.open_group(store=url, mode="r+")
+    vis_out, ir_out = group["vis"], group["ir"]
+    chunk = vis_out.chunks[0]
+    assert start % chunk == 0 and (stop - start == chunk or stop == vis_out.shape[0]), (start, stop, chunk)
+    assert ir_out.chunks[0] == chunk and len(batches) == len(rows) == stop - start
+    vis = np.empty((stop - start,) + vis_out.shape[1:], dtype=np.uint8)
+    ir = np.empty((stop - start,) + ir_out.shape[1:], dtype=np.uint8)
+    for batch in np.unique(batches):
+        where = np.flatnonzero(batches == batch)
+        data, _ = _store.read_batch(group, role, int(batch), ("vis", "ir"))
+        vis[where] = data["vis"][rows[where]]
+        ir[where] = data["ir"][rows[where]]
+    for c in range(3):
+        vis[:, c] = luts[c][vis[:, c]]
+    vis_out[start:stop] = vis
+    ir_out[start:stop] = ir
+    return stop - start

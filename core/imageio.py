@@ -1,0 +1,100 @@
+"""Reading IR/VIS pairs as uint8 arrays, with the checks every consumer needs.
+
+Visible images come back as RGB (H, W, 3) uint8; a gray visible image is repeated into
+R = G = B. Infrared images come back as one channel (H, W) uint8; an RGB infrared file
+(many datasets store gray IR as 24-bit) is converted with Pillow's ITU-R 601 luma, which
+leaves R = G = B images unchanged. 16-bit and float images are refused with a clear error
+rather than silently rescaled: convert them to 8 bits first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import fsspec
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from crossfuse.errors import PairError
+from crossfuse.manifest import Manifest, Pair
+
+_HIGH_DEPTH_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N", "I;16S")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadedPair:
+    """A decoded pair: ``vis`` (H, W, 3) uint8 RGB, ``ir`` (H, W) uint8, and file checksums."""
+
+    vis: np.ndarray
+    ir: np.ndarray
+    vis_sha256: str
+    ir_sha256: str
+
+
+def read_bytes(url: str, *, pair_id: str) -> bytes:
+    """All bytes of a local file or fsspec URL; a missing or unreadable file is a PairError."""
+    try:
+        with fsspec.open(url, "rb") as fh:
+            return fh.read()
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise PairError(f"pair {pair_id!r}: cannot read {url} ({exc.__class__.__name__}: {exc}).",
+                        pair_id=pair_id, path=url) from exc
+
+
+def decode(data: bytes, *, mode: str, url: str, pair_id: str) -> np.ndarray:
+    """Decode image bytes to uint8: ``mode`` "RGB" gives (H, W, 3), "L" gives (H, W)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode in _HIGH_DEPTH_MODES:
+                raise PairError(
+                    f"pair {pair_id!r}: {url} is a {im.mode} ({'16-bit' if '16' in im.mode or im.mode == 'I' else 'float'}) "
+                    "image; crossfuse reads 8-bit images only. Convert it to 8 bits per channel "
+                    "(choosing your own scaling) and try again.",
+                    pair_id=pair_id, path=url)
+            im.load()
+            if mode == "RGB" and im.mode == "L":
+                gray = np.asarray(im)
+                return np.repeat(gray[:, :, None], 3, axis=2)
+            if im.mode != mode:
+                im = im.convert(mode)
+            return np.asarray(im)
+    except PairError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise PairError(f"pair {pair_id!r}: {url} is unreadable or truncated ({exc}). "
+                        "Replace the file or drop the pair (--skip-bad records and skips it).",
+                        pair_id=pair_id, path=url) from exc
+
+
+def read_pair(manifest: Manifest, pair: Pair) -> LoadedPair:
+    """Read, checksum, decode and cross-check one pair of ``manifest``.
+
+    Raises :class:`PairError` for a missing partner, an unreadable or truncated file, a sha256
+    different from the manifest's, or infrared and visible images of different sizes.
+    """
+    for side, rel in (("infrared", pair.ir), ("visible", pair.vis)):
+        if not rel:
+            raise PairError(f"pair {pair.id!r} in {manifest.origin} has no {side} partner; add the "
+                            f"{side} image with the same stem or remove the other one.",
+                            pair_id=pair.id, path=manifest.url(pair.vis or pair.ir))
+    images = {}
+    shas = {}
+    for side, rel, expected, mode in (("vis", pair.vis, pair.vis_sha256, "RGB"),
+                                      ("ir", pair.ir, pair.ir_sha256, "L")):
+        url = manifest.url(rel)
+        data = read_bytes(url, pair_id=pair.id)
+        shas[side] = hashlib.sha256(data).hexdigest()
+        if expected and expected.lower() != shas[side]:
+            raise PairError(f"pair {pair.id!r}: sha256 of {url} is {shas[side]}, the manifest "
+                            f"{manifest.origin} says {expected}. The file changed; restore it or "
+                            "update the manifest.", pair_id=pair.id, path=url)
+        images[side] = decode(data, mode=mode, url=url, pair_id=pair.id)
+    if images["vis"].shape[:2] != images["ir"].shape[:2]:
+        vh, vw = images["vis"].shape[:2]
+        ih, iw = images["ir"].shape[:2]
+        raise PairError(f"pair {pair.id!r}: visible {manifest.url(pair.vis)} is {vw}x{vh} but infrared "
+                        f"{manifest.url(pair.ir)} is {iw}x{ih}; a pair must be registered to the same size.",
+                        pair_id=pair.id, path=manifest.url(pair.vis))
+    return LoadedPair(vis=images["vis"], ir=images["ir"], vis_sha256=shas["vis"], ir_sha256=shas["ir"])

@@ -1,0 +1,200 @@
+"""Dataset manifests: which IR/VIS image pairs make a dataset, and where they live.
+
+A manifest is a JSON document::
+
+    {"name": "RoadScene", "root": "../datasets/RoadScene",
+     "pairs": [{"id": "FLIR_00006", "ir": "ir/FLIR_00006.jpg", "vis": "vis/FLIR_00006.jpg",
+                "sha256": {"ir": "...", "vis": "..."}}]}
+
+``root`` is a local path or an fsspec URL; a relative root is taken relative to the
+manifest's own location. ``sha256`` is optional; when present, reading a pair checks it.
+A folder holding ``ir/`` + ``vis/`` (or ``infrared/`` + ``visible/``, or ``ir/`` + ``vi/``)
+stands for a manifest whose pairs are matched by file stem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from crossfuse.errors import ManifestError
+
+#: Sub-folder pairs accepted for a dataset folder, in order of preference.
+FOLDER_LAYOUTS = (("ir", "vis"), ("infrared", "visible"), ("ir", "vi"))
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pair:
+    """One IR/VIS pair. ``ir``/``vis`` are paths relative to the dataset root; an empty string
+    marks a missing partner (found only in dataset folders), reported when the pair is read."""
+
+    id: str
+    ir: str
+    vis: str
+    ir_sha256: str | None = None
+    vis_sha256: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest:
+    """A named list of pairs under one root (local path or fsspec URL)."""
+
+    name: str
+    root: str
+    pairs: tuple[Pair, ...]
+    origin: str  # where the manifest came from, for messages
+
+    def url(self, relative: str) -> str:
+        """The full path or URL of a file given relative to the root."""
+        return join(self.root, relative)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as a JSON-ready dict (paths relative to the root)."""
+        pairs = []
+        for p in self.pairs:
+            item: dict[str, Any] = {"id": p.id, "ir": p.ir, "vis": p.vis}
+            if p.ir_sha256 and p.vis_sha256:
+                item["sha256"] = {"ir": p.ir_sha256, "vis": p.vis_sha256}
+            pairs.append(item)
+        return {"name": self.name, "root": self.root, "pairs": pairs}
+
+
+def join(root: str, relative: str) -> str:
+    """Join a relative path onto a local root or a URL root."""
+    if "://" in root:
+        protocol, path = root.split("://", 1)
+        return f"{protocol}://{posixpath.normpath(posixpath.join(path, relative))}"
+    import os
+
+    return os.path.normpath(os.path.join(root, relative))
+
+
+def _parent(location: str) -> str:
+    if "://" in location:
+        return posixpath.dirname(location.rstrip("/"))
+    import os
+
+    return os.path.dirname(os.path.abspath(location))
+
+
+def _is_absolute(root: str) -> bool:
+    import os
+
+    return "://" in root or os.path.isabs(root)
+
+
+def load(spec: str, *, root: str | None = None) -> Manifest:
+    """Load a dataset from a manifest file (``*.json``) or a dataset folder.
+
+    ``root`` overrides the manifest's root (a folder's root is the folder itself).
+    Raises :class:`ManifestError` with the location and the fix when it cannot be understood.
+    """
+    fs, path = fsspec.core.url_to_fs(spec)
+    if not fs.exists(path):
+        raise ManifestError(f"{spec} does not exist: give a manifest .json or a dataset folder.")
+    if fs.isdir(path):
+        return _from_folder(spec, fs, path, root)
+    return _from_file(spec, fs, path, root)
+
+
+def _from_file(spec: str, fs: Any, path: str, root: str | None) -> Manifest:
+    try:
+        with fs.open(path, "rb") as fh:
+            doc = json.loads(fh.read().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestError(f"{spec} is not a JSON manifest ({exc}).") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("pairs"), list):
+        raise ManifestError(f"{spec}: a manifest is a JSON object with 'name', 'root' and a 'pairs' list.")
+    name = doc.get("name") or posixpath.splitext(posixpath.basename(path))[0]
+    base = root if root is not None else doc.get("root", ".")
+    if not isinstance(base, str):
+        raise ManifestError(f"{spec}: 'root' must be a path or URL string, got {base!r}.")
+    if not _is_absolute(base):
+        base = join(_parent(spec), base)
+    pairs = []
+    seen: set[str] = set()
+    for i, item in enumerate(doc["pairs"]):
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) and item.get(k) for k in ("id", "ir", "vis")):
+            raise ManifestError(f"{spec}: pair #{i} needs non-empty string 'id', 'ir' and 'vis', got {item!r}.")
+        if item["id"] in seen:
+            raise ManifestError(f"{spec}: pair id {item['id']!r} appears twice; ids must be unique.")
+        seen.add(item["id"])
+        sha = item.get("sha256") or {}
+        if not isinstance(sha, dict):
+            raise ManifestError(f"{spec}: pair {item['id']!r}: 'sha256' must be {{\"ir\": ..., \"vis\": ...}}.")
+        pairs.append(Pair(id=item["id"], ir=item["ir"], vis=item["vis"],
+                          ir_sha256=sha.get("ir"), vis_sha256=sha.get("vis")))
+    return Manifest(name=str(name), root=base, pairs=tuple(pairs), origin=spec)
+
+
+def _from_folder(spec: str, fs: Any, path: str, root: str | None) -> Manifest:
+    entries = {posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)}
+    for ir_dir, vis_dir in FOLDER_LAYOUTS:
+        if ir_dir in entries and vis_dir in entries:
+            break
+    else:
+        layouts = ", ".join(f"{a}/ + {b}/" for a, b in FOLDER_LAYOUTS)
+        raise ManifestError(f"{spec} is a folder without image sub-folders: expected {layouts}.")
+    ir_files = _images_by_stem(spec, fs, posixpath.join(path, ir_dir), ir_dir)
+    vis_files = _images_by_stem(spec, fs, posixpath.join(path, vis_dir), vis_dir)
+    pairs = tuple(
+        Pair(id=stem, ir=ir_files.get(stem, ""), vis=vis_files.get(stem, ""))
+        for stem in sorted(set(ir_files) | set(vis_files))
+    )
+    name = posixpath.basename(path.rstrip("/")) or spec
+    return Manifest(name=name, root=root if root is not None else spec, pairs=pairs, origin=spec)
+
+
+def _images_by_stem(spec: str, fs: Any, folder: str, sub: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for full in sorted(fs.ls(folder, detail=False)):
+        name = posixpath.basename(full)
+        stem, suffix = posixpath.splitext(name)
+        if suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if stem in out:
+            raise ManifestError(
+                f"{spec}: {sub}/ holds two images with stem {stem!r} ({out[stem]}, {sub}/{name}); "
+                "pairs are matched by stem, so keep one."
+            )
+        out[stem] = f"{sub}/{name}"
+    return out
+
+
+def fingerprint(manifest: Manifest) -> str:
+    """sha256 over the manifest's pairs (ids, relative paths, declared checksums)."""
+    text = json.dumps(manifest.to_json()["pairs"], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def write(manifest: Manifest, path: str) -> None:
+    """Write ``manifest`` as JSON to ``path``."""
+    with fsspec.open(path, "w") as fh:
+        json.dump(manifest.to_json(), fh, indent=1)
+        fh.write("\n")
+
+
+def with_checksums(manifest: Manifest) -> Manifest:
+    """A copy of ``manifest`` whose pairs carry the sha256 of their files as they are now."""
+    pairs = []
+    for p in manifest.pairs:
+        if not p.ir or not p.vis:
+            raise ManifestError(f"{manifest.origin}: pair {p.id!r} has no "
+                                f"{'infrared' if not p.ir else 'visible'} partner; fix the folder first.")
+        digests = []
+        for rel in (p.ir, p.vis):
+            with fsspec.open(manifest.url(rel), "rb") as fh:
+                digests.append(hashlib.sha256(fh.read()).hexdigest())
+        pairs.append(Pair(id=p.id, ir=p.ir, vis=p.vis, ir_sha256=digests[0], vis_sha256=digests[1]))
+    return Manifest(name=manifest.name, root=manifest.root, pairs=tuple(pairs), origin=manifest.origin)
+
+
+def relocate(manifest: Manifest, *, root: str, name: str | None = None) -> Manifest:
+    """The same pairs under another ``root`` string (e.g. a root relative to where it is saved)."""
+    return Manifest(name=name or manifest.name, root=root, pairs=manifest.pairs, origin=manifest.origin)

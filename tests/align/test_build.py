@@ -1,0 +1,171 @@
+"""The pipeline end to end on the bundled sample, against the plain serial oracle."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import zarr
+
+from crossfuse.align import BuildParams, build, describe, pack, tasks, verify
+from crossfuse.errors import StoreError, StoreExistsError
+from crossfuse.schema import ARRAYS, PARTIAL_GROUP, open_corpus
+from tests.helpers import SAMPLE_PARAMS, plain_alignment, plain_lut, plain_patches
+
+
+def _arrays(url):
+    g = zarr.open_group(url, mode="r")
+    return {name: g[name][...] for name in ARRAYS}
+
+
+@pytest.fixture(scope="module")
+def oracle(sample_target, sample_aux):
+    p = SAMPLE_PARAMS
+    return plain_alignment(sample_target, sample_aux, p["patch"], p["stride"], p["k"])
+
+
+def test_build_matches_the_plain_procedure(sample_corpus, oracle, sample_aux):
+    url, summary = sample_corpus
+    tmeans, chosen, dist, _ = oracle
+    arrays = _arrays(url)
+    meta = zarr.open_group(url, mode="r").attrs["crossfuse"]
+    assert np.allclose(meta["target"]["means"], tmeans, atol=1e-9)
+    assert [(s, y, x) for s, (y, x) in zip(arrays["source"], arrays["origin"])] == [(c[0], c[1], c[2]) for c in chosen]
+    assert np.allclose(arrays["distance"], dist, atol=1e-3)
+    assert np.allclose(arrays["means"], [c[3].reshape(-1, 3).mean(0) for c in chosen], atol=1e-4)
+    luts = [plain_lut(g) for g in meta["gamma"]]
+    expected_vis = np.stack([np.stack([luts[ch][c[3][..., ch]] for ch in range(3)]) for c in chosen])
+    assert np.array_equal(arrays["vis"], expected_vis)
+    assert np.array_equal(arrays["ir"], np.stack([c[4][None] for c in chosen]))
+    after = arrays["vis"].reshape(len(chosen), 3, -1).astype(np.float64).mean(axis=(0, 2))
+    assert np.allclose(after, meta["means_after"], atol=1e-9)
+    assert np.all(np.abs(after - tmeans) < 0.02)
+    assert meta["complete"] and meta["counts"]["patches"] == SAMPLE_PARAMS["k"]
+    assert [s["id"] for s in meta["sources"]] == [p.id for p in sample_aux.pairs]
+    assert summary.gamma == tuple(meta["gamma"])
+
+
+def test_plain_zarr_reads_every_chunk(sample_corpus):
+    url, _ = sample_corpus
+    g = zarr.open_group(url, mode="r")
+    assert PARTIAL_GROUP not in g and set(g.array_keys()) == set(ARRAYS)
+    vis = g["vis"]
+    assert vis.chunks[0] == SAMPLE_PARAMS["chunk"] and vis.nchunks == -(-vis.shape[0] // vis.chunks[0])
+    total = 0
+    for start in range(0, vis.shape[0], vis.chunks[0]):
+        block = vis[start:start + vis.chunks[0]]
+        assert block.any()
+        total += len(block)
+    assert total == vis.shape[0]
+    report = verify(url)
+    assert report.ok and report.chunks_read == vis.nchunks and report.sources_checked == 24
+
+
+def test_builds_are_deterministic_across_worker_counts(tmp_path, sample_corpus, sample_target, sample_aux,
+                                                       sample_params):
+    from crossfuse.align import EngineConfig
+
+    out = str(tmp_path / "again.zarr")
+    build(target=sample_target, aux=sample_aux, out=out, params=sample_params,
+          engine=EngineConfig(workers=1, batch=5))
+    a, b = _arrays(sample_corpus[0]), _arrays(out)
+    assert all(np.array_equal(a[n], b[n]) for n in ARRAYS)
+
+
+def test_existing_store_needs_overwrite(sample_corpus, sample_target, sample_aux, sample_params, engine, tmp_path):
+    with pytest.raises(StoreExistsError, match="--overwrite"):
+        build(target=sample_target, aux=sample_aux, out=sample_corpus[0], params=sample_params, engine=engine)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("precious")
+    with pytest.raises(StoreExistsError, match="not a crossfuse corpus"):
+        build(target=sample_target, aux=sample_aux, out=str(foreign), params=sample_params, engine=engine,
+              overwrite=True)
+    assert (foreign / "keep.txt").read_text() == "precious"
+
+
+def test_interrupted_build_resumes_without_redoing_work(tmp_path, monkeypatch, sample_corpus, sample_target,
+                                                      sample_aux, sample_params, engine):
+    out = str(tmp_path / "resume.zarr")
+    real_write, real_scan = tasks.write_chunk, tasks.scan_batch
+    log = tmp_path / "calls.txt"  # Dask pickles the wrappers, so they report through a file
+
+    def crashing_write(url, role, start, stop, *args):
+        if start == 2 * sample_params.chunk:
+            raise RuntimeError("simulated crash")
+        return real_write(url, role, start, stop, *args)
+
+    monkeypatch.setattr(tasks, "write_chunk", crashing_write)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build(target=sample_target, aux=sample_aux, out=out, params=sample_params, engine=engine)
+    with pytest.raises(StoreError, match="incomplete"):
+        open_corpus(out)
+    written = set(zarr.open_group(out)[PARTIAL_GROUP].attrs.get("written", []))
+    assert 2 not in written
+
+    def counting_write(url, role, start, stop, *args):
+        with open(log, "a") as fh:
+            fh.write(f"write {start // sample_params.chunk}\n")
+        return real_write(url, role, start, stop, *args)
+
+    def counting_scan(*args, **kwargs):
+        with open(log, "a") as fh:
+            fh.write("scan\n")
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "write_chunk", counting_write)
+    monkeypatch.setattr(tasks, "scan_batch", counting_scan)
+    summary = build(target=sample_target, aux=sample_aux, out=out, params=sample_params, engine=engine)
+    calls = log.read_text().split("\n") if log.exists() else []
+    assert summary.resumed and "scan" not in calls
+    n_chunks = -(-sample_params.k // sample_params.chunk)
+    assert sorted(int(c.split()[1]) for c in calls if c.startswith("write")) == sorted(set(range(n_chunks)) - written)
+    a, b = _arrays(sample_corpus[0]), _arrays(out)
+    assert all(np.array_equal(a[n], b[n]) for n in ARRAYS)
+
+
+def test_unfinished_store_with_other_arguments_is_not_clobbered(tmp_path, monkeypatch, sample_target, sample_aux,
+                                                               sample_params, engine):
+    out = str(tmp_path / "other.zarr")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(tasks, "write_chunk", crash)
+    with pytest.raises(RuntimeError):
+        build(target=sample_target, aux=sample_aux, out=out, params=sample_params, engine=engine)
+    monkeypatch.undo()
+    other = dataclasses.replace(sample_params, k=100)
+    with pytest.raises(StoreError, match="other inputs or parameters"):
+        build(target=sample_target, aux=sample_aux, out=out, params=other, engine=engine)
+    summary = build(target=sample_target, aux=sample_aux, out=out, params=other, engine=engine, overwrite=True)
+    assert summary.counts["patches"] == 100 and not summary.resumed
+
+
+def test_pack_writes_every_patch_unchanged(tmp_path, sample_target, engine):
+    out = str(tmp_path / "packed.zarr")
+    summary = pack(dataset=sample_target, out=out, params=BuildParams(patch=64, stride=100, chunk=16), engine=engine)
+    everything = plain_patches(sample_target, 64, 100)
+    arrays = _arrays(out)
+    assert summary.counts["patches"] == len(everything) == len(arrays["vis"])
+    assert np.array_equal(arrays["vis"], np.stack([p[3].transpose(2, 0, 1) for p in everything]))
+    assert np.array_equal(arrays["ir"], np.stack([p[4][None] for p in everything]))
+    assert not arrays["distance"].any()
+    d = describe(out)
+    assert d["kind"] == "packed" and d["gamma"] == [1.0, 1.0, 1.0] and verify(out).ok
+
+
+def test_memory_url_store(sample_target, sample_aux, engine):
+    out = "memory://crossfuse-test/corpus.zarr"
+    summary = build(target=sample_target, aux=sample_aux, out=out,
+                    params=BuildParams(patch=64, stride=128, k=40, chunk=16), engine=engine)
+    group, meta = open_corpus(out)
+    assert group["vis"].shape == (40, 3, 64, 64) and meta["gamma"] == list(summary.gamma)
+
+
+def test_ivf_index_records_recall(tmp_path, sample_target, sample_aux, sample_params, engine):
+    out = str(tmp_path / "ivf.zarr")
+    params = dataclasses.replace(sample_params, index="ivf", nlist=8, nprobe=8)
+    summary = build(target=sample_target, aux=sample_aux, out=out, params=params, engine=engine)
+    meta = describe(out)
+    assert meta["params"]["index"] == "ivf" and summary.recall == pytest.approx(meta["ivf_recall"])
+    assert 0.9 <= summary.recall <= 1.0

@@ -1,0 +1,100 @@
+"""``crossfuse-align`` through click's CliRunner and as a real subprocess."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from crossfuse.cli.align import main
+from crossfuse.schema import ARRAYS, PARTIAL_GROUP
+from tests.helpers import SAMPLE_AUX, SAMPLE_TARGET
+
+BUILD = ["build", "-t", str(SAMPLE_TARGET), "-a", str(SAMPLE_AUX), "-k", "120", "--stride", "64", "--chunk", "8",
+         "-j", "2", "-q"]
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_build_inspect_verify(tmp_path):
+    out = tmp_path / "c.zarr"
+    r = _run(*BUILD, "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "selected        120 patches" in r.output and "gamma          R" in r.output
+    r = _run("inspect", out)
+    assert r.exit_code == 0 and "aligned corpus, schema 1" in r.output and "(120, 3, 64, 64)" in r.output
+    d = json.loads(_run("inspect", out, "--json").output)
+    assert d["counts"]["patches"] == 120 and d["params"]["k"] == 120 and d["arrays"]["vis"]["chunks"][0] == 8
+    r = _run("verify", out)
+    assert r.exit_code == 0 and "15 chunks read back, 24 source files checked" in r.output
+    r = _run(*BUILD, "-o", out)
+    assert r.exit_code == 1 and "already holds a complete corpus; pass --overwrite" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_verify_finds_a_damaged_chunk(tmp_path):
+    out = tmp_path / "c.zarr"
+    assert _run(*BUILD, "-o", out).exit_code == 0
+    chunk = next((out / "vis" / "c").rglob("*"))
+    while chunk.is_dir():
+        chunk = next(chunk.iterdir())
+    chunk.write_bytes(b"garbage")
+    r = _run("verify", out, "--no-sources")
+    assert r.exit_code == 1 and "cannot be read" in r.output
+
+
+def test_clear_errors(tmp_path):
+    r = _run("build", "-t", tmp_path / "none.json", "-a", SAMPLE_AUX, "-o", tmp_path / "x.zarr")
+    assert r.exit_code == 1 and "none.json does not exist" in r.output
+    r = _run("inspect", tmp_path)
+    assert r.exit_code == 1 and "Error:" in r.output and "Traceback" not in r.output
+    r = _run(*BUILD[:-1], "-k", "100000", "-o", tmp_path / "y.zarr")
+    assert r.exit_code == 1 and "lower -k to at most 752" in r.output
+
+
+def test_pack_and_manifest_commands(tmp_path):
+    m = tmp_path / "m.json"
+    r = _run("manifest", SAMPLE_TARGET.parent / "sample" / "roadscene", "-o", m, "--name", "rs")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(m.read_text())
+    assert doc["name"] == "rs" and len(doc["pairs"]) == 8 and len(doc["pairs"][0]["sha256"]["vis"]) == 64
+    r = _run("pack", "-m", m, "-o", tmp_path / "p.zarr", "--stride", "100", "-q")
+    assert r.exit_code == 0 and "packed          8 pairs" in r.output
+    assert _run("manifest", SAMPLE_TARGET.parent / "sample" / "roadscene", "-o", m).exit_code == 1
+
+
+def test_killed_build_resumes_to_the_same_arrays(tmp_path):
+    cmd = [sys.executable, "-m", "crossfuse.cli.align", *BUILD[:-3], "-j", "1", "-q"]
+    whole, killed = tmp_path / "whole.zarr", tmp_path / "killed.zarr"
+    subprocess.run([*cmd, "-o", str(whole)], check=True, capture_output=True)
+    proc = subprocess.Popen([*cmd, "-o", str(killed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    partial = killed / PARTIAL_GROUP / "zarr.json"
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if partial.exists() and '"written"' in partial.read_text():
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the build finished before it could be killed")
+    meta = json.loads((killed / "zarr.json").read_text())["attributes"]["crossfuse"]
+    assert meta["complete"] is False
+    r = subprocess.run([*cmd, "-o", str(killed)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "resumed and completed" in r.stdout
+    a, b = zarr.open_group(str(whole), mode="r"), zarr.open_group(str(killed), mode="r")
+    assert all(np.array_equal(a[n][...], b[n][...]) for n in ARRAYS)
+
+
+def test_help_teaches():
+    r = _run("build", "--help")
+    assert r.exit_code == 0 and "--skip-bad" in r.output and "Top-K" in r.output and "--scheduler" in r.output

@@ -1,0 +1,49 @@
+"""Paths of the test data, and a plain serial oracle of the paper's alignment procedure."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+MANIFESTS = REPO / "data_manifests"
+SAMPLE_TARGET = MANIFESTS / "sample-target.json"
+SAMPLE_AUX = MANIFESTS / "sample-aux.json"
+SHARED = Path(os.environ.get("CROSSFUSE_SHARED", REPO.parent / "shared"))
+DATASETS = SHARED / "datasets"
+#: Small parameters that give the sample a few hundred patches and several chunks.
+SAMPLE_PARAMS = {"patch": 64, "stride": 64, "k": 200, "chunk": 48}
+
+needs_shared = pytest.mark.skipif(not (DATASETS / "RoadScene").is_dir(), reason="../shared/datasets is absent")
+
+
+# ---- a plain, serial re-statement of the paper's procedure (the test oracle) ----
+
+def plain_patches(manifest, patch: int, stride: int):
+    """Every patch of a manifest, read with Pillow directly: list of (pair index, y, x, vis, ir)."""
+    out = []
+    for i, pair in enumerate(manifest.pairs):
+        vis = np.asarray(Image.open(manifest.url(pair.vis)).convert("RGB"))
+        ir = np.asarray(Image.open(manifest.url(pair.ir)).convert("L"))
+        for y in range(0, vis.shape[0] - patch + 1, stride):
+            for x in range(0, vis.shape[1] - patch + 1, stride):
+                out.append((i, y, x, vis[y:y + patch, x:x + patch], ir[y:y + patch, x:x + patch]))
+    return out
+
+
+def plain_alignment(target, aux, patch: int, stride: int, k: int):
+    """Target means, the selected patches (sorted by pair then origin) and their distances."""
+    tmeans = np.mean([p[3].reshape(-1, 3).astype(np.float64).mean(0) for p in plain_patches(target, patch, stride)], 0)
+    pool = plain_patches(aux, patch, stride)
+    means = np.array([p[3].reshape(-1, 3).astype(np.float64).mean(0) for p in pool])
+    dist = np.abs(means - tmeans).sum(1)
+    chosen = np.sort(np.argsort(dist, kind="stable")[:k])
+    return tmeans, [pool[i] for i in chosen], dist[chosen], dist
+
+
+def plain_lut(gamma: float) -> np.ndarray:
+    return np.array([int(((v / 255.0) ** (1.0 / gamma)) * 255) for v in range(256)], dtype=np.uint8)
