@@ -83,6 +83,12 @@ def _parent(location: str) -> str:
     return os.path.dirname(os.path.abspath(location))
 
 
+def _absolute(path: str) -> str:
+    import os
+
+    return os.path.abspath(path)
+
+
 def _is_absolute(root: str) -> bool:
     import os
 
@@ -148,7 +154,9 @@ def _from_folder(spec: str, fs: Any, path: str, root: str | None) -> Manifest:
         for stem in sorted(set(ir_files) | set(vis_files))
     )
     name = posixpath.basename(path.rstrip("/")) or spec
-    return Manifest(name=name, root=root if root is not None else spec, pairs=pairs, origin=spec)
+    if root is None:
+        root = spec if _is_absolute(spec) else _absolute(spec)
+    return Manifest(name=name, root=root, pairs=pairs, origin=spec)
 
 
 def _images_by_stem(spec: str, fs: Any, folder: str, sub: str) -> dict[str, str]:
