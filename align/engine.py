@@ -20,7 +20,7 @@ def default_workers() -> int:
 @contextmanager
 def dask_client(engine: EngineConfig) -> Iterator["distributed.Client"]:  # noqa: F821
     """A ``distributed.Client``: connected to ``engine.scheduler`` if given, else to an in-process
-    LocalCluster (threads, no dashboard) with ``engine.workers`` threads."""
+    LocalCluster (threads; its status server on a free port) with ``engine.workers`` threads."""
     import distributed
 
     if engine.scheduler:
@@ -28,8 +28,9 @@ def dask_client(engine: EngineConfig) -> Iterator["distributed.Client"]:  # noqa
             yield client
         return
     workers = engine.workers or default_workers()
+    # ":0" puts the status server on a free port, so concurrent builds never collide on 8787.
     with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=workers,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
         yield client
 
 

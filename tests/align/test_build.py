@@ -169,3 +169,17 @@ def test_ivf_index_records_recall(tmp_path, sample_target, sample_aux, sample_pa
     meta = describe(out)
     assert meta["params"]["index"] == "ivf" and summary.recall == pytest.approx(meta["ivf_recall"])
     assert 0.9 <= summary.recall <= 1.0
+
+
+def test_build_on_an_existing_cluster(tmp_path, sample_corpus, sample_target, sample_aux, sample_params):
+    import distributed
+
+    from crossfuse.align import EngineConfig
+
+    out = str(tmp_path / "cluster.zarr")
+    with distributed.LocalCluster(processes=False, n_workers=2, threads_per_worker=1, protocol="tcp",
+                                  dashboard_address=":0") as cluster:
+        build(target=sample_target, aux=sample_aux, out=out, params=sample_params,
+              engine=EngineConfig(scheduler=cluster.scheduler_address, batch=5))
+    a, b = _arrays(sample_corpus[0]), _arrays(out)
+    assert all(np.array_equal(a[n], b[n]) for n in ARRAYS)
