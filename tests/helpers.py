@@ -47,3 +47,8 @@ def plain_alignment(target, aux, patch: int, stride: int, k: int):
 
 def plain_lut(gamma: float) -> np.ndarray:
     return np.array([int(((v / 255.0) ** (1.0 / gamma)) * 255) for v in range(256)], dtype=np.uint8)
+
+
+REFERENCE = SHARED / "reference"
+needs_reference = pytest.mark.skipif(not (REFERENCE / "official_net_seed0.pth").is_file(),
+                                     reason="../shared/reference is absent")
