@@ -19,12 +19,22 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
+# The main job on the bundled sample: align the auxiliary pairs to the target, pack the target,
+# train briefly on both corpora (configs/demo.toml), fuse the target pairs.
 demo: install
 	$(BIN)/crossfuse-align build --target data_manifests/sample-target.json \
 		--aux data_manifests/sample-aux.json --out $(DEMO)/sample-aligned.zarr \
 		-k 256 --stride 64 --overwrite
 	$(BIN)/crossfuse-align inspect $(DEMO)/sample-aligned.zarr
 	$(BIN)/crossfuse-align verify $(DEMO)/sample-aligned.zarr
+	$(BIN)/crossfuse-align pack --manifest data_manifests/sample-target.json \
+		--out $(DEMO)/sample-target.zarr --stride 64 --overwrite
+	rm -rf $(DEMO)/run
+	$(BIN)/crossfuse train --data $(DEMO)/sample-aligned.zarr --data $(DEMO)/sample-target.zarr \
+		--out $(DEMO)/run --config configs/demo.toml
+	$(BIN)/crossfuse fuse --checkpoint $(DEMO)/run/checkpoints/latest.pth \
+		--pairs data_manifests/sample-target.json --out $(DEMO)/fused
+	@echo "pictures: $(DEMO)/fused/*.png, $(DEMO)/run/loss_phase1.png, $(DEMO)/run/loss_phase2.png"
 
 test: install
 	$(BIN)/python -m pytest -q

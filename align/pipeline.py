@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, ContextManager
+from typing import Any
 
 import numpy as np
 
@@ -26,14 +24,7 @@ from crossfuse.align.config import BuildParams, EngineConfig
 from crossfuse.align.engine import dask_client
 from crossfuse.errors import ManifestError, PairError, ParameterError
 from crossfuse.manifest import Manifest
-
-#: ``progress(label, total)`` returns a context manager yielding ``advance(n)``.
-Progress = Callable[[str, int], ContextManager[Callable[[int], None]]]
-
-
-@contextmanager
-def no_progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    yield lambda n: None
+from crossfuse.progress import Progress, no_progress
 
 
 @dataclass(frozen=True, kw_only=True)

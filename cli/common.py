@@ -27,15 +27,22 @@ def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def progress_factory(quiet: bool):
-    """A ``progress(label, total)`` for the library: a click progress bar on stderr, or nothing."""
+    """A ``progress(label, total)`` for the library: a click progress bar on stderr (showing the
+    latest ``info``, e.g. the loss), or nothing."""
 
     @contextmanager
-    def progress(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    def progress(label: str, total: int) -> Iterator[Callable[..., None]]:
         if quiet:
-            yield lambda n: None
+            yield lambda n=1, info="": None
             return
+        latest = {"info": ""}
         with click.progressbar(length=total, label=label.ljust(28), file=sys.stderr, show_pos=True,
-                               show_eta=True, width=30) as bar:
-            yield bar.update
+                               show_eta=True, width=30, item_show_func=lambda _: latest["info"]) as bar:
+
+            def advance(n: int = 1, info: str = "") -> None:
+                latest["info"] = info
+                bar.update(n)
+
+            yield advance
 
     return progress

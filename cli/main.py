@@ -1,13 +1,99 @@
-"""``crossfuse``: train, fuse and evaluate (the commands arrive with their issues)."""
+"""``crossfuse``: train the network on corpora, and fuse image pairs."""
 
 from __future__ import annotations
 
 import click
 
 from crossfuse import __version__
+from crossfuse.cli.common import progress_factory, reports_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="crossfuse")
 def main() -> None:
-    """CrossFuse infrared-visible image fusion: train on corpora built by `crossfuse-align`."""
+    """CrossFuse infrared-visible image fusion: train on corpora built by `crossfuse-align`, fuse pairs.
+
+    \b
+    Typical use:
+      crossfuse train --data msrs-to-roadscene.zarr --data roadscene.zarr --out runs/rs
+      crossfuse fuse --checkpoint runs/rs/checkpoints/latest.pth --pairs data_manifests/tno.json --out fused/
+    """
+
+
+@main.command()
+@click.option("--data", "-d", "data", multiple=True, required=True, metavar="STORE",
+              help="Corpus store to train on; repeat for several.")
+@click.option("--weight", "-w", "weights", multiple=True, type=float, metavar="W",
+              help="Sampling weight of each --data, in order (default 1 each: every patch once per epoch).")
+@click.option("--out", "-o", required=True, metavar="RUN_DIR", help="Run folder: checkpoints, config, logs, curves.")
+@click.option("--config", "-c", "config_file", default=None, metavar="FILE",
+              help="TOML file of training settings (keys as in RUN_DIR/config.toml); flags override it.")
+@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its latest checkpoint.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Total epochs [160].")
+@click.option("--phase1-epochs", type=click.IntRange(min=0), default=None, help="Epochs of phase I [40].")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None, help="Patches per batch [8].")
+@click.option("--lr", type=float, default=None, help="Adam learning rate [1e-4].")
+@click.option("--steps-per-epoch", type=click.IntRange(min=0), default=None,
+              help="At most this many steps per epoch (0: all) [0].")
+@click.option("--seed", type=int, default=None, help="Seed of initialisation, shuffling and augmentation [0].")
+@click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ... [auto].")
+@click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast (CUDA) [off].")
+@click.option("--channels-last/--no-channels-last", default=None, help="channels_last memory format [off].")
+@click.option("--workers", "-j", "loader_workers", type=click.IntRange(min=0), default=None,
+              help="DataLoader worker processes [0].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@reports_errors
+def train(data, weights, out, config_file, resume, quiet, **overrides):
+    """Train CrossFuse (phase I reconstruction, phase II fusion) on one or more corpora.
+
+    Under torchrun it trains with DDP, each rank on its own share of every epoch. A checkpoint in
+    the official format is written every epoch; --resume continues exactly.
+    """
+    from crossfuse.fusion import config as cfg_mod
+    from crossfuse.fusion.trainer import train as run_train
+
+    if resume and config_file is None and not any(v is not None for v in overrides.values()):
+        import os
+
+        saved = os.path.join(out, "config.toml")
+        config_file = saved if os.path.exists(saved) else None
+    if weights and len(weights) != len(data):
+        raise click.UsageError(f"give one --weight per --data ({len(data)}), or none.")
+    cfg = cfg_mod.load(config_file, overrides)
+    result = run_train(data=list(data), out=out, cfg=cfg, weights=list(weights) or None, resume=resume,
+                       progress=progress_factory(quiet))
+    click.echo(f"trained {result.epochs_done} epochs ({result.steps} steps) in {result.seconds:.1f}s; "
+               f"final loss {result.final_loss:.4f}; checkpoint {result.last_checkpoint}")
+
+
+@main.command()
+@click.option("--checkpoint", "-k", required=True, metavar="CKPT", help="Our checkpoint or an official one.")
+@click.option("--pairs", "-p", required=True, metavar="MANIFEST_OR_DIR", help="Pairs to fuse.")
+@click.option("--out", "-o", required=True, metavar="DIR", help="Folder for <id>.png fused images.")
+@click.option("--root", default=None, help="Override the manifest's root.")
+@click.option("--gray", is_flag=True, help="Write the fused Y alone as a gray PNG (default: colour).")
+@click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Process images in tiles of this size (0: whole image) to bound memory.")
+@click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True, help="Tile overlap in pixels.")
+@click.option("--bf16", is_flag=True, help="bfloat16 autocast (faster on recent CPUs and GPUs; not bit-exact).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ...")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@reports_errors
+def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, device, quiet):
+    """Fuse IR/VIS pairs: colour output keeps the visible image's chroma; gray visible gives gray."""
+    from crossfuse import manifest
+    from crossfuse.fusion.checkpoint import load_model
+    from crossfuse.fusion.inference import FuseOptions, fuse_dataset
+    from crossfuse.fusion.trainer import pick_device
+
+    if tile and tile <= 2 * overlap:
+        raise click.UsageError(f"--tile {tile} must exceed twice --overlap ({overlap}).")
+    model = load_model(checkpoint)
+    written = fuse_dataset(model, manifest.load(pairs, root=root), out, device=pick_device(device),
+                           options=FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray),
+                           progress=progress_factory(quiet))
+    click.echo(f"wrote {len(written)} fused image(s) to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""Reading corpora for training: deterministic, chunk-wise, DDP- and worker-aware batches.
+
+An epoch's plan is computed from (seed, epoch) alone: every chunk of every corpus (repeated or
+sub-sampled by its weight) is shuffled, consecutive chunks form shuffle buffers, each buffer's
+patches are shuffled and cut into batches, and the batches are dealt to DDP ranks and then to
+loader workers. Reading is chunk by chunk from Zarr, or from memory when the corpora are small
+enough. Every rank yields the same number of batches, so DDP ranks never wait on each other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from crossfuse.errors import StoreError
+from crossfuse.schema import open_corpus
+
+#: Luma weights of the visible image (ITU-R 601), as the release converts RGB to Y.
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Block:
+    """Rows ``start:stop`` of corpus ``corpus`` (one Zarr chunk)."""
+
+    corpus: int
+    start: int
+    stop: int
+
+
+class Corpora:
+    """One or more corpus stores opened for reading (schema checked), with optional weights.
+
+    ``in_memory``: None decides by size (``memory_limit`` bytes of patches), True/False forces.
+    Handles are opened lazily once per process, so the object can be sent to loader workers.
+    """
+
+    def __init__(self, urls: Sequence[str], weights: Sequence[float] | None = None, *,
+                 in_memory: bool | None = None, memory_limit: int = 2 << 30) -> None:
+        if not urls:
+            raise StoreError("no corpus given; pass at least one --data STORE.")
+        self.urls = list(urls)
+        self.weights = list(weights) if weights is not None else [1.0] * len(urls)
+        if len(self.weights) != len(self.urls) or any(w <= 0 for w in self.weights):
+            raise StoreError(f"need one positive weight per corpus, got {self.weights} for {len(self.urls)} corpora.")
+        self.lengths, self.chunks, patches = [], [], set()
+        for url in self.urls:
+            group, meta = open_corpus(url)
+            self.lengths.append(int(group["vis"].shape[0]))
+            self.chunks.append(int(group["vis"].chunks[0]))
+            patches.add(int(meta["params"]["patch"]))
+        if len(patches) != 1:
+            raise StoreError(f"corpora have different patch sizes {sorted(patches)}; batches need one size.")
+        self.patch = patches.pop()
+        size = sum(self.lengths) * 4 * self.patch * self.patch
+        self.in_memory = size <= memory_limit if in_memory is None else in_memory
+        self._pid: int | None = None
+        self._groups: list = []
+        self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def __len__(self) -> int:
+        return sum(self.lengths)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.update(_pid=None, _groups=[], _cache=None)
+        return state
+
+    def _open(self) -> None:
+        if self._pid != os.getpid():
+            import zarr
+
+            self._groups = [zarr.open_group(store=url, mode="r") for url in self.urls]
+            self._cache = None
+            self._pid = os.getpid()
+            if self.in_memory:
+                self._cache = [(g["vis"][...], g["ir"][...]) for g in self._groups]
+
+    def read(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 ``vis`` (n, 3, P, P) and ``ir`` (n, 1, P, P) of one block."""
+        self._open()
+        if self._cache is not None:
+            vis, ir = self._cache[block.corpus]
+            return vis[block.start:block.stop], ir[block.start:block.stop]
+        g = self._groups[block.corpus]
+        return g["vis"][block.start:block.stop], g["ir"][block.start:block.stop]
+
+    def blocks(self) -> list[Block]:
+        return [Block(corpus=c, start=s, stop=min(n, s + step))
+                for c, (n, step) in enumerate(zip(self.lengths, self.chunks)) for s in range(0, n, step)]
+
+
+def _weighted_blocks(corpora: Corpora, rng: np.random.Generator) -> list[Block]:
+    """Every block of each corpus floor(weight) times, plus a random fraction for the remainder."""
+    out: list[Block] = []
+    blocks = corpora.blocks()
+    for c, weight in enumerate(corpora.weights):
+        mine = [b for b in blocks if b.corpus == c]
+        out += mine * int(weight)
+        extra = int(round((weight - int(weight)) * len(mine)))
+        out += [mine[i] for i in sorted(rng.choice(len(mine), size=extra, replace=False))]
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochPlan:
+    """This rank's batches of one epoch, each a list of (block, rows within the block)."""
+
+    batches: list[list[tuple[Block, np.ndarray]]]
+
+    @property
+    def batches_per_rank(self) -> int:
+        return len(self.batches)
+
+
+def plan_epoch(corpora: Corpora, *, seed: int, epoch: int, batch_size: int, rank: int = 0, world: int = 1,
+               buffer_chunks: int = 4) -> EpochPlan:
+    """The deterministic plan of ``epoch``: blocks shuffled, patches shuffled within buffers of
+    ``buffer_chunks`` blocks, cut into batches (an incomplete last batch is dropped); rank ``r`` of
+    ``world`` takes batches r, r + world, ... and every rank the same number of them."""
+    rng = np.random.default_rng([seed, epoch])
+    blocks = _weighted_blocks(corpora, rng)
+    order = rng.permutation(len(blocks))
+    batches: list[list[tuple[Block, np.ndarray]]] = []
+    pending: list[tuple[Block, int]] = []
+    for index, first in enumerate(range(0, len(order), buffer_chunks)):
+        rows = [(blocks[i], r) for i in order[first:first + buffer_chunks] for r in range(blocks[i].stop - blocks[i].start)]
+        perm = np.random.default_rng([seed, epoch, index]).permutation(len(rows))
+        pending += [rows[i] for i in perm]
+        while len(pending) >= batch_size:
+            batch, pending = pending[:batch_size], pending[batch_size:]
+            parts: dict[Block, list[int]] = {}
+            for block, row in batch:
+                parts.setdefault(block, []).append(row)
+            batches.append([(block, np.array(rows_)) for block, rows_ in parts.items()])
+    per_rank = len(batches) // world
+    return EpochPlan(batches=batches[rank::world][:per_rank])
+
+
+def to_model_inputs(vis: np.ndarray, ir: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (n, 3, P, P) RGB and (n, 1, P, P) infrared -> float32 visible Y and infrared in [0, 1],
+    each (n, 1, P, P): ``Y = (0.299 R + 0.587 G + 0.114 B) / 255``, not rounded."""
+    v = torch.from_numpy(np.ascontiguousarray(vis)).float()
+    y = (LUMA[0] * v[:, 0:1] + LUMA[1] * v[:, 1:2] + LUMA[2] * v[:, 2:3]) / 255.0
+    return y, torch.from_numpy(np.ascontiguousarray(ir)).float() / 255.0
+
+
+class PatchBatches(torch.utils.data.IterableDataset):
+    """Batches ``(vis_y, ir)`` of one epoch for this rank; use with ``DataLoader(batch_size=None)``.
+    Loader worker ``w`` of ``K`` produces the rank's batches w, w + K, ..., so the loader's
+    round-robin yields the same sequence whatever K is. Call :meth:`set_epoch` before each epoch."""
+
+    def __init__(self, corpora: Corpora, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 buffer_chunks: int = 4) -> None:
+        super().__init__()
+        self.corpora, self.batch_size, self.seed = corpora, batch_size, seed
+        self.rank, self.world, self.buffer_chunks = rank, world, buffer_chunks
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def plan(self) -> EpochPlan:
+        return plan_epoch(self.corpora, seed=self.seed, epoch=self.epoch, batch_size=self.batch_size,
+                          rank=self.rank, world=self.world, buffer_chunks=self.buffer_chunks)
+
+    def __len__(self) -> int:
+        return self.plan().batches_per_rank
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        cache: dict[Block, tuple[np.ndarray, np.ndarray]] = {}
+        for batch in self.plan().batches[worker::workers]:
+            vis, ir = [], []
+            for block, rows in batch:
+                if block not in cache:
+                    if len(cache) >= 2 * self.buffer_chunks:
+                        cache.pop(next(iter(cache)))  # oldest first
+                    cache[block] = self.corpora.read(block)
+                vis.append(cache[block][0][rows])
+                ir.append(cache[block][1][rows])
+            yield to_model_inputs(np.concatenate(vis), np.concatenate(ir))

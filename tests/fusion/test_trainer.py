@@ -1,0 +1,104 @@
+"""Training on a real corpus: the loss falls, a killed run resumes exactly, NaNs are handled, DDP runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from crossfuse.errors import StoreExistsError
+from crossfuse.fusion import checkpoint, trainer
+from crossfuse.fusion.config import TrainConfig, load
+from crossfuse.fusion.data import Corpora, plan_epoch
+from crossfuse.fusion.network import NetworkConfig
+from tests.helpers import REPO
+
+TINY = NetworkConfig(dim=8, heads=2, encoder_blocks=1, decoder_blocks=1, detail_nodes=1)
+
+
+def _cfg(**kw):
+    base = dict(epochs=3, phase1_epochs=1, batch_size=4, steps_per_epoch=2, network=TINY, lr=1e-3, clip_norm=1.0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _log(run):
+    return [json.loads(line) for line in open(os.path.join(run, "log.jsonl"))]
+
+
+def test_loss_goes_down_and_run_folder_is_complete(tmp_path, sample_corpus):
+    run = str(tmp_path / "run")
+    cfg = _cfg(epochs=2, phase1_epochs=2, steps_per_epoch=8, lr=3e-3, batch_size=8)
+    result = trainer.train(data=[sample_corpus[0]], out=run, cfg=cfg)
+    losses = [r["loss"] for r in _log(run)]
+    assert len(losses) == result.steps == 16
+    assert sum(losses[-4:]) < 0.8 * sum(losses[:4])
+    assert load(os.path.join(run, "config.toml")) == cfg
+    assert os.path.getsize(os.path.join(run, "loss_phase1.png")) > 1000
+    payload = torch.load(os.path.join(run, "checkpoints", "epoch_0002.pth"), weights_only=True)
+    assert set(payload) == {"DIDF_Encoder", "DIDF_Decoder", "BaseFuseLayer", "DetailFuseLayer", "crossfuse"}
+    assert all(k.startswith("module.") for k in payload["DIDF_Encoder"])
+    with pytest.raises(StoreExistsError, match="--resume"):
+        trainer.train(data=[sample_corpus[0]], out=run, cfg=cfg)
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path, sample_corpus, monkeypatch):
+    cfg = _cfg()
+    whole = str(tmp_path / "whole")
+    trainer.train(data=[sample_corpus[0]], out=whole, cfg=cfg)
+
+    killed = str(tmp_path / "killed")
+    real = trainer._step_losses
+    calls = {"n": 0}
+
+    def dies_in_epoch_three(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # second step of the third epoch
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_step_losses", dies_in_epoch_three)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(data=[sample_corpus[0]], out=killed, cfg=cfg)
+    monkeypatch.undo()
+    assert len(_log(killed)) == 5
+    trainer.train(data=[sample_corpus[0]], out=killed, cfg=cfg, resume=True)
+    a = checkpoint.load_model(os.path.join(whole, "checkpoints", "latest.pth"))
+    b = checkpoint.load_model(os.path.join(killed, "checkpoints", "latest.pth"))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert [r["loss"] for r in _log(whole)] == [r["loss"] for r in _log(killed)]
+
+
+def test_non_finite_losses_are_skipped_then_abort(tmp_path, sample_corpus, monkeypatch):
+    real = trainer._step_losses
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        out = real(*args, **kwargs)
+        if calls["n"] >= 2:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer, "_step_losses", poisoned)
+    with pytest.warns(UserWarning, match="non-finite loss"), pytest.raises(trainer.TrainingDiverged, match="3 consecutive"):
+        trainer.train(data=[sample_corpus[0]], out=str(tmp_path / "nan"), cfg=_cfg(nan_patience=3))
+    assert len(_log(str(tmp_path / "nan"))) == 1  # only the finite step was logged
+
+
+def test_ddp_two_cpu_processes(tmp_path, sample_corpus):
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "crossfuse.cli.main", "train", "--data", sample_corpus[0], "--out", str(run),
+           "--config", str(REPO / "configs" / "demo.toml"), "--epochs", "2", "--phase1-epochs", "1",
+           "--steps-per-epoch", "0", "--batch-size", "16", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    per_rank = plan_epoch(Corpora([sample_corpus[0]]), seed=0, epoch=0, batch_size=16, rank=0, world=2).batches_per_rank
+    single = plan_epoch(Corpora([sample_corpus[0]]), seed=0, epoch=0, batch_size=16).batches_per_rank
+    assert 0 < per_rank < single
+    assert len(_log(str(run))) == 2 * per_rank  # rank 0 logs its own share of each epoch
+    assert (run / "checkpoints" / "epoch_0002.pth").exists()
