@@ -102,3 +102,9 @@ def test_ddp_two_cpu_processes(tmp_path, sample_corpus):
     assert 0 < per_rank < single
     assert len(_log(str(run))) == 2 * per_rank  # rank 0 logs its own share of each epoch
     assert (run / "checkpoints" / "epoch_0002.pth").exists()
+
+
+def test_bf16_and_channels_last_paths_run(tmp_path, sample_corpus):
+    cfg = _cfg(epochs=2, phase1_epochs=1, steps_per_epoch=1, bf16=True, channels_last=True)
+    result = trainer.train(data=[sample_corpus[0]], out=str(tmp_path / "bf16"), cfg=cfg)
+    assert result.steps == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in _log(str(tmp_path / "bf16")))
