@@ -20,7 +20,7 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 install: $(VENV)/.installed
 
 # The main job on the bundled sample: align the auxiliary pairs to the target, pack the target,
-# train briefly on both corpora (configs/demo.toml), fuse the target pairs.
+# train briefly on both corpora (configs/demo.toml), fuse the target pairs, evaluate the fusions.
 demo: install
 	$(BIN)/crossfuse-align build --target data_manifests/sample-target.json \
 		--aux data_manifests/sample-aux.json --out $(DEMO)/sample-aligned.zarr \
@@ -34,6 +34,8 @@ demo: install
 		--out $(DEMO)/run --config configs/demo.toml
 	$(BIN)/crossfuse fuse --checkpoint $(DEMO)/run/checkpoints/latest.pth \
 		--pairs data_manifests/sample-target.json --out $(DEMO)/fused
+	$(BIN)/crossfuse eval --fused $(DEMO)/fused --pairs data_manifests/sample-target.json \
+		--csv $(DEMO)/metrics.csv
 	@echo "pictures: $(DEMO)/fused/*.png, $(DEMO)/run/loss_phase1.png, $(DEMO)/run/loss_phase2.png"
 
 test: install

@@ -1,0 +1,252 @@
+"""Fusion-quality metrics exactly as the paper's evaluation protocol computes them.
+
+F is the fused image, A the infrared, B the visible: (H, W) float64 arrays of gray values on a
+0-255 scale, read by :func:`read_gray`. Everything is vectorised numpy in float64: Gaussian
+filtering through FFTs, box filtering through cumulative sums. The protocol's quirks are kept on
+purpose and noted in each docstring, so that numbers stay comparable with published tables.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE")
+
+
+def read_gray(path: str) -> np.ndarray:
+    """The protocol's reading: 8-bit RGB -> ``round(0.299 R + 0.587 G + 0.114 B)``; gray as it is.
+    Returns (H, W) float64 on 0-255."""
+    import fsspec
+
+    with fsspec.open(path, "rb") as fh, Image.open(fh) as im:
+        if im.mode == "L":
+            return np.asarray(im, dtype=np.float64)
+        rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
+    return np.round(rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
+
+
+def _corr(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson correlation; 0 when either image is constant (where the protocol would give NaN)."""
+    xc, yc = x - x.mean(), y - y.mean()
+    norm = math.sqrt((xc * xc).sum() * (yc * yc).sum())
+    return float((xc * yc).sum() / norm) if norm > 0 else 0.0
+
+
+# ---- the metrics ----
+
+def en(f: np.ndarray) -> float:
+    """Entropy in bits of the 256-bin histogram of round(F): ``-sum p log2 p``."""
+    counts = np.bincount(np.round(f).astype(np.uint8).ravel(), minlength=256)
+    p = counts[counts > 0] / f.size
+    return float(-(p * np.log2(p)).sum())
+
+
+def sd(f: np.ndarray) -> float:
+    """Population standard deviation of F."""
+    return float(f.std())
+
+
+def sf(f: np.ndarray) -> float:
+    """Spatial frequency: ``sqrt(mean((F[:,1:]-F[:,:-1])^2) + mean((F[1:,:]-F[:-1,:])^2))``."""
+    return float(math.sqrt(np.mean(np.diff(f, axis=1) ** 2) + np.mean(np.diff(f, axis=0) ** 2)))
+
+
+def ag(f: np.ndarray) -> float:
+    """Average gradient: ``mean(sqrt((Gx^2 + Gy^2) / 2))``, central differences inside, one-sided
+    on the first and last column/row (numpy's ``gradient``)."""
+    gy, gx = np.gradient(f)
+    return float(np.mean(np.sqrt((gx * gx + gy * gy) / 2)))
+
+
+def _mutual_information(x: np.ndarray, y: np.ndarray) -> float:
+    """MI in nats with each (integer) pixel value a label: ``sum p_xy log(p_xy / (p_x p_y))``."""
+    a = x.astype(np.int64).ravel()
+    b = y.astype(np.int64).ravel()
+    joint = np.bincount(a * 256 + b, minlength=256 * 256).reshape(256, 256).astype(np.float64)
+    joint /= a.size
+    px, py = joint.sum(1), joint.sum(0)
+    nz = joint > 0
+    return float((joint[nz] * np.log(joint[nz] / np.outer(px, py)[nz])).sum())
+
+
+def mi(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """``MI(F, A) + MI(F, B)`` in **nats** over exact pixel values (scikit-learn's
+    ``mutual_info_score`` on the flattened images) - the protocol's quirk: not bits."""
+    return _mutual_information(f, a) + _mutual_information(f, b)
+
+
+def scd(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Sum of correlations of differences: ``corr(A, F - B) + corr(B, F - A)`` (Pearson)."""
+    return _corr(a, f - b) + _corr(b, f - a)
+
+
+def cc(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """``(corr(A, F) + corr(B, F)) / 2`` (Pearson over all pixels)."""
+    return (_corr(a, f) + _corr(b, f)) / 2
+
+
+def _gaussian_window(n: int, sigma: float) -> np.ndarray:
+    """1-D factor of MATLAB's ``fspecial('gaussian', n, sigma)`` (no entry of the 2-D window falls
+    below eps * max for the sizes used, so the 2-D window is exactly this outer product)."""
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    g = np.exp(-(x * x) / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+def _filter_valid(stack: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """'valid' filtering of each (H, W) image of ``stack`` (k, H, W) by the symmetric window
+    ``outer(win, win)``, through a circular FFT convolution whose valid part never wraps."""
+    h, w = stack.shape[-2:]
+    n = len(win)
+    kernel = np.zeros((h, w))
+    kernel[:n, :n] = np.outer(win, win)
+    spectrum = np.fft.rfft2(stack, axes=(-2, -1)) * np.fft.rfft2(kernel)
+    return np.fft.irfft2(spectrum, s=(h, w), axes=(-2, -1))[..., n - 1:, n - 1:]
+
+
+def _vif_terms(mu_r: np.ndarray, rr: np.ndarray, mu_d: np.ndarray, dd: np.ndarray, rd: np.ndarray) -> tuple[float, float]:
+    """One scale's VIF numerator and denominator from local moments of reference r and distorted d."""
+    sigma_nsq, eps = 2.0, 1e-10
+    s1 = rr - mu_r * mu_r
+    s2 = dd - mu_d * mu_d
+    s12 = rd - mu_r * mu_d
+    g = s12 / (s1 + eps)
+    sv = s2 - g * s12
+    low1 = s1 < eps
+    g[low1] = 0
+    sv[low1] = s2[low1]
+    s1[low1] = 0
+    low2 = s2 < eps
+    g[low2] = 0
+    sv[low2] = 0
+    neg = g < 0
+    sv[neg] = s2[neg]
+    g[neg] = 0
+    sv = np.maximum(sv, eps)
+    return float(np.log10(1 + g * g * s1 / (sv + sigma_nsq)).sum()), float(np.log10(1 + s1 / sigma_nsq).sum())
+
+
+def _vif_pair(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[float, float]:
+    """VIF(A, F) and VIF(B, F): pixel-domain multi-scale VIF (Sheikh & Bovik), each source the
+    reference; the fused image's own moments are computed once for both."""
+    images = np.stack([a, b, f])
+    totals = np.zeros((2, 2))
+    for scale in range(1, 5):
+        n = 2 ** (5 - scale) + 1
+        win = _gaussian_window(n, n / 5)
+        if scale > 1:
+            images = _filter_valid(images, win)[..., ::2, ::2]
+        a_, b_, f_ = images
+        mu_a, mu_b, mu_f, aa, bb, ff, af, bf = _filter_valid(
+            np.stack([a_, b_, f_, a_ * a_, b_ * b_, f_ * f_, a_ * f_, b_ * f_]), win)
+        totals[0] += _vif_terms(mu_a, aa, mu_f, ff, af)
+        totals[1] += _vif_terms(mu_b, bb, mu_f, ff, bf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = totals[:, 0] / totals[:, 1]
+    return tuple(1.0 if math.isnan(v) else float(v) for v in values)
+
+
+def vif(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """``VIF(A, F) + VIF(B, F)``: pixel-domain VIF at scales s = 1..4 with Gaussian windows of
+    N = 2^(5-s)+1 (sd N/5; for s > 1 both images are first filtered 'valid' and decimated by 2),
+    local moments by 'valid' filtering, sigma_n^2 = 2, eps = 1e-10; g = s12/(s1+eps),
+    sv = s2 - g s12 with the usual guards; VIF = sum log10(1 + g^2 s1/(sv + sigma_n^2)) /
+    sum log10(1 + s1/sigma_n^2), NaN counting as 1."""
+    return sum(_vif_pair(a, b, f))
+
+
+def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient magnitude and angle arctan(Sy/Sx) (pi/2 where Sx = 0); Sobel responses by true
+    2-D convolution with zero padding ('same'): Sx with [[-1,0,1],[-2,0,2],[-1,0,1]], Sy with
+    [[1,2,1],[0,0,0],[-1,-2,-1]]."""
+    p = np.pad(img, 1)
+    rows = p[:-2] + 2 * p[1:-1] + p[2:]          # vertical [1, 2, 1]
+    cols = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]  # horizontal [1, 2, 1]
+    sx = rows[:, :-2] - rows[:, 2:]  # convolution flips the kernel: left minus right
+    sy = cols[2:] - cols[:-2]        # and bottom minus top
+    g = np.sqrt(sx * sx + sy * sy)
+    zero = sx == 0
+    angle = np.arctan(sy / np.where(zero, 1.0, sx))
+    angle[zero] = math.pi / 2
+    return g, angle
+
+
+def _edge_preservation(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray, a_f: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gaf = np.where(g_src > g_f, g_f / g_src, np.where(g_src < g_f, g_src / g_f, g_f))
+    aaf = 1 - np.abs(a_src - a_f) / (math.pi / 2)
+    qg = 0.9994 / (1 + np.exp(-15 * (gaf - 0.5)))
+    qa = 0.9879 / (1 + np.exp(-22 * (aaf - 0.8)))
+    return qg * qa
+
+
+def qabf(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """Xydeas-Petrovic edge preservation: ``sum(Q_AF g_A + Q_BF g_B) / sum(g_A + g_B)`` with
+    Q = Tg / (1 + exp(kg (G - Dg))) * Ta / (1 + exp(ka (A - Da))), Tg=0.9994, kg=-15, Dg=0.5,
+    Ta=0.9879, ka=-22, Da=0.8; G the gradient-strength ratio (the quirk: G = g_F where g_src = g_F),
+    A = 1 - |angle_src - angle_F| / (pi/2)."""
+    ga, aa = _sobel(a)
+    gb, ab = _sobel(b)
+    gf, af = _sobel(f)
+    den = (ga + gb).sum()
+    if den == 0:  # both sources flat: no edge to preserve (the protocol would give NaN)
+        return 0.0
+    num = (_edge_preservation(ga, aa, gf, af) * ga + _edge_preservation(gb, ab, gf, af) * gb).sum()
+    return float(num / den)
+
+
+def _ssim_from_moments(ux: np.ndarray, uy: np.ndarray, uxx: np.ndarray, uyy: np.ndarray, uxy: np.ndarray) -> float:
+    """scikit-image's SSIM from 7x7 local means of x, y, x^2, y^2, xy: sample covariance,
+    K1=0.01, K2=0.03 with data_range = 1, mean over the map less a 3-pixel border."""
+    cov_norm = 49 / 48
+    vx = cov_norm * (uxx - ux * ux)
+    vy = cov_norm * (uyy - uy * uy)
+    vxy = cov_norm * (uxy - ux * uy)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return float(s[3:-3, 3:-3].mean())
+
+
+def _uniform7(stack: np.ndarray) -> np.ndarray:
+    """scipy.ndimage.uniform_filter(size=7, mode='reflect') of each image of ``stack`` (k, H, W):
+    symmetric padding (d c b a | a b c d), then box sums from cumulative sums."""
+    r = 3
+    padded = np.pad(stack, ((0, 0), (r, r), (r, r)), mode="symmetric")
+    c = np.cumsum(padded, axis=1)
+    c = np.concatenate([c[:, 6:7], c[:, 7:] - c[:, :-7]], axis=1)
+    c = np.cumsum(c, axis=2)
+    c = np.concatenate([c[:, :, 6:7], c[:, :, 7:] - c[:, :, :-7]], axis=2)
+    return c / 49.0
+
+
+def ssim(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """``SSIM(F, A) + SSIM(F, B)``, each scikit-image's ``structural_similarity`` (7x7 uniform
+    window, sample covariance, mirrored borders, mean over the map less a 3-pixel border) with the
+    protocol's quirk data_range = 1 on 0-255 images (so C1 = 1e-4, C2 = 9e-4)."""
+    uf, ua, ub, uff, uaa, ubb, ufa, ufb = _uniform7(np.stack([f, a, b, f * f, a * a, b * b, f * a, f * b]))
+    return _ssim_from_moments(uf, ua, uff, uaa, ufa) + _ssim_from_moments(uf, ub, uff, ubb, ufb)
+
+
+def mse(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """``(mean((A - F)^2) + mean((B - F)^2)) / 2`` on images divided by 255."""
+    fa, fb = (a - f) / 255.0, (b - f) / 255.0
+    return float((np.mean(fa * fa) + np.mean(fb * fb)) / 2)
+
+
+def psnr(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """``10 log10(max(F)^2 / MSE)`` - the protocol's quirk: max(F) on 0-255 but MSE on /255 images.
+    Infinite when F equals both sources; -inf when F is all zero."""
+    err, peak = mse(f, a, b), float(f.max()) ** 2
+    if err == 0:
+        return math.inf
+    return float(10 * math.log10(peak / err)) if peak > 0 else -math.inf
+
+
+def all_metrics(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Every metric of :data:`NAMES` for fused ``f``, infrared ``a`` and visible ``b`` (same shape)."""
+    return {"EN": en(f), "SD": sd(f), "SF": sf(f), "AG": ag(f), "MI": mi(f, a, b), "SCD": scd(f, a, b),
+            "VIF": vif(f, a, b), "Qabf": qabf(f, a, b), "SSIM": ssim(f, a, b), "CC": cc(f, a, b),
+            "PSNR": psnr(f, a, b), "MSE": mse(f, a, b)}

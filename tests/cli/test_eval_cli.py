@@ -1,0 +1,57 @@
+"""``crossfuse eval`` on the bundled metric records."""
+
+import csv
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from crossfuse.cli.main import main
+from tests.helpers import MANIFESTS
+
+BUNDLED = MANIFESTS / "sample" / "metrics"
+
+
+@pytest.fixture
+def fused_dir(tmp_path):
+    """The bundled max fusion, named after its pair."""
+    out = tmp_path / "fused"
+    out.mkdir()
+    shutil.copy(BUNDLED / "fused" / "RoadScene_FLIR_00211_max.png", out / "FLIR_00211.png")
+    return out
+
+
+def _pairs(tmp_path):
+    for side in ("ir", "vis"):
+        (tmp_path / "pairs" / side).mkdir(parents=True, exist_ok=True)
+        shutil.copy(BUNDLED / side / "FLIR_00211.jpg", tmp_path / "pairs" / side)
+    return tmp_path / "pairs"
+
+
+def test_table_csv_and_json(tmp_path, fused_dir):
+    pairs = _pairs(tmp_path)
+    r = CliRunner().invoke(main, ["eval", "--fused", str(fused_dir), "--pairs", str(pairs), "--csv",
+                                  str(tmp_path / "m.csv"), "--json", str(tmp_path / "m.json"), "-j", "1", "-q"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0].split() == ["name", "EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE"]
+    assert lines[2].startswith("FLIR_00211") and lines[-1].startswith("mean pairs")
+    assert len({len(line) for line in lines if not line.startswith("-")}) == 1  # aligned columns
+    rows = list(csv.reader(open(tmp_path / "m.csv")))
+    assert ",".join(rows[0]) == "name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE"
+    expected = [r for r in json.loads((BUNDLED / "metrics_reference.json").read_text()) if r["rule"] == "max"][0]
+    got = dict(zip(rows[0][1:], map(float, rows[1][1:])))
+    assert all(got[k] == pytest.approx(v, rel=1e-4) for k, v in expected["metrics"].items())
+    assert json.loads((tmp_path / "m.json").read_text())["means"]["pairs"]["EN"] == pytest.approx(got["EN"])
+
+
+def test_missing_and_missized_fused_images_are_named(tmp_path, fused_dir):
+    pairs = _pairs(tmp_path)
+    (fused_dir / "FLIR_00211.png").rename(fused_dir / "other.png")
+    r = CliRunner().invoke(main, ["eval", "--fused", str(fused_dir), "--pairs", str(pairs), "-q"])
+    assert r.exit_code == 1 and "no fused image for pair 'FLIR_00211'" in r.output and "FLIR_00211.png" in r.output
+    Image.open(fused_dir / "other.png").crop((0, 0, 100, 100)).save(fused_dir / "FLIR_00211.png")
+    r = CliRunner().invoke(main, ["eval", "--fused", str(fused_dir), "--pairs", str(pairs), "-j", "2", "-q"])
+    assert r.exit_code == 1 and "100x100 but its sources" in r.output
