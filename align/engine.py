@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from crossfuse.align.config import EngineConfig
-
-
-def default_workers() -> int:
-    """Worker threads for the local engine: the cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+from crossfuse.system import available_cores
 
 
 @contextmanager
@@ -27,7 +19,7 @@ def dask_client(engine: EngineConfig) -> Iterator["distributed.Client"]:  # noqa
         with distributed.Client(engine.scheduler) as client:
             yield client
         return
-    workers = engine.workers or default_workers()
+    workers = engine.workers or available_cores()
     # ":0" puts the status server on a free port, so concurrent builds never collide on 8787.
     with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=workers,
                                   dashboard_address=":0") as cluster, distributed.Client(cluster) as client:

@@ -57,13 +57,6 @@ class ScanResult:
     problems: list[dict]
 
 
-def _absolute(url: str) -> str:
-    """Local paths made absolute, so that workers with another working directory find them."""
-    import os
-
-    return url if "://" in url else os.path.abspath(url)
-
-
 def _fingerprint(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -176,7 +169,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
           progress: Progress = no_progress) -> BuildSummary:
     """Build an aligned corpus at ``out``: the ``params.k`` patches of ``aux`` whose visible RGB
     means are closest (L1) to ``target``'s, gamma-corrected per channel to match them."""
-    out = _absolute(out)
+    out = _manifest.absolute(out)
     fingerprint = _fingerprint(kind="aligned", params=params.as_dict(), batch=engine.batch, skip_bad=skip_bad,
                                target=_manifest.fingerprint(target), aux=_manifest.fingerprint(aux),
                                target_root=target.root, aux_root=aux.root)
@@ -234,7 +227,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
 def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), engine: EngineConfig = EngineConfig(),
          overwrite: bool = False, skip_bad: bool = False, progress: Progress = no_progress) -> BuildSummary:
     """Write every patch of ``dataset`` to a corpus at ``out`` as it is (kind ``packed``)."""
-    out = _absolute(out)
+    out = _manifest.absolute(out)
     fingerprint = _fingerprint(kind="packed", patch=params.patch, stride=params.stride, chunk=params.chunk,
                                batch=engine.batch, skip_bad=skip_bad, dataset=_manifest.fingerprint(dataset),
                                root=dataset.root)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 
 from crossfuse.fusion.evaluate import score
+from crossfuse.system import available_cores
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference" / "metrics"
@@ -43,7 +43,7 @@ def main() -> None:
                      "official_s": round(rec["seconds"], 3), "speedup": round(rec["seconds"] / ours, 1)})
     from concurrent.futures import ProcessPoolExecutor
 
-    workers = len(os.sched_getaffinity(0))
+    workers = available_cores()
     t = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         list(pool.map(score, *zip(*jobs)))

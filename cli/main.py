@@ -109,13 +109,10 @@ def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, device, quiet)
 def evaluate(fused, pairs, csv_path, json_path, workers, quiet):
     """Score fused images with the IVIF metrics of the paper's protocol (EN, SD, SF, AG, MI, SCD,
     VIF, Qabf, SSIM, CC, PSNR, MSE), computed exactly as its evaluator does."""
-    import os
-
     from crossfuse import manifest
     from crossfuse.fusion import evaluate as ev
 
-    rows = ev.evaluate(fused, [manifest.load(p) for p in pairs], workers=workers or len(os.sched_getaffinity(0)),
-                       progress=progress_factory(quiet))
+    rows = ev.evaluate(fused, [manifest.load(p) for p in pairs], workers=workers, progress=progress_factory(quiet))
     click.echo(ev.table(rows))
     if csv_path:
         ev.write_csv(rows, csv_path)

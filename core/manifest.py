@@ -83,10 +83,11 @@ def _parent(location: str) -> str:
     return os.path.dirname(os.path.abspath(location))
 
 
-def _absolute(path: str) -> str:
+def absolute(location: str) -> str:
+    """A local path made absolute (so workers with another working directory find it); URLs as they are."""
     import os
 
-    return os.path.abspath(path)
+    return location if "://" in location else os.path.abspath(location)
 
 
 def _is_absolute(root: str) -> bool:
@@ -155,7 +156,7 @@ def _from_folder(spec: str, fs: Any, path: str, root: str | None) -> Manifest:
     )
     name = posixpath.basename(path.rstrip("/")) or spec
     if root is None:
-        root = spec if _is_absolute(spec) else _absolute(spec)
+        root = absolute(spec)
     return Manifest(name=name, root=root, pairs=pairs, origin=spec)
 
 

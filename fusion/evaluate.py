@@ -19,6 +19,7 @@ from crossfuse.errors import CrossfuseError
 from crossfuse.fusion.metrics import NAMES, all_metrics, read_gray
 from crossfuse.manifest import IMAGE_SUFFIXES, Manifest
 from crossfuse.progress import Progress, no_progress
+from crossfuse.system import available_cores
 
 
 class EvalError(CrossfuseError, ValueError):
@@ -53,12 +54,14 @@ def score(fused: str, ir: str, vis: str) -> dict[str, float]:
     return all_metrics(f, a, b)
 
 
-def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int = 1,
+def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = None,
              progress: Progress = no_progress) -> list[Row]:
-    """Score the fused image of every pair of ``datasets``; every file is located before any work."""
+    """Score the fused image of every pair of ``datasets`` in ``workers`` processes (None: one per
+    core); every file is located before any work starts."""
     jobs = [(m.name, p.id, find_fused(fused_dir, p.id), m.url(p.ir), m.url(p.vis)) for m in datasets for p in m.pairs]
     if not jobs:
         raise EvalError("the given pairs list no images to evaluate.")
+    workers = min(workers or available_cores(), len(jobs))
     rows: list[Row] = []
     with progress("evaluate", len(jobs)) as advance:
         if workers <= 1:

@@ -24,3 +24,11 @@ def test_the_blocker_does_block():
     r = subprocess.run([sys.executable, "-c", BLOCK.replace("import crossfuse.fusion", "import crossfuse.align")],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "must not import" in r.stderr
+
+
+def test_align_imports_without_torch_or_fusion():
+    code = BLOCK.replace("{'dask', 'distributed', 'faiss'}", "{'torch'}").replace(
+        "name.startswith('crossfuse.align')", "name.startswith('crossfuse.fusion')").replace(
+        "import crossfuse.fusion, crossfuse.schema", "import crossfuse.align, crossfuse.cli.align, crossfuse.schema")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
