@@ -33,7 +33,7 @@ demo: install
 	$(BIN)/crossfuse train --data $(DEMO)/sample-aligned.zarr --data $(DEMO)/sample-target.zarr \
 		--out $(DEMO)/run --config configs/demo.toml
 	$(BIN)/crossfuse fuse --checkpoint $(DEMO)/run/checkpoints/latest.pth \
-		--pairs data_manifests/sample-target.json --out $(DEMO)/fused
+		--pairs data_manifests/sample-target.json --out $(DEMO)/fused --overwrite
 	$(BIN)/crossfuse eval --fused $(DEMO)/fused --pairs data_manifests/sample-target.json \
 		--csv $(DEMO)/metrics.csv
 	@echo "pictures: $(DEMO)/fused/*.png, $(DEMO)/run/loss_phase1.png, $(DEMO)/run/loss_phase2.png"

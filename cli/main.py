@@ -77,9 +77,10 @@ def train(data, weights, out, config_file, resume, quiet, **overrides):
 @click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True, help="Tile overlap in pixels.")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast (faster on recent CPUs and GPUs; not bit-exact).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ...")
+@click.option("--overwrite", is_flag=True, help="Replace fused images already in DIR.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors
-def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, device, quiet):
+def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, device, overwrite, quiet):
     """Fuse IR/VIS pairs: colour output keeps the visible image's chroma; gray visible gives gray."""
     from crossfuse import manifest
     from crossfuse.fusion.checkpoint import load_model
@@ -91,7 +92,7 @@ def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, device, quiet)
     model = load_model(checkpoint)
     written = fuse_dataset(model, manifest.load(pairs, root=root), out, device=pick_device(device),
                            options=FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray),
-                           progress=progress_factory(quiet))
+                           overwrite=overwrite, progress=progress_factory(quiet))
     click.echo(f"wrote {len(written)} fused image(s) to {out}")
 
 

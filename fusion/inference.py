@@ -83,14 +83,21 @@ def fuse_images(model: CrossFuse, vis_rgb: np.ndarray, ir: np.ndarray, *, device
 
 
 def fuse_dataset(model: CrossFuse, dataset, out_dir: str, *, device: torch.device,
-                 options: FuseOptions = FuseOptions(), progress=None) -> list[str]:
-    """Fuse every pair of a manifest into ``out_dir/<id>.png``; returns the written paths."""
+                 options: FuseOptions = FuseOptions(), overwrite: bool = False, progress=None) -> list[str]:
+    """Fuse every pair of a manifest into ``out_dir/<id>.png``; returns the written paths.
+    Existing files are replaced only with ``overwrite`` (checked before any work)."""
     import os
 
+    from crossfuse.errors import StoreExistsError
     from crossfuse.imageio import read_pair
     from crossfuse.progress import no_progress
 
     progress = progress or no_progress
+    existing = [p.id for p in dataset.pairs if os.path.exists(os.path.join(out_dir, f"{p.id}.png"))]
+    if existing and not overwrite:
+        raise StoreExistsError(f"{out_dir} already holds fused images for {len(existing)} pair(s) "
+                               f"({', '.join(existing[:3])}{' ...' if len(existing) > 3 else ''}); "
+                               "pass --overwrite to replace them or choose another --out.")
     model = model.to(device).eval()
     written = []
     with progress("fuse", len(dataset.pairs)) as advance:

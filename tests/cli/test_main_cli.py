@@ -29,6 +29,10 @@ def test_train_resume_and_fuse(tmp_path, sample_corpus):
     r = _run("fuse", "-k", run / "checkpoints" / "latest.pth", "-p", SAMPLE_TARGET, "-o", out, "-q")
     assert r.exit_code == 0, r.output
     assert len(list(out.glob("*.png"))) == 8 and Image.open(next(out.glob("*.png"))).mode == "RGB"
+    before = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    r = _run("fuse", "-k", run / "checkpoints" / "latest.pth", "-p", SAMPLE_TARGET, "-o", out, "--gray", "-q")
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == before  # nothing lost
     r = _run("fuse", "-k", run / "checkpoints" / "latest.pth", "-p", SAMPLE_TARGET, "-o", tmp_path / "g",
              "--gray", "--tile", "128", "--overlap", "16", "-q")
     assert r.exit_code == 0 and Image.open(next((tmp_path / "g").glob("*.png"))).mode == "L"
