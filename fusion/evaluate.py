@@ -45,6 +45,13 @@ def find_fused(fused_dir: str, pair_id: str) -> str:
                     f"(or {', '.join(IMAGE_SUFFIXES[1:])}). Fuse it first, or evaluate the pairs you have.")
 
 
+def _single_threaded() -> None:
+    """Worker processes share the cores: one torch thread each, or they oversubscribe."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def score(fused: str, ir: str, vis: str) -> dict[str, float]:
     """All metrics of one fused image against its infrared and visible sources (paths or URLs)."""
     f, a, b = read_gray(fused), read_gray(ir), read_gray(vis)
@@ -70,7 +77,7 @@ def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = 
                 rows.append(Row(dataset=job[0], name=job[1], metrics=metrics))
                 advance(1, job[1])
         else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:
                 for job, metrics in zip(jobs, pool.map(score, *zip(*[j[2:] for j in jobs]))):
                     rows.append(Row(dataset=job[0], name=job[1], metrics=metrics))
                     advance(1, job[1])
