@@ -101,6 +101,14 @@ def _rgb(values) -> str:
     return "  ".join(f"{c} {v:7.2f}" for c, v in zip("RGB", values))
 
 
+def _alignment_lines(target_means, before, after, gamma) -> list[str]:
+    """The statistics an aligned corpus is about, as printed by build and inspect."""
+    return [f"  target means   {_rgb(target_means)}",
+            f"  before gamma   {_rgb(before)}",
+            f"  after gamma    {_rgb(after)}",
+            "  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", gamma))]
+
+
 def _print_summary(s) -> None:
     c = s.counts
     lines = [f"{'resumed and completed' if s.resumed else 'wrote'} {s.kind} corpus {s.store}"]
@@ -108,10 +116,7 @@ def _print_summary(s) -> None:
         lines += [f"  target     {c['target_pairs']:>6} pairs  {c['target_patches']:>8} patches",
                   f"  auxiliary  {c['aux_pairs']:>6} pairs  {c['aux_patches']:>8} patches scanned",
                   f"  selected   {c['patches']:>8} patches (Top-K by L1 distance of RGB means)",
-                  f"  target means   {_rgb(s.target_means)}",
-                  f"  before gamma   {_rgb(s.means_before)}",
-                  f"  after gamma    {_rgb(s.means_after)}",
-                  "  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", s.gamma))]
+                  *_alignment_lines(s.target_means, s.means_before, s.means_after, s.gamma)]
         if s.recall is not None:
             lines.append(f"  IVF recall@K against exact search: {s.recall:.4f}")
     else:
@@ -170,10 +175,7 @@ def inspect(store, as_json):
     if d["kind"] == "aligned":
         lines += [f"  retrieval Top-{p['k']} by {p['metric']} over a {p['index']} FAISS index, target "
                   f"{d['target']['name']} ({d['target']['patches']} patches)",
-                  f"  target means   {_rgb(d['target']['means'])}",
-                  f"  before gamma   {_rgb(d['means_before'])}",
-                  f"  after gamma    {_rgb(d['means_after'])}",
-                  "  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", d["gamma"]))]
+                  *_alignment_lines(d["target"]["means"], d["means_before"], d["means_after"], d["gamma"])]
     else:
         lines.append(f"  means          {_rgb(d['means_before'])}")
     if d.get("skipped"):
