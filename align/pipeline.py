@@ -70,14 +70,14 @@ def _batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
     return out
 
 
-def _scan(client, group, url: str, role: str, manifest: Manifest, params: BuildParams, engine: EngineConfig,
+def _scan(client, url: str, role: str, manifest: Manifest, params: BuildParams, engine: EngineConfig,
           *, stash: bool, skip_bad: bool, progress: Progress) -> ScanResult:
     import distributed
 
     if not manifest.pairs:
         raise ManifestError(f"{manifest.origin} lists no image pairs; a dataset needs at least one.")
     batches = _batches(manifest, engine.batch)
-    todo = [(i, first, sub) for i, (first, sub) in enumerate(batches) if not _store.batch_done(group, role, i)]
+    todo = [(i, first, sub) for i, (first, sub) in enumerate(batches) if not _store.batch_done(url, role, i)]
     problems: list[dict] = []
     with progress(f"scan {role} ({manifest.name})", len(manifest.pairs)) as advance:
         advance(len(manifest.pairs) - sum(len(sub.pairs) for _, _, sub in todo))
@@ -97,7 +97,7 @@ def _scan(client, group, url: str, role: str, manifest: Manifest, params: BuildP
     pairs: list[dict] = []
     problems = []
     for i in range(len(batches)):
-        arrays, info = _store.read_batch(group, role, i, names)
+        arrays, info = _store.read_batch(url, role, i, names)
         for n in names:
             parts[n].append(arrays[n])
         parts["batch"].append(np.full(len(arrays["pair"]), i, dtype=np.int32))
@@ -115,13 +115,13 @@ def _scan(client, group, url: str, role: str, manifest: Manifest, params: BuildP
     return result
 
 
-def _selection_histogram(group, role: str, scan: ScanResult, ids: np.ndarray) -> np.ndarray:
+def _selection_histogram(url: str, role: str, scan: ScanResult, ids: np.ndarray) -> np.ndarray:
     """(3, 256) counts of the visible channels over the patches ``ids`` of ``scan``."""
     total = np.zeros((3, 256), dtype=np.int64)
     batches = scan.batch[ids]
     for batch in np.unique(batches):
         rows = scan.local[ids[batches == batch]]
-        hist, _ = _store.read_batch(group, role, int(batch), ("hist",))
+        hist, _ = _store.read_batch(url, role, int(batch), ("hist",))
         total += hist["hist"][rows].sum(axis=0)
     return total
 
@@ -176,9 +176,9 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
     clock = {"start": time.perf_counter()}
     group, resumed = _store.open_for_build(out, kind="aligned", fingerprint=fingerprint, overwrite=overwrite)
     with dask_client(engine) as client:
-        tscan = _scan(client, group, out, "target", target, params, engine, stash=False, skip_bad=skip_bad,
+        tscan = _scan(client, out, "target", target, params, engine, stash=False, skip_bad=skip_bad,
                       progress=progress)
-        ascan = _scan(client, group, out, "aux", aux, params, engine, stash=True, skip_bad=skip_bad,
+        ascan = _scan(client, out, "aux", aux, params, engine, stash=True, skip_bad=skip_bad,
                       progress=progress)
         clock["scan"] = time.perf_counter()
         target_means = tscan.means.mean(axis=0)
@@ -188,7 +188,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
                   if params.index == "ivf" else None)
         order = np.argsort(sel.ids, kind="stable")  # output rows by source, then origin
         ids, distances = sel.ids[order], sel.distances[order]
-        hist = _selection_histogram(group, "aux", ascan, ids)
+        hist = _selection_histogram(out, "aux", ascan, ids)
         fits = _gamma.fit(hist, target_means)
         luts = np.stack([_gamma.lut(f.gamma) for f in fits])
         clock["select"] = time.perf_counter()
@@ -234,7 +234,7 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
     start = time.perf_counter()
     group, resumed = _store.open_for_build(out, kind="packed", fingerprint=fingerprint, overwrite=overwrite)
     with dask_client(engine) as client:
-        scan = _scan(client, group, out, "aux", dataset, params, engine, stash=True, skip_bad=skip_bad,
+        scan = _scan(client, out, "aux", dataset, params, engine, stash=True, skip_bad=skip_bad,
                      progress=progress)
         scanned = time.perf_counter()
         ids = np.arange(len(scan.means), dtype=np.int64)

@@ -1,7 +1,7 @@
 """Writing a corpus store: create or resume, scratch space, final arrays, completion.
 
 A build keeps its intermediate results in the scratch group ``_partial`` inside the output store
-(per-batch scan results, and the list of finished output chunks), so that any fsspec location
+(per-batch scan results as one .npz blob each, and the list of finished output chunks), so that any fsspec location
 the workers can reach works, and a rerun with the same arguments resumes where it stopped. The
 corpus attribute says ``complete: false`` until the end; the scratch group is then removed.
 """
@@ -9,8 +9,12 @@ corpus attribute says ``complete: false`` until the end; the scratch group is th
 from __future__ import annotations
 
 import datetime as _dt
+import io
+import json
+import posixpath
 from typing import Any
 
+import fsspec
 import numpy as np
 import zarr
 
@@ -69,35 +73,33 @@ def open_for_build(url: str, *, kind: str, fingerprint: str, overwrite: bool) ->
     return group, False
 
 
-def batch_path(role: str, batch: int) -> str:
-    return f"{PARTIAL_GROUP}/{role}/{batch:05d}"
+def batch_url(url: str, role: str, batch: int) -> str:
+    """Where scan batch ``batch`` of ``role`` keeps its results: one uncompressed .npz blob."""
+    return f"{url.rstrip('/')}/{PARTIAL_GROUP}/{role}/{batch:05d}.npz"
 
 
-def batch_done(group: zarr.Group, role: str, batch: int) -> bool:
+def batch_done(url: str, role: str, batch: int) -> bool:
     """True when the scan of ``batch`` of ``role`` finished in an earlier or this run."""
-    try:
-        node = group[batch_path(role, batch)]
-    except KeyError:
-        return False
-    return bool(node.attrs.get("done"))
+    fs, path = fsspec.core.url_to_fs(batch_url(url, role, batch))
+    return fs.exists(path)
 
 
 def write_batch(url: str, role: str, batch: int, arrays: dict[str, np.ndarray], info: dict[str, Any]) -> None:
-    """Store one scan batch's arrays (uncompressed scratch) and then mark it done."""
-    node = zarr.open_group(store=url, mode="r+").require_group(batch_path(role, batch))
-    for name, data in arrays.items():
-        chunks = (max(1, data.shape[0]),) + data.shape[1:]
-        arr = node.create_array(name, shape=data.shape, chunks=chunks, dtype=data.dtype,
-                                compressors=None, overwrite=True)
-        if data.size:
-            arr[...] = data
-    node.attrs.update({**info, "done": True})
+    """Store one scan batch's arrays and ``info`` as a single blob, written under a temporary
+    name and then moved into place, so that a blob exists only once it is whole."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays, info=np.frombuffer(json.dumps(info).encode(), dtype=np.uint8))
+    fs, path = fsspec.core.url_to_fs(batch_url(url, role, batch))
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    fs.pipe_file(path + ".tmp", buffer.getvalue())
+    fs.mv(path + ".tmp", path)
 
 
-def read_batch(group: zarr.Group, role: str, batch: int, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
-    """A finished scan batch: the named arrays and its attributes."""
-    node = group[batch_path(role, batch)]
-    return {name: node[name][...] for name in names}, dict(node.attrs)
+def read_batch(url: str, role: str, batch: int, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
+    """A finished scan batch: the named arrays and its info."""
+    fs, path = fsspec.core.url_to_fs(batch_url(url, role, batch))
+    with np.load(io.BytesIO(fs.cat_file(path))) as blob:
+        return {name: blob[name] for name in names}, json.loads(blob["info"].tobytes().decode())
 
 
 def create_arrays(group: zarr.Group, *, n: int, patch: int, chunk: int) -> None:

@@ -74,7 +74,7 @@ def write_chunk(url: str, role: str, start: int, stop: int, batches: np.ndarray,
     ir = np.empty((stop - start,) + ir_out.shape[1:], dtype=np.uint8)
     for batch in np.unique(batches):
         where = np.flatnonzero(batches == batch)
-        data, _ = _store.read_batch(group, role, int(batch), ("vis", "ir"))
+        data, _ = _store.read_batch(url, role, int(batch), ("vis", "ir"))
         vis[where] = data["vis"][rows[where]]
         ir[where] = data["ir"][rows[where]]
     for c in range(3):

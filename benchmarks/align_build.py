@@ -1,0 +1,101 @@
+"""Align build against the released procedure (a) and the decode floor (b).
+
+    python -m benchmarks.align_build [--scales 1 10] [--repeats 3] [--baseline-scales 1]
+
+Workload: RoadScene (target) x the MSRS subset (auxiliary) from ../shared/datasets, P=64, S=200,
+K=800, the auxiliary manifest replicated 1x, 10x (and 30x on request). Per scale, medians of
+``--repeats`` runs of:
+- ours: `crossfuse-align build` in a subprocess (wall time, peak RSS by GNU time);
+- floor: every input image (target and auxiliary, visible and infrared) decoded once by Pillow on
+  the same number of threads as our workers;
+- released: benchmarks.released_align (one run; only at ``--baseline-scales``, it is slow).
+Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from PIL import Image
+
+from benchmarks.common import MANIFESTS, machine, replicated_manifest, scratch_dir
+from crossfuse import manifest as _manifest
+from crossfuse.system import available_cores
+
+
+def _ours(target: str, aux: str, out: str) -> tuple[float, float, dict]:
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "crossfuse.cli.align", "build", "-q", "-t", target,
+           "-a", aux, "-o", out, "-k", "800", "--overwrite"]
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - t
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1)) / 1024
+    summary = r.stdout.strip().splitlines()
+    return wall, rss, {"gamma": summary[-2].strip()}
+
+
+def _decode_all(paths: list[str], workers: int) -> None:
+    def decode(path: str) -> None:
+        with Image.open(path) as im:
+            im.load()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(decode, paths))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scales", type=int, nargs="+", default=[1, 10])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--baseline-scales", type=int, nargs="*", default=[1])
+    args = ap.parse_args()
+    workers = available_cores()
+    target_path = str(MANIFESTS / "roadscene.json")
+    target = _manifest.load(target_path)
+    results = []
+    with scratch_dir() as tmp:
+        for scale in args.scales:
+            aux_path = replicated_manifest("msrs", scale, tmp)
+            aux = _manifest.load(aux_path)
+            files = [m.url(getattr(p, side)) for m in (target, aux) for p in m.pairs for side in ("vis", "ir")]
+            megabytes = sum(os.path.getsize(f) for f in files) / 1e6
+            runs = [_ours(target_path, aux_path, os.path.join(tmp, f"x{scale}.zarr")) for _ in range(args.repeats)]
+            ours = sorted(r[0] for r in runs)[len(runs) // 2]
+            rss = max(r[1] for r in runs)
+            floor_runs = []
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                _decode_all(files, workers)
+                floor_runs.append(time.perf_counter() - t)
+            floor = sorted(floor_runs)[len(floor_runs) // 2]
+            patches = 1118 + 1629 * scale
+            row = {"aux_replication": scale, "input_files": len(files), "input_mb": round(megabytes, 1),
+                   "ours_s": round(ours, 2), "ours_peak_rss_mib": round(rss, 1), "floor_s": round(floor, 2),
+                   "ours_over_floor": round(ours / floor, 2), "patches_per_s": round(patches / ours),
+                   "input_mb_per_s": round(megabytes / ours, 1)}
+            if scale in args.baseline_scales:
+                from benchmarks import released_align
+
+                t = time.perf_counter()
+                released_align.run(target, aux, os.path.join(tmp, f"released_x{scale}"))
+                released = time.perf_counter() - t
+                row.update(released_s=round(released, 2), speedup_vs_released=round(released / ours, 2))
+            results.append(row)
+    base = next((r for r in results if r["aux_replication"] == 1), None)
+    big = next((r for r in results if r["aux_replication"] == 10), None)
+    out = {"command": "python -m benchmarks.align_build " + " ".join(sys.argv[1:]), "machine": machine(),
+           "workers": workers, "results": results}
+    if base and big:
+        out["rss_growth_10x"] = round(big["ours_peak_rss_mib"] / base["ours_peak_rss_mib"], 3)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
