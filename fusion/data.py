@@ -108,37 +108,54 @@ def _weighted_blocks(corpora: Corpora, rng: np.random.Generator) -> list[Block]:
 
 @dataclass(frozen=True, kw_only=True)
 class EpochPlan:
-    """This rank's batches of one epoch, each a list of (block, rows within the block)."""
+    """One epoch as flat arrays: the shuffled sequence of patches (``block`` index into
+    ``blocks``, ``row`` within it), cut into batches of ``batch_size``; this rank owns the
+    batches numbered ``mine``."""
 
-    batches: list[list[tuple[Block, np.ndarray]]]
+    blocks: list[Block]
+    block: np.ndarray  # (n,) int64
+    row: np.ndarray    # (n,) int64
+    batch_size: int
+    mine: np.ndarray   # (batches_per_rank,) int64
 
     @property
     def batches_per_rank(self) -> int:
-        return len(self.batches)
+        return len(self.mine)
+
+    def batch(self, k: int) -> list[tuple[Block, np.ndarray]]:
+        """Batch ``k`` of the epoch as (block, rows within the block) parts."""
+        sel = slice(k * self.batch_size, (k + 1) * self.batch_size)
+        blocks, rows = self.block[sel], self.row[sel]
+        return [(self.blocks[int(b)], rows[blocks == b]) for b in dict.fromkeys(blocks.tolist())]
+
+    @property
+    def batches(self) -> list[list[tuple[Block, np.ndarray]]]:
+        """This rank's batches, in order."""
+        return [self.batch(int(k)) for k in self.mine]
 
 
 def plan_epoch(corpora: Corpora, *, seed: int, epoch: int, batch_size: int, rank: int = 0, world: int = 1,
                buffer_chunks: int = 4) -> EpochPlan:
     """The deterministic plan of ``epoch``: blocks shuffled, patches shuffled within buffers of
-    ``buffer_chunks`` blocks, cut into batches (an incomplete last batch is dropped); rank ``r`` of
-    ``world`` takes batches r, r + world, ... and every rank the same number of them."""
+    ``buffer_chunks`` blocks, the sequence cut into batches (an incomplete last batch is dropped);
+    rank ``r`` of ``world`` takes batches r, r + world, ... and every rank the same number of them."""
     rng = np.random.default_rng([seed, epoch])
     blocks = _weighted_blocks(corpora, rng)
     order = rng.permutation(len(blocks))
-    batches: list[list[tuple[Block, np.ndarray]]] = []
-    pending: list[tuple[Block, int]] = []
+    sizes = np.array([b.stop - b.start for b in blocks], dtype=np.int64)
+    seq_block, seq_row = [], []
     for index, first in enumerate(range(0, len(order), buffer_chunks)):
-        rows = [(blocks[i], r) for i in order[first:first + buffer_chunks] for r in range(blocks[i].stop - blocks[i].start)]
-        perm = np.random.default_rng([seed, epoch, index]).permutation(len(rows))
-        pending += [rows[i] for i in perm]
-        while len(pending) >= batch_size:
-            batch, pending = pending[:batch_size], pending[batch_size:]
-            parts: dict[Block, list[int]] = {}
-            for block, row in batch:
-                parts.setdefault(block, []).append(row)
-            batches.append([(block, np.array(rows_)) for block, rows_ in parts.items()])
-    per_rank = len(batches) // world
-    return EpochPlan(batches=batches[rank::world][:per_rank])
+        ids = order[first:first + buffer_chunks]
+        block = np.repeat(ids, sizes[ids])
+        row = np.concatenate([np.arange(sizes[i]) for i in ids])
+        perm = np.random.default_rng([seed, epoch, index]).permutation(len(block))
+        seq_block.append(block[perm])
+        seq_row.append(row[perm])
+    block = np.concatenate(seq_block) if seq_block else np.zeros(0, np.int64)
+    row = np.concatenate(seq_row) if seq_row else np.zeros(0, np.int64)
+    per_rank = (len(block) // batch_size) // world
+    mine = np.arange(rank, per_rank * world, world, dtype=np.int64)
+    return EpochPlan(blocks=blocks, block=block, row=row, batch_size=batch_size, mine=mine)
 
 
 def to_model_inputs(vis: np.ndarray, ir: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,9 +192,10 @@ class PatchBatches(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         cache: dict[Block, tuple[np.ndarray, np.ndarray]] = {}
-        for batch in self.plan().batches[worker::workers]:
+        plan = self.plan()
+        for k in plan.mine[worker::workers]:
             vis, ir = [], []
-            for block, rows in batch:
+            for block, rows in plan.batch(int(k)):
                 if block not in cache:
                     if len(cache) >= 2 * self.buffer_chunks:
                         cache.pop(next(iter(cache)))  # oldest first

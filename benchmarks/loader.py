@@ -1,0 +1,96 @@
+"""Training loader throughput: our chunk-wise Zarr loader against the release's pattern (an HDF5
+file with one dataset per patch, opened and closed for every item).
+
+    python -m benchmarks.loader [--repeats 3]
+
+Needs h5py (bench-only). Builds RoadScene x MSRS (K=800) into a temporary corpus, writes the same
+patches as HDF5, and times one epoch of (visible Y, infrared) float batches of 8 through each
+path: ours streaming from Zarr, ours in memory, and the release's per-item HDF5 reads. Prints one
+JSON line with patches/s (median of the repeats), the ratios, and what a training step consumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import h5py
+import numpy as np
+import torch
+
+from benchmarks.common import MANIFESTS, machine, median_seconds, scratch_dir
+from crossfuse import manifest
+from crossfuse.align import build
+from crossfuse.fusion.data import LUMA, Corpora, PatchBatches
+
+
+class ReleasedH5(torch.utils.data.Dataset):
+    """The release's loader: open the file, read one patch, close, per item."""
+
+    def __init__(self, path: str) -> None:
+        with h5py.File(path, "r") as f:
+            self.keys = list(f["vis"].keys())
+        self.path = path
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int):
+        with h5py.File(self.path, "r") as f:
+            vis = np.array(f["vis"][self.keys[i]], dtype=np.float32)
+            ir = np.array(f["ir"][self.keys[i]], dtype=np.float32)
+        y = (LUMA[0] * vis[0] + LUMA[1] * vis[1] + LUMA[2] * vis[2])[None] / 255.0
+        return torch.from_numpy(y), torch.from_numpy(ir / 255.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    with scratch_dir() as tmp:
+        store = os.path.join(tmp, "c.zarr")
+        build(target=manifest.load(str(MANIFESTS / "roadscene.json")), aux=manifest.load(str(MANIFESTS / "msrs.json")),
+              out=store)
+        import zarr
+
+        g = zarr.open_group(store, mode="r")
+        vis, ir = g["vis"][...], g["ir"][...]
+        h5 = os.path.join(tmp, "c.h5")
+        with h5py.File(h5, "w") as f:
+            for i in range(len(vis)):
+                f.create_dataset(f"vis/{i}", data=vis[i])
+                f.create_dataset(f"ir/{i}", data=ir[i])
+        n = (len(vis) // 8) * 8
+
+        datasets = {mem: PatchBatches(Corpora([store], in_memory=mem), batch_size=8, seed=0) for mem in (False, True)}
+        epochs = {False: 0, True: 0}
+
+        def ours(in_memory: bool) -> None:  # one epoch; handles are opened once, as in training
+            ds = datasets[in_memory]
+            epochs[in_memory] += 1
+            ds.set_epoch(epochs[in_memory])
+            for _ in ds:
+                pass
+
+        released_loader = torch.utils.data.DataLoader(ReleasedH5(h5), batch_size=8, shuffle=True, drop_last=True)
+
+        def released() -> None:
+            for _ in released_loader:
+                pass
+
+        ours(False), ours(True)  # open the handles (and load the in-memory copy) before timing
+        rates = {"ours_zarr_streaming": n / median_seconds(lambda: ours(False), args.repeats),
+                 "ours_in_memory": n / median_seconds(lambda: ours(True), args.repeats),
+                 "released_h5_per_item": n / median_seconds(released, args.repeats)}
+    out = {k + "_patches_per_s": round(v) for k, v in rates.items()}
+    out["streaming_over_released"] = round(rates["ours_zarr_streaming"] / rates["released_h5_per_item"], 1)
+    out["in_memory_over_released"] = round(rates["ours_in_memory"] / rates["released_h5_per_item"], 1)
+    # A full-model step on batch 8 takes 3.1-8.4 s on this CPU (benchmarks.network_cpu, BENCHMARKS.md),
+    # so training here consumes at most 8 / 3.1 patches per second.
+    out["cpu_training_consumes_patches_per_s"] = round(8 / 3.1, 1)
+    print(json.dumps({"command": "python -m benchmarks.loader", "machine": machine(), "patches": n, **out}))
+
+
+if __name__ == "__main__":
+    main()
