@@ -11,12 +11,14 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 
 import torch
 
 from crossfuse.fusion.config import TrainConfig
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse
+from crossfuse.fusion.runtime import keep_freed_memory
 from crossfuse.fusion.trainer import _step_losses, make_optimizer
 
 
@@ -34,7 +36,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--glibc-default", action="store_true",
+                    help="leave glibc's allocator as it is (the commands call keep_freed_memory())")
     args = ap.parse_args()
+    if not args.glibc_default:
+        keep_freed_memory()
     device = torch.device(args.device)
     torch.manual_seed(0)
     cfg = TrainConfig()
@@ -43,6 +49,19 @@ def main() -> None:
     opt, _ = make_optimizer(parts, cfg)
     vis, ir = torch.rand(8, 1, 64, 64, device=device), torch.rand(8, 1, 64, 64, device=device)
     results = {}
+    big_v, big_i = torch.rand(1, 1, 480, 640, device=device), torch.rand(1, 1, 480, 640, device=device)
+    # Inference first, as `crossfuse fuse` runs it: in a process that has not trained (a backward
+    # pass leaves glibc's heap grown, which hides the allocator effect).
+    for bf16 in (False, True):
+        @torch.no_grad()
+        def infer() -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                model.eval()(big_i, big_v)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+
+        results[f"fuse_640x480_{'bf16' if bf16 else 'fp32'}_s"] = _median(infer, max(1, args.repeats // 2))
+    model.train()
     for bf16 in (False, True):
         def step(phase: int) -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -57,18 +76,8 @@ def main() -> None:
         name = "bf16" if bf16 else "fp32"
         results[f"train_step_phase1_{name}_s"] = _median(lambda: step(1), args.repeats)
         results[f"train_step_phase2_{name}_s"] = _median(lambda: step(2), args.repeats)
-        big_v, big_i = torch.rand(1, 1, 480, 640, device=device), torch.rand(1, 1, 480, 640, device=device)
-
-        @torch.no_grad()
-        def infer() -> None:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                model.eval()(big_i, big_v)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-
-        results[f"fuse_640x480_{name}_s"] = _median(infer, max(1, args.repeats // 2))
-        model.train()
-    print(json.dumps({"command": "python -m benchmarks.network_cpu", "device": str(device),
+    print(json.dumps({"command": "python -m benchmarks.network_cpu " + " ".join(sys.argv[1:]), "device": str(device),
+                      "allocator": "glibc default" if args.glibc_default else "keep_freed_memory",
                       "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                       "torch": torch.__version__, "repeats": args.repeats,
                       "params": sum(p.numel() for p in model.parameters()),

@@ -50,8 +50,10 @@ def train(data, weights, out, config_file, resume, quiet, **overrides):
     the official format is written every epoch; --resume continues exactly.
     """
     from crossfuse.fusion import config as cfg_mod
+    from crossfuse.fusion.runtime import keep_freed_memory
     from crossfuse.fusion.trainer import train as run_train
 
+    keep_freed_memory()
     if resume and config_file is None and not any(v is not None for v in overrides.values()):
         import os
 
@@ -85,8 +87,10 @@ def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, device, overwr
     from crossfuse import manifest
     from crossfuse.fusion.checkpoint import load_model
     from crossfuse.fusion.inference import FuseOptions, fuse_dataset
+    from crossfuse.fusion.runtime import keep_freed_memory
     from crossfuse.fusion.trainer import pick_device
 
+    keep_freed_memory()
     if tile and tile <= 2 * overlap:
         raise click.UsageError(f"--tile {tile} must exceed twice --overlap ({overlap}).")
     model = load_model(checkpoint)
