@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -95,8 +96,15 @@ def test_ddp_two_cpu_processes(tmp_path, sample_corpus):
            "--config", str(REPO / "configs" / "demo.toml"), "--epochs", "2", "--phase1-epochs", "1",
            "--steps-per-epoch", "0", "--batch-size", "16", "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # its own process group: a hang kills every rank
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
     per_rank = plan_epoch(Corpora([sample_corpus[0]]), seed=0, epoch=0, batch_size=16, rank=0, world=2).batches_per_rank
     single = plan_epoch(Corpora([sample_corpus[0]]), seed=0, epoch=0, batch_size=16).batches_per_rank
     assert 0 < per_rank < single
