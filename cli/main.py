@@ -78,11 +78,13 @@ def train(data, weights, out, config_file, resume, quiet, **overrides):
               help="Process images in tiles of this size (0: whole image) to bound memory.")
 @click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True, help="Tile overlap in pixels.")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast (faster on recent CPUs and GPUs; not bit-exact).")
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True,
+              help="NHWC convolutions (faster; same numbers to 1e-6).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ...")
 @click.option("--overwrite", is_flag=True, help="Replace fused images already in DIR.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors
-def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, device, overwrite, quiet):
+def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, channels_last, device, overwrite, quiet):
     """Fuse IR/VIS pairs: colour output keeps the visible image's chroma; gray visible gives gray."""
     from crossfuse import manifest
     from crossfuse.fusion.checkpoint import load_model
@@ -95,7 +97,8 @@ def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, device, overwr
         raise click.UsageError(f"--tile {tile} must exceed twice --overlap ({overlap}).")
     model = load_model(checkpoint)
     written = fuse_dataset(model, manifest.load(pairs, root=root), out, device=pick_device(device),
-                           options=FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray),
+                           options=FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray,
+                                               channels_last=channels_last),
                            overwrite=overwrite, progress=progress_factory(quiet))
     click.echo(f"wrote {len(written)} fused image(s) to {out}")
 

@@ -50,6 +50,15 @@ def test_gray_visible_gives_gray_output(model, pair):
     assert fuse_images(model, gray, pair.ir, device=CPU).mode == "L"
 
 
+def test_channels_last_gives_the_same_numbers(model, pair):
+    y = np.asarray(Image.fromarray(pair.vis).convert("YCbCr"))[..., 0]
+    nchw = fuse_y(model, y, pair.ir, device=CPU, options=FuseOptions(channels_last=False))
+    nhwc = fuse_y(model, y, pair.ir, device=CPU, options=FuseOptions(channels_last=True))
+    assert np.abs(nchw - nhwc).max() < 1e-5
+    assert next(model.parameters()).dim() == 4 and model.encoder.patch_embed.proj.weight.is_contiguous(
+        memory_format=torch.channels_last)
+
+
 def test_rounding_not_truncation():
     assert to_uint8(np.array([0.0, 0.5, 1.0], dtype=np.float32)).tolist() == [0, 128, 255]
     assert to_uint8(np.full(3, 0.4, dtype=np.float32)).tolist() == [0, 0, 0]
