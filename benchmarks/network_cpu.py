@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 
 import torch
 
+from benchmarks.common import median_seconds
 from crossfuse.fusion.config import TrainConfig
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse
 from crossfuse.fusion.runtime import keep_freed_memory
@@ -23,13 +23,9 @@ from crossfuse.fusion.trainer import _step_losses, make_optimizer
 
 
 def _median(fn, repeats: int) -> float:
+    """Median seconds of ``repeats`` runs after one warm-up run."""
     fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return median_seconds(fn, repeats)
 
 
 def main() -> None:
