@@ -1,9 +1,10 @@
 """Writing a corpus store: create or resume, scratch space, final arrays, completion.
 
 A build keeps its intermediate results in the scratch group ``_partial`` inside the output store
-(per-batch scan results as one .npz blob each, and the list of finished output chunks), so that any fsspec location
-the workers can reach works, and a rerun with the same arguments resumes where it stopped. The
-corpus attribute says ``complete: false`` until the end; the scratch group is then removed.
+(per-batch scan results as one .npz blob each, and the list of finished output chunks), so that
+any fsspec location the workers can reach works, and a rerun with the same arguments resumes
+where it stopped. The corpus attribute says ``complete: false`` until the end; the scratch group
+is then removed.
 """
 
 from __future__ import annotations

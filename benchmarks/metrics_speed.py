@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
-from pathlib import Path
+from concurrent.futures import ProcessPoolExecutor
 
+from benchmarks.common import REPO, median_seconds
 from crossfuse.fusion.evaluate import _single_threaded, score
 from crossfuse.system import available_cores
 
-REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference" / "metrics"
 DATASETS = REPO.parent / "shared" / "datasets"
 
@@ -33,16 +32,9 @@ def main() -> None:
     score(*jobs[0])  # warm-up
     rows = []
     for rec, job in zip(records, jobs):
-        times = []
-        for _ in range(args.repeats):
-            t = time.perf_counter()
-            score(*job)
-            times.append(time.perf_counter() - t)
-        ours = statistics.median(times)
+        ours = median_seconds(lambda: score(*job), args.repeats)
         rows.append({"fused": rec["fused"], "shape": rec["shape"], "ours_s": round(ours, 4),
                      "official_s": round(rec["seconds"], 3), "speedup": round(rec["seconds"] / ours, 1)})
-    from concurrent.futures import ProcessPoolExecutor
-
     workers = available_cores()
     t = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:

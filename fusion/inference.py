@@ -10,13 +10,18 @@ input, so tiled results differ slightly from whole-image ones.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 
+from crossfuse.errors import StoreExistsError
 from crossfuse.fusion.network import CrossFuse
+from crossfuse.imageio import read_pair
+from crossfuse.manifest import Manifest
+from crossfuse.progress import Progress, no_progress
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,17 +92,11 @@ def fuse_images(model: CrossFuse, vis_rgb: np.ndarray, ir: np.ndarray, *, device
     return Image.fromarray(merged, "YCbCr").convert("RGB")
 
 
-def fuse_dataset(model: CrossFuse, dataset, out_dir: str, *, device: torch.device,
-                 options: FuseOptions = FuseOptions(), overwrite: bool = False, progress=None) -> list[str]:
+def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: torch.device,
+                 options: FuseOptions = FuseOptions(), overwrite: bool = False,
+                 progress: Progress = no_progress) -> list[str]:
     """Fuse every pair of a manifest into ``out_dir/<id>.png``; returns the written paths.
     Existing files are replaced only with ``overwrite`` (checked before any work)."""
-    import os
-
-    from crossfuse.errors import StoreExistsError
-    from crossfuse.imageio import read_pair
-    from crossfuse.progress import no_progress
-
-    progress = progress or no_progress
     existing = [p.id for p in dataset.pairs if os.path.exists(os.path.join(out_dir, f"{p.id}.png"))]
     if existing and not overwrite:
         raise StoreExistsError(f"{out_dir} already holds fused images for {len(existing)} pair(s) "
