@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -124,9 +125,14 @@ class EpochPlan:
 
     def batch(self, k: int) -> list[tuple[Block, np.ndarray]]:
         """Batch ``k`` of the epoch as (block, rows within the block) parts."""
+        return [(self.blocks[b], rows) for b, rows in self.batch_parts(k)]
+
+    def batch_parts(self, k: int) -> list[tuple[int, np.ndarray]]:
+        """Batch ``k`` as (index into ``blocks``, rows) parts; a block repeated by its corpus
+        weight has one index per repeat."""
         sel = slice(k * self.batch_size, (k + 1) * self.batch_size)
         blocks, rows = self.block[sel], self.row[sel]
-        return [(self.blocks[int(b)], rows[blocks == b]) for b in dict.fromkeys(blocks.tolist())]
+        return [(b, rows[blocks == b]) for b in dict.fromkeys(blocks.tolist())]
 
     @property
     def batches(self) -> list[list[tuple[Block, np.ndarray]]]:
@@ -158,16 +164,19 @@ def plan_epoch(corpora: Corpora, *, seed: int, epoch: int, batch_size: int, rank
     return EpochPlan(blocks=blocks, block=block, row=row, batch_size=batch_size, mine=mine)
 
 
-def to_model_inputs(vis: np.ndarray, ir: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def to_model_inputs(vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (n, 3, P, P) RGB and (n, 1, P, P) infrared -> float32 visible Y and infrared in [0, 1],
-    each (n, 1, P, P): ``Y = (0.299 R + 0.587 G + 0.114 B) / 255``, not rounded."""
-    v = torch.from_numpy(np.ascontiguousarray(vis)).float()
+    each (n, 1, P, P): ``Y = (0.299 R + 0.587 G + 0.114 B) / 255``, not rounded. Runs on the
+    tensors' device, so the trainer converts after the (4x smaller) uint8 batch has been moved."""
+    v = vis.float()
     y = (LUMA[0] * v[:, 0:1] + LUMA[1] * v[:, 1:2] + LUMA[2] * v[:, 2:3]) / 255.0
-    return y, torch.from_numpy(np.ascontiguousarray(ir)).float() / 255.0
+    return y, ir.float() / 255.0
 
 
 class PatchBatches(torch.utils.data.IterableDataset):
-    """Batches ``(vis_y, ir)`` of one epoch for this rank; use with ``DataLoader(batch_size=None)``.
+    """uint8 batches ``(vis, ir)``, (n, 3, P, P) and (n, 1, P, P), of one epoch for this rank; use with
+    ``DataLoader(batch_size=None)`` and turn them into model inputs with :func:`to_model_inputs` on
+    the training device.
     Loader worker ``w`` of ``K`` produces the rank's batches w, w + K, ..., so the loader's
     round-robin yields the same sequence whatever K is. Call :meth:`set_epoch` before each epoch."""
 
@@ -191,15 +200,36 @@ class PatchBatches(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        cache: dict[Block, tuple[np.ndarray, np.ndarray]] = {}
         plan = self.plan()
-        for k in plan.mine[worker::workers]:
-            vis, ir = [], []
-            for block, rows in plan.batch(int(k)):
-                if block not in cache:
-                    if len(cache) >= 2 * self.buffer_chunks:
-                        cache.pop(next(iter(cache)))  # oldest first
-                    cache[block] = self.corpora.read(block)
-                vis.append(cache[block][0][rows])
-                ir.append(cache[block][1][rows])
-            yield to_model_inputs(np.concatenate(vis), np.concatenate(ir))
+        batches = [plan.batch_parts(int(k)) for k in plan.mine[worker::workers]]
+        order = iter(dict.fromkeys(b for parts in batches for b, _ in parts))  # blocks by first use
+        last_use = {b: i for i, parts in enumerate(batches) for b, _ in parts}
+        # Streaming: one thread decompresses the next ``buffer_chunks`` blocks while batches are
+        # served (Zstd releases the GIL); each block is dropped after the last batch that uses it.
+        reader = None if self.corpora.in_memory else ThreadPoolExecutor(1, thread_name_prefix="crossfuse-read")
+        pending: dict[int, Future | tuple[np.ndarray, np.ndarray]] = {}
+
+        def fetch(limit: int) -> None:
+            """Start reading blocks in order of first use while fewer than ``limit`` are held."""
+            while len(pending) < limit and (b := next(order, None)) is not None:
+                block = plan.blocks[b]
+                pending[b] = reader.submit(self.corpora.read, block) if reader else self.corpora.read(block)
+
+        try:
+            for i, parts in enumerate(batches):
+                vis, ir = [], []
+                for b, rows in parts:
+                    while b not in pending:  # read up to it (a batch may span more than the window)
+                        fetch(len(pending) + 1)
+                    if isinstance(pending[b], Future):
+                        pending[b] = pending[b].result()
+                    vis.append(pending[b][0][rows])
+                    ir.append(pending[b][1][rows])
+                for b, _ in parts:
+                    if last_use[b] == i:
+                        del pending[b]
+                fetch(self.buffer_chunks)
+                yield torch.from_numpy(np.concatenate(vis)), torch.from_numpy(np.concatenate(ir))
+        finally:
+            if reader is not None:
+                reader.shutdown(wait=False, cancel_futures=True)

@@ -24,7 +24,7 @@ from torch import nn
 from crossfuse.errors import CrossfuseError, StoreExistsError
 from crossfuse.fusion import checkpoint, losses
 from crossfuse.fusion.config import TrainConfig, to_toml
-from crossfuse.fusion.data import Corpora, PatchBatches
+from crossfuse.fusion.data import Corpora, PatchBatches, to_model_inputs
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse
 from crossfuse.fusion.plots import loss_curve
 from crossfuse.progress import Progress, no_progress
@@ -164,7 +164,7 @@ def train(*, data: list[str], out: str, cfg: TrainConfig, weights: list[float] |
     dataset = PatchBatches(corpora, batch_size=cfg.batch_size, seed=cfg.seed, rank=dist_info.rank,
                            world=dist_info.world, buffer_chunks=cfg.buffer_chunks)
     loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=cfg.loader_workers,
-                                         persistent_workers=False)
+                                         persistent_workers=False, pin_memory=device.type == "cuda")
     log = open(run / "log.jsonl", "a") if dist_info.main else None
     started = time.perf_counter()
     bad_streak = 0
@@ -182,7 +182,7 @@ def train(*, data: list[str], out: str, cfg: TrainConfig, weights: list[float] |
                 part.train()
             with progress(f"epoch {epoch + 1}/{cfg.epochs} (phase {'I' if phase == 1 else 'II'})", n_batches) as advance:
                 for vis, ir in itertools.islice(loader, n_batches):
-                    vis, ir = vis.to(device, non_blocking=True), ir.to(device, non_blocking=True)
+                    vis, ir = to_model_inputs(vis.to(device, non_blocking=True), ir.to(device, non_blocking=True))
                     if cfg.channels_last:
                         vis, ir = (t.contiguous(memory_format=torch.channels_last) for t in (vis, ir))
                     gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + step * 1_009 + dist_info.rank) % 2**63)

@@ -30,7 +30,7 @@ def test_refuses_incomplete_and_foreign_stores(tmp_path, sample_corpus):
 def test_luma_and_scale(sample_corpus):
     g = zarr.open_group(sample_corpus[0], mode="r")
     vis, ir = g["vis"][:5], g["ir"][:5]
-    y, i = to_model_inputs(vis, ir)
+    y, i = to_model_inputs(torch.from_numpy(vis), torch.from_numpy(ir))
     expected = (0.299 * vis[:, 0].astype(np.float64) + 0.587 * vis[:, 1] + 0.114 * vis[:, 2]) / 255
     assert y.shape == i.shape == (5, 1, 64, 64) and y.dtype == torch.float32
     assert np.allclose(y[:, 0].numpy(), expected, atol=1e-6) and torch.equal(i * 255, torch.from_numpy(ir).float())
@@ -75,6 +75,26 @@ def test_memory_and_streaming_paths_and_workers_agree(sample_corpus):
         batch_size=None, num_workers=2)
     batches["workers"] = list(loader)
     reference = batches[True]
+    g = zarr.open_group(sample_corpus[0], mode="r")
+    plan = plan_epoch(Corpora([sample_corpus[0]]), seed=0, epoch=0, batch_size=8, buffer_chunks=2)
+    for (vis, ir), parts in zip(reference, plan.batches):  # the planned rows, as stored
+        rows = np.concatenate([b.start + ix for b, ix in parts])
+        assert vis.dtype == ir.dtype == torch.uint8
+        assert np.array_equal(vis.numpy(), g["vis"].get_orthogonal_selection(rows))
+        assert np.array_equal(ir.numpy(), g["ir"].get_orthogonal_selection(rows))
     for other in (batches[False], batches["workers"]):
         assert len(other) == len(reference)
         assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(reference, other))
+
+
+def test_weighted_streaming_with_batches_wider_than_the_read_window(sample_corpus):
+    """Repeated blocks, batches spanning more blocks than ``buffer_chunks``: streaming still
+    serves exactly the in-memory batches."""
+    urls, weights = [sample_corpus[0], sample_corpus[0]], [2.0, 0.5]
+    out = {}
+    for in_memory in (True, False):
+        ds = PatchBatches(Corpora(urls, weights, in_memory=in_memory), batch_size=24, seed=5, buffer_chunks=1)
+        ds.set_epoch(2)
+        out[in_memory] = list(ds)
+    assert len(out[True]) == len(out[False]) > 0
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(out[True], out[False]))
