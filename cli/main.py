@@ -37,8 +37,9 @@ def main() -> None:
               help="At most this many steps per epoch (0: all) [0].")
 @click.option("--seed", type=int, default=None, help="Seed of initialisation, shuffling and augmentation [0].")
 @click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ... [auto].")
-@click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast (CUDA) [off].")
-@click.option("--channels-last/--no-channels-last", default=None, help="channels_last memory format [off].")
+@click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast (GPUs and recent CPUs; not bit-exact) [off].")
+@click.option("--channels-last/--no-channels-last", default=None,
+              help="NHWC memory format: faster, same numbers to 1e-5 [on].")
 @click.option("--workers", "-j", "loader_workers", type=click.IntRange(min=0), default=None,
               help="DataLoader worker processes [0].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")

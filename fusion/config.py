@@ -45,7 +45,7 @@ class TrainConfig:
     buffer_chunks: int = 4
     device: str = "auto"
     bf16: bool = False
-    channels_last: bool = False
+    channels_last: bool = True
     nan_patience: int = 20
     network: NetworkConfig = field(default_factory=NetworkConfig)
 

@@ -44,16 +44,26 @@ class _Affine(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
 
+def _channels_innermost(x: torch.Tensor) -> bool:
+    """Whether (B, C, H, W) ``x`` keeps its channels adjacent in memory (channels_last, or a
+    channel slice of such a tensor)."""
+    return x.shape[1] > 1 and x.stride(1) == 1
+
+
 class LayerNorm(nn.Module):
     """Restormer's "WithBias" layer norm over the channels of (B, C, H, W), at every pixel:
-    ``(x - mean_c) / sqrt(var_c + 1e-5) * weight + bias`` (population variance). Computed on the
-    channel axis directly instead of through (B, HW, C) copies; the numbers are the same."""
+    ``(x - mean_c) / sqrt(var_c + 1e-5) * weight + bias`` (population variance). On channels_last
+    input it is one fused ``F.layer_norm`` over the innermost axis; otherwise it is computed on the
+    channel axis directly instead of through the release's (B, HW, C) copies. Same formula both ways."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.body = _Affine(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _channels_innermost(x):
+            nhwc = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.body.weight, self.body.bias, 1e-5)
+            return nhwc.permute(0, 3, 1, 2)
         mu = x.mean(1, keepdim=True)
         var = (x - mu).pow(2).mean(1, keepdim=True)
         return (x - mu) * torch.rsqrt(var + 1e-5) * self.body.weight[:, None, None] + self.body.bias[:, None, None]
@@ -61,12 +71,33 @@ class LayerNorm(nn.Module):
 
 def _channel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, scale: torch.Tensor) -> torch.Tensor:
     """Transposed (channel-wise) attention: per head, softmax(norm(q) norm(k)^T * scale) v over
-    the C/heads channels, each a vector over all H*W pixels. Inputs and output (B, C, H, W)."""
+    the C/heads channels, each a vector over all H*W pixels (norm: L2 over the pixels, at least
+    1e-12, as ``F.normalize``). Inputs and output (B, C, H, W). Channels_last input takes
+    :func:`_channel_attention_nhwc`, which never transposes the pixels."""
+    if _channels_innermost(q):
+        return _channel_attention_nhwc(q, k, v, heads, scale)
     b, c, h, w = q.shape
     q, k, v = (t.reshape(b, heads, c // heads, h * w) for t in (q, k, v))
     q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
     attn = (q @ k.transpose(-2, -1)) * scale
     return (attn.softmax(dim=-1) @ v).reshape(b, c, h, w)
+
+
+def _channel_attention_nhwc(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int,
+                            scale: torch.Tensor) -> torch.Tensor:
+    """:func:`_channel_attention` on channels-innermost tensors, as (B, HW, C) matrices: one GEMM
+    gives every channel pair's dot product, whose diagonal head blocks divided by the two L2 norms
+    are the normalised q k^T; a second GEMM with the block-diagonal matrix of the heads' attention
+    applies it to v. Returns a channels_last tensor; equal to the NCHW path to float rounding."""
+    b, c, h, w = q.shape
+    d = c // heads
+    xq, xk, xv = (t.permute(0, 2, 3, 1).reshape(b, h * w, c) for t in (q, k, v))
+    nq, nk = (x.square().sum(1).sqrt().clamp_min(1e-12) for x in (xq, xk))  # (B, C)
+    dots = (xq.transpose(1, 2) @ xk).view(b, heads, d, heads, d).diagonal(dim1=1, dim2=3)  # (B, d, d, heads)
+    attn = (dots.permute(0, 3, 1, 2) / (nq.view(b, heads, d, 1) * nk.view(b, heads, 1, d)) * scale).softmax(dim=-1)
+    mix = attn.new_zeros(b, c, c)  # mix[h*d + i, h*d + j] = attn[h, j, i]
+    mix.view(b, heads, d, heads, d).diagonal(dim1=1, dim2=3).copy_(attn.permute(0, 3, 2, 1))
+    return (xv @ mix).view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class Attention(nn.Module):
