@@ -1,51 +1,90 @@
-"""Seconds per image of the twelve protocol metrics on the reference records.
+"""Seconds per image of the twelve protocol metrics: ours against a straightforward scipy
+implementation of the same definitions (``benchmarks/scipy_metrics.py``).
 
-    python -m benchmarks.metrics_speed [--repeats 3]
+    python -m benchmarks.metrics_speed [--repeats 3] [--smoke]
 
-Needs ../shared/reference. Prints one JSON line: per record, our median seconds (one process,
-reading included) and the official evaluator's seconds recorded beside its values in
-metrics_reference.json, and their ratio; plus the wall time of `crossfuse eval`'s parallel path
-over all ten records.
+Needs scipy and ../shared/reference (``--smoke``: the bundled record, cut to 96x128, one
+repeat). Both are timed on the same images, already read, in one process with the same threads;
+the median of the repeats. Every value of the baseline is checked against ours (relative 1e-6).
+Also reports, per record, the official evaluator's seconds recorded beside its values in
+metrics_reference.json, and the wall time of ``crossfuse eval``'s parallel path over all records.
+Prints one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from benchmarks.common import REPO, median_seconds
+from benchmarks import scipy_metrics
+from benchmarks.common import REPO, machine, median_seconds
 from crossfuse.fusion.evaluate import _single_threaded, score
+from crossfuse.fusion.metrics import all_metrics, read_gray
 from crossfuse.system import available_cores
 
 REFERENCE = REPO.parent / "shared" / "reference" / "metrics"
 DATASETS = REPO.parent / "shared" / "datasets"
+SAMPLE = REPO / "data_manifests" / "sample" / "metrics"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def _records(smoke: bool) -> list[dict]:
+    """Reference records with absolute paths (fused, ir, vis) and the official evaluator's seconds:
+    the shared ones, or for ``smoke`` the first bundled one."""
+    base = SAMPLE if smoke else REFERENCE
+    records = json.loads((base / "metrics_reference.json").read_text())[:1 if smoke else None]
+    sources = SAMPLE if smoke else DATASETS
+    return [{"name": r["fused"], "paths": [str(base / r["fused"]), str(sources / r["ir"]), str(sources / r["vis"])],
+             "official_s": r["seconds"]} for r in records]
+
+
+def _agree(ours: dict[str, float], theirs: dict[str, float]) -> bool:
+    return all(math.isclose(ours[k], theirs[k], rel_tol=1e-6, abs_tol=1e-9) for k in ours)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
-    args = ap.parse_args()
-    records = json.loads((REFERENCE / "metrics_reference.json").read_text())
-    jobs = [(str(REFERENCE / r["fused"]), str(DATASETS / r["ir"]), str(DATASETS / r["vis"])) for r in records]
-    score(*jobs[0])  # warm-up
+    ap.add_argument("--smoke", action="store_true", help="the bundled record cut to 96x128, one repeat")
+    args = ap.parse_args(argv)
+    repeats = 1 if args.smoke else args.repeats
     rows = []
-    for rec, job in zip(records, jobs):
-        ours = median_seconds(lambda: score(*job), args.repeats)
-        rows.append({"fused": rec["fused"], "shape": rec["shape"], "ours_s": round(ours, 4),
-                     "official_s": round(rec["seconds"], 3), "speedup": round(rec["seconds"] / ours, 1)})
-    workers = available_cores()
-    t = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:
-        list(pool.map(score, *zip(*jobs)))
-    parallel = time.perf_counter() - t
-    official_total = sum(r["seconds"] for r in records)
-    print(json.dumps({"command": "python -m benchmarks.metrics_speed", "records": rows,
-                      "sequential_total_s": round(sum(r["ours_s"] for r in rows), 3),
-                      "official_total_s": round(official_total, 3),
-                      "parallel_workers": workers, "parallel_total_s": round(parallel, 3),
-                      "parallel_speedup": round(official_total / parallel, 1)}))
+    for rec in _records(args.smoke):
+        f, a, b = (read_gray(p) for p in rec["paths"])
+        if args.smoke:
+            f, a, b = (x[:96, :128] for x in (f, a, b))
+        all_metrics(f, a, b)  # warm-up
+        ours = median_seconds(lambda: all_metrics(f, a, b), repeats)
+        baseline = median_seconds(lambda: scipy_metrics.all_metrics(f, a, b), repeats)
+        if not _agree(all_metrics(f, a, b), scipy_metrics.all_metrics(f, a, b)):
+            raise SystemExit(f"{rec['name']}: the scipy baseline and ours disagree; fix one before timing.")
+        row = {"fused": rec["name"], "shape": list(f.shape), "ours_s": round(ours, 4), "scipy_s": round(baseline, 4),
+               "speedup_vs_scipy": round(baseline / ours, 1)}
+        if rec["official_s"] and not args.smoke:
+            row.update(official_recorded_s=round(rec["official_s"], 3),
+                       speedup_vs_official_recorded=round(rec["official_s"] / ours, 1))
+        rows.append(row)
+    out = {"command": "python -m benchmarks.metrics_speed " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "machine": machine(), "repeats": repeats, "records": rows,
+           "median_speedup_vs_scipy": statistics.median(r["speedup_vs_scipy"] for r in rows),
+           "total_ours_s": round(sum(r["ours_s"] for r in rows), 3),
+           "total_scipy_s": round(sum(r["scipy_s"] for r in rows), 3)}
+    if not args.smoke:
+        records = _records(False)
+        workers = available_cores()
+        t = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:
+            list(pool.map(score, *zip(*(r["paths"] for r in records))))
+        parallel = time.perf_counter() - t
+        official = sum(r["official_s"] for r in records)
+        out.update(parallel_workers=workers, parallel_eval_reading_included_s=round(parallel, 3),
+                   official_recorded_total_s=round(official, 3), parallel_speedup_vs_official=round(official / parallel, 1))
+    print(json.dumps(out))
+    return out
 
 
 if __name__ == "__main__":

@@ -1,91 +1,158 @@
-"""Time one training step (batch 8, 64x64, full-size model) and one 640x480 fusion, fp32 and bf16.
+"""The network on the CPU: our default paths against plain eager fp32 NCHW of the same modules.
 
-    python -m benchmarks.network_cpu [--repeats 5] [--device cpu]
+    python -m benchmarks.network_cpu [--repeats 3] [--glibc-default] [--smoke]
 
-Prints one JSON line: median seconds of each (after one warm-up), with the machine's details.
+Full-size model. Fusion of one 640x480 pair (``crossfuse fuse``'s default: channels_last, with the
+fused layer norm and the GEMM channel attention that layout takes; and that plus bf16 autocast)
+and one training step on a batch of 8 64x64 patches, phase I and II (fp32 and bf16, NCHW and
+channels_last), each against the same modules run NCHW in fp32. Reports the model's parameters
+and GFLOPs (``torch.utils.flop_counter``, the NCHW formulas: useful work, not the padding the
+GEMM attention adds), the machine's measured matmul peak (a 4096^3 GEMM) and the fraction of it
+reached, and the largest absolute difference of each path from eager fp32. Prints one JSON line.
+Fusion is timed first, in a process that has not trained (training grows glibc's heap, which
+would hide the allocator effect ``--glibc-default`` shows). ``--smoke``: a narrow network on tiny
+inputs, seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
-import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import median_seconds
+from benchmarks.common import machine, median_seconds
 from crossfuse.fusion.config import TrainConfig
-from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse
+from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
 from crossfuse.fusion.runtime import keep_freed_memory
-from crossfuse.fusion.trainer import _step_losses, make_optimizer
+from crossfuse.fusion.trainer import _step_losses
+
+CL = torch.channels_last
+NCHW = torch.contiguous_format
 
 
-def _median(fn, repeats: int) -> float:
+def _timed(fn, repeats: int) -> float:
     """Median seconds of ``repeats`` runs after one warm-up run."""
     fn()
     return median_seconds(fn, repeats)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats: int = 3) -> float:
+    """Measured GEMM throughput, n x n x n, in GFLOP/s."""
+    a, b = torch.rand(n, n, device=device, dtype=dtype), torch.rand(n, n, device=device, dtype=dtype)
+
+    def mm() -> None:
+        a @ b
+        _sync(device)
+
+    return 2 * n ** 3 / _timed(mm, repeats) / 1e9
+
+
+def count_gflops(fn) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
+def fusion(model: CrossFuse, ir: torch.Tensor, vis: torch.Tensor, *, layout: torch.memory_format,
+           bf16: bool) -> torch.Tensor:
+    """``model``'s fused output on this layout and precision, as fp32 NCHW."""
+    model.to(memory_format=layout)
+    ir, vis = (t.contiguous(memory_format=layout) for t in (ir, vis))
+    with torch.no_grad(), torch.autocast(ir.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model(ir, vis)
+    _sync(ir.device)
+    return out.float().contiguous()
+
+
+def train_step(model: CrossFuse, vis: torch.Tensor, ir: torch.Tensor, *, phase: int, layout: torch.memory_format,
+               bf16: bool, cfg: TrainConfig) -> tuple[float, dict[str, torch.Tensor]]:
+    """One forward and backward pass (no optimiser update, so repeats see the same weights);
+    returns the loss and the gradients."""
+    model.to(memory_format=layout)
+    vis, ir = (t.contiguous(memory_format=layout) for t in (vis, ir))
+    parts = {attr: getattr(model, attr) for attr in CHECKPOINT_PARTS.values()}
+    model.zero_grad(set_to_none=True)
+    with torch.autocast(vis.device.type, dtype=torch.bfloat16, enabled=bf16):
+        terms = _step_losses(parts, vis, ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(0))
+    loss = terms["loss"].float()
+    loss.backward()
+    _sync(vis.device)
+    return float(loss.detach()), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--glibc-default", action="store_true",
                     help="leave glibc's allocator as it is (the commands call keep_freed_memory())")
-    args = ap.parse_args()
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes and one repeat: checks the script in seconds")
+    args = ap.parse_args(argv)
     if not args.glibc_default:
         keep_freed_memory()
     device = torch.device(args.device)
+    height, width, batch, patch, repeats, peak_n = (480, 640, 8, 64, args.repeats, 4096)
+    network = NetworkConfig()
+    if args.smoke:
+        height, width, batch, patch, repeats, peak_n = (32, 48, 2, 32, 1, 256)
+        network = NetworkConfig(dim=16, heads=4, encoder_blocks=1, decoder_blocks=1, detail_nodes=1)
     torch.manual_seed(0)
-    cfg = TrainConfig()
+    cfg = TrainConfig(crop=patch // 2, network=network)
     model = CrossFuse(cfg.network).to(device)
-    parts = {attr: getattr(model, attr) for attr in CHECKPOINT_PARTS.values()}
-    opt, _ = make_optimizer(parts, cfg)
-    vis, ir = torch.rand(8, 1, 64, 64, device=device), torch.rand(8, 1, 64, 64, device=device)
-    results = {}
-    big_v, big_i = torch.rand(1, 1, 480, 640, device=device), torch.rand(1, 1, 480, 640, device=device)
-    # Inference first, as `crossfuse fuse` runs it: in a process that has not trained (a backward
-    # pass leaves glibc's heap grown, which hides the allocator effect).
-    for bf16 in (False, True):
-        @torch.no_grad()
-        def infer() -> None:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                model.eval()(big_i, big_v)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+    out: dict = {"params": sum(p.numel() for p in model.parameters())}
+    big_ir, big_vis = torch.rand(1, 1, height, width, device=device), torch.rand(1, 1, height, width, device=device)
+    out["fuse_size"] = f"{width}x{height}"
+    model.eval()
+    out["fuse_gflop"] = round(count_gflops(lambda: fusion(model, big_ir, big_vis, layout=NCHW, bf16=False)), 1)
+    paths = {"eager_nchw_fp32": (NCHW, False), "default_fp32": (CL, False), "default_bf16": (CL, True)}
+    reference = fusion(model, big_ir, big_vis, layout=NCHW, bf16=False)
+    for name, (layout, bf16) in paths.items():
+        seconds = _timed(lambda: fusion(model, big_ir, big_vis, layout=layout, bf16=bf16), repeats)
+        out[f"fuse_{name}_s"] = round(seconds, 3)
+        out[f"fuse_{name}_gflops"] = round(out["fuse_gflop"] / seconds, 1)
+        out[f"fuse_{name}_max_abs_diff"] = float((fusion(model, big_ir, big_vis, layout=layout, bf16=bf16)
+                                                  - reference).abs().max())
+    for name in ("default_fp32", "default_bf16"):
+        out[f"fuse_{name}_speedup"] = round(out["fuse_eager_nchw_fp32_s"] / out[f"fuse_{name}_s"], 2)
 
-        results[f"fuse_640x480_{'bf16' if bf16 else 'fp32'}_s"] = _median(infer, max(1, args.repeats // 2))
-    # The default path of `crossfuse fuse`: channels_last, checked against the NCHW output.
-    with torch.no_grad():
-        reference = model.eval()(big_i, big_v)
-        model.to(memory_format=torch.channels_last)
-        cl_i, cl_v = (t.contiguous(memory_format=torch.channels_last) for t in (big_i, big_v))
-        results["fuse_640x480_fp32_channels_last_s"] = _median(lambda: model(cl_i, cl_v), max(1, args.repeats // 2))
-        results["channels_last_max_abs_diff"] = float((model(cl_i, cl_v) - reference).abs().max())
-        model.to(memory_format=torch.contiguous_format)
     model.train()
-    for bf16 in (False, True):
-        def step(phase: int) -> None:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                terms = _step_losses(parts, vis, ir, phase=phase, beta=0.1, cfg=cfg,
-                                     generator=torch.Generator().manual_seed(0))
-            opt.zero_grad(set_to_none=True)
-            terms["loss"].float().backward()
-            opt.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+    vis, ir = torch.rand(batch, 1, patch, patch, device=device), torch.rand(batch, 1, patch, patch, device=device)
+    steps = {"eager_nchw_fp32": (NCHW, False), "channels_last_fp32": (CL, False), "nchw_bf16": (NCHW, True),
+             "channels_last_bf16": (CL, True)}
+    for phase in (1, 2):
+        key = f"train_phase{phase}"
+        out[f"{key}_gflop"] = round(count_gflops(
+            lambda: train_step(model, vis, ir, phase=phase, layout=NCHW, bf16=False, cfg=cfg)), 1)
+        ref_loss, ref_grads = train_step(model, vis, ir, phase=phase, layout=NCHW, bf16=False, cfg=cfg)
+        for name, (layout, bf16) in steps.items():
+            seconds = _timed(lambda: train_step(model, vis, ir, phase=phase, layout=layout, bf16=bf16, cfg=cfg),
+                             repeats)
+            loss, grads = train_step(model, vis, ir, phase=phase, layout=layout, bf16=bf16, cfg=cfg)
+            out[f"{key}_{name}_s"] = round(seconds, 3)
+            out[f"{key}_{name}_loss_diff"] = abs(loss - ref_loss)
+            out[f"{key}_{name}_max_grad_diff"] = max(float((grads[n] - g).abs().max()) for n, g in ref_grads.items())
+        for name in ("channels_last_fp32", "nchw_bf16", "channels_last_bf16"):
+            out[f"{key}_{name}_speedup"] = round(out[f"{key}_eager_nchw_fp32_s"] / out[f"{key}_{name}_s"], 2)
 
-        name = "bf16" if bf16 else "fp32"
-        results[f"train_step_phase1_{name}_s"] = _median(lambda: step(1), args.repeats)
-        results[f"train_step_phase2_{name}_s"] = _median(lambda: step(2), args.repeats)
-    print(json.dumps({"command": "python -m benchmarks.network_cpu " + " ".join(sys.argv[1:]), "device": str(device),
-                      "allocator": "glibc default" if args.glibc_default else "keep_freed_memory",
-                      "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                      "torch": torch.__version__, "repeats": args.repeats,
-                      "params": sum(p.numel() for p in model.parameters()),
-                      **{k: (v if "diff" in k else round(v, 3)) for k, v in results.items()}}))
+    out["matmul_peak_fp32_gflops"] = round(matmul_peak_gflops(device, torch.float32, peak_n), 1)
+    out["matmul_peak_bf16_gflops"] = round(matmul_peak_gflops(device, torch.bfloat16, peak_n), 1)
+    for name in paths:
+        peak = out["matmul_peak_bf16_gflops" if "bf16" in name else "matmul_peak_fp32_gflops"]
+        out[f"fuse_{name}_fraction_of_peak"] = round(out[f"fuse_{name}_gflops"] / peak, 3)
+    result = {"command": "python -m benchmarks.network_cpu " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "device": str(device), "machine": machine(), "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "repeats": repeats,
+              "allocator": "glibc default" if args.glibc_default else "keep_freed_memory", **out}
+    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -1,0 +1,30 @@
+"""The benchmarks' smoke modes (tiny sizes, seconds): the scripts run, and what they check holds.
+The benchmarks themselves never run here; their results live in BENCHMARKS.md."""
+
+import pytest
+
+from benchmarks import gpu, metrics_speed, network_cpu
+
+
+def test_network_benchmark_default_path_keeps_the_numbers():
+    out = network_cpu.main(["--smoke"])
+    assert out["fuse_default_fp32_max_abs_diff"] < 1e-5
+    for phase in (1, 2):
+        assert out[f"train_phase{phase}_channels_last_fp32_max_grad_diff"] < 1e-5
+        assert out[f"train_phase{phase}_gflop"] > 0
+    assert out["matmul_peak_fp32_gflops"] > 0 and 0 < out["fuse_default_fp32_fraction_of_peak"]
+
+
+def test_gpu_script_runs_on_the_cpu():
+    out = gpu.main(["--device", "cpu", "--smoke", "--no-compile"])
+    variants = out["variants"]
+    assert set(variants) == {"fp32_nchw", "fp32_channels_last", "bf16_nchw", "bf16_channels_last"}
+    assert variants["fp32_channels_last"]["fuse_max_abs_diff"] < 1e-5
+    assert variants["bf16_channels_last"]["fuse_max_abs_diff"] < 0.05
+    assert all(v["train_phase2_patches_per_s"] > 0 for v in variants.values())
+
+
+def test_metrics_baseline_agrees_with_ours():
+    pytest.importorskip("scipy")
+    out = metrics_speed.main(["--smoke"])  # raises if the scipy baseline and ours disagree
+    assert out["records"][0]["shape"] == [96, 128] and out["records"][0]["speedup_vs_scipy"] > 0
