@@ -18,6 +18,7 @@ import numpy as np
 
 from crossfuse import manifest as _manifest
 from crossfuse.align import gamma as _gamma
+from crossfuse.align import patches as _patches
 from crossfuse.align import retrieval, tasks
 from crossfuse.align import store as _store
 from crossfuse.align.config import BuildParams, EngineConfig
@@ -70,24 +71,41 @@ def _batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
     return out
 
 
-def _scan(client, url: str, role: str, manifest: Manifest, params: BuildParams, engine: EngineConfig,
-          *, stash: bool, skip_bad: bool, progress: Progress) -> ScanResult:
-    import distributed
+@dataclass(frozen=True, kw_only=True)
+class _PendingScan:
+    """A dataset's scan tasks, submitted: ``futures`` maps each to its batch of pairs."""
 
+    role: str
+    manifest: Manifest
+    batches: list[tuple[int, Manifest]]
+    futures: dict
+    skip_bad: bool
+
+
+def _submit_scan(client, url: str, role: str, manifest: Manifest, params: BuildParams, engine: EngineConfig,
+                 *, stash: bool, skip_bad: bool) -> _PendingScan:
+    """Submit the scan of every batch of ``manifest`` not already in the scratch group."""
     if not manifest.pairs:
         raise ManifestError(f"{manifest.origin} lists no image pairs; a dataset needs at least one.")
     batches = _batches(manifest, engine.batch)
-    todo = [(i, first, sub) for i, (first, sub) in enumerate(batches) if not _store.batch_done(url, role, i)]
+    futures = {client.submit(tasks.scan_batch, url, role, i, sub, first, patch=params.patch, stride=params.stride,
+                             stash=stash, skip_bad=skip_bad, pure=False): sub
+               for i, (first, sub) in enumerate(batches) if not _store.batch_done(url, role, i)}
+    return _PendingScan(role=role, manifest=manifest, batches=batches, futures=futures, skip_bad=skip_bad)
+
+
+def _collect_scan(url: str, pending: _PendingScan, params: BuildParams, *, progress: Progress) -> ScanResult:
+    """Wait for a submitted scan and gather its per-batch results as plain arrays."""
+    import distributed
+
+    role, manifest, futures = pending.role, pending.manifest, pending.futures
     problems: list[dict] = []
     with progress(f"scan {role} ({manifest.name})", len(manifest.pairs)) as advance:
-        advance(len(manifest.pairs) - sum(len(sub.pairs) for _, _, sub in todo))
-        futures = {client.submit(tasks.scan_batch, url, role, i, sub, first, patch=params.patch,
-                                 stride=params.stride, stash=stash, skip_bad=skip_bad, pure=False): sub
-                   for i, first, sub in todo}
+        advance(len(manifest.pairs) - sum(len(sub.pairs) for sub in futures.values()))
         for future in distributed.as_completed(futures):
             problems.extend(future.result())
             advance(len(futures[future].pairs))
-    if problems and not skip_bad:
+    if problems and not pending.skip_bad:
         first = problems[0]
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         raise PairError(f"{first['error']}{more} Pass --skip-bad to record bad pairs and go on.",
@@ -96,7 +114,7 @@ def _scan(client, url: str, role: str, manifest: Manifest, params: BuildParams, 
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names + ("batch", "local")}
     pairs: list[dict] = []
     problems = []
-    for i in range(len(batches)):
+    for i in range(len(pending.batches)):
         arrays, info = _store.read_batch(url, role, i, names)
         for n in names:
             parts[n].append(arrays[n])
@@ -116,13 +134,14 @@ def _scan(client, url: str, role: str, manifest: Manifest, params: BuildParams, 
 
 
 def _selection_histogram(url: str, role: str, scan: ScanResult, ids: np.ndarray) -> np.ndarray:
-    """(3, 256) counts of the visible channels over the patches ``ids`` of ``scan``."""
+    """(3, 256) counts of the visible channels over the patches ``ids`` of ``scan``, from the
+    stashed pixels of the batches holding them (only the selected patches are counted)."""
     total = np.zeros((3, 256), dtype=np.int64)
     batches = scan.batch[ids]
     for batch in np.unique(batches):
         rows = scan.local[ids[batches == batch]]
-        hist, _ = _store.read_batch(url, role, int(batch), ("hist",))
-        total += hist["hist"][rows].sum(axis=0)
+        stash, _ = _store.read_batch(url, role, int(batch), ("vis",))
+        total += _patches.channel_histograms(stash["vis"][rows]).sum(axis=0)
     return total
 
 
@@ -176,10 +195,11 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
     clock = {"start": time.perf_counter()}
     group, resumed = _store.open_for_build(out, kind="aligned", fingerprint=fingerprint, overwrite=overwrite)
     with dask_client(engine) as client:
-        tscan = _scan(client, out, "target", target, params, engine, stash=False, skip_bad=skip_bad,
-                      progress=progress)
-        ascan = _scan(client, out, "aux", aux, params, engine, stash=True, skip_bad=skip_bad,
-                      progress=progress)
+        # Both datasets' tasks are queued at once, so the auxiliary scan fills the cores the
+        # target scan's last batches leave idle.
+        pending = [_submit_scan(client, out, "target", target, params, engine, stash=False, skip_bad=skip_bad),
+                   _submit_scan(client, out, "aux", aux, params, engine, stash=True, skip_bad=skip_bad)]
+        tscan, ascan = (_collect_scan(out, p, params, progress=progress) for p in pending)
         clock["scan"] = time.perf_counter()
         target_means = tscan.means.mean(axis=0)
         sel = retrieval.top_k(ascan.means, target_means, params.k, index=params.index,
@@ -234,8 +254,8 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
     start = time.perf_counter()
     group, resumed = _store.open_for_build(out, kind="packed", fingerprint=fingerprint, overwrite=overwrite)
     with dask_client(engine) as client:
-        scan = _scan(client, out, "aux", dataset, params, engine, stash=True, skip_bad=skip_bad,
-                     progress=progress)
+        scan = _collect_scan(out, _submit_scan(client, out, "aux", dataset, params, engine, stash=True,
+                                               skip_bad=skip_bad), params, progress=progress)
         scanned = time.perf_counter()
         ids = np.arange(len(scan.means), dtype=np.int64)
         luts = np.tile(np.arange(256, dtype=np.uint8), (3, 1))

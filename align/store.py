@@ -25,7 +25,7 @@ from crossfuse.schema import ATTR_KEY, PARTIAL_GROUP, SCHEMA_VERSION, array_spec
 
 #: Arrays kept per scan batch in the scratch group. Pixel arrays only for the pool being aligned.
 SCAN_ARRAYS = ("origins", "means", "pair")
-STASH_ARRAYS = ("vis", "ir", "hist")
+STASH_ARRAYS = ("vis", "ir")
 
 
 def _open_existing(url: str) -> zarr.Group | None:

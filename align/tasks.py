@@ -21,8 +21,8 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
                patch: int, stride: int, stash: bool, skip_bad: bool) -> list[dict]:
     """Read the pairs of ``manifest`` (a batch, numbered from ``first_pair``), cut their patches,
     and store per-patch origins, RGB means and pair numbers (with ``stash`` also the patches
-    themselves and their histograms) in the scratch group. Returns the problems found; when
-    there are some and ``skip_bad`` is off nothing is stored, so a rerun reads the files again.
+    themselves) in the scratch group. Returns the problems found; when there are some and
+    ``skip_bad`` is off nothing is stored, so a rerun reads the files again.
     """
     limit_library_threads()
     problems: list[dict] = []
@@ -43,15 +43,13 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
         if stash:
             parts["vis"].append(vis)
             parts["ir"].append(_patches.extract(loaded.ir, origins, patch))
-            parts["hist"].append(_patches.channel_histograms(vis))
         pairs_info.append({"index": first_pair + offset, "id": pair.id, "ir": pair.ir, "vis": pair.vis,
                            "ir_sha256": loaded.ir_sha256, "vis_sha256": loaded.vis_sha256,
                            "height": height, "width": width, "patches": len(origins)})
     if problems and not skip_bad:
         return problems
     empty = {"origins": ((0, 2), np.int32), "means": ((0, 3), np.float64), "pair": ((0,), np.int32),
-             "vis": ((0, 3, patch, patch), np.uint8), "ir": ((0, 1, patch, patch), np.uint8),
-             "hist": ((0, 3, 256), np.int32)}
+             "vis": ((0, 3, patch, patch), np.uint8), "ir": ((0, 1, patch, patch), np.uint8)}
     names = _store.SCAN_ARRAYS + (_store.STASH_ARRAYS if stash else ())
     arrays = {name: np.concatenate(parts[name]) if parts[name] else np.zeros(*empty[name]) for name in names}
     _store.write_batch(url, role, batch, arrays, {"pairs": pairs_info, "problems": problems})
