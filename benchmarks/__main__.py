@@ -1,5 +1,7 @@
-"""Run every benchmark in turn: ``python -m benchmarks`` (needs ../shared and the bench extras
-``pip install scipy h5py``; takes about 15 minutes on 2 cores). Each prints one JSON line."""
+"""Run every benchmark in turn: ``python -m benchmarks`` (or ``make bench``), about 20 minutes on
+2 cores. Needs ../shared and the bench extras (``pip install -e .[bench]``: scipy, h5py). Each
+benchmark prints one JSON line; BENCHMARKS.md records them. ``--smoke`` runs the quick modes
+(tiny sizes, seconds) of the benchmarks that have one."""
 
 from __future__ import annotations
 
@@ -7,21 +9,26 @@ import subprocess
 import sys
 
 SUITE = (
-    ("benchmarks.align_build", ["--scales", "1", "10", "--repeats", "3", "--baseline-scales", "1"]),
-    ("benchmarks.loader", ["--repeats", "3"]),
+    ("benchmarks.align_build", ["--scales", "1", "10", "30", "--repeats", "3", "--baseline-scales", "1"]),
+    ("benchmarks.loader", ["--repeats", "5"]),
     ("benchmarks.store_io", []),
-    ("benchmarks.metrics_speed", []),
+    ("benchmarks.metrics_speed", ["--repeats", "3"]),
     ("benchmarks.network_cpu", ["--repeats", "3"]),
+)
+SMOKE = (
+    ("benchmarks.network_cpu", ["--smoke"]),
+    ("benchmarks.gpu", ["--device", "cpu", "--smoke", "--no-compile"]),
+    ("benchmarks.metrics_speed", ["--smoke"]),
 )
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     status = 0
-    for module, args in SUITE:
+    for module, args in SMOKE if "--smoke" in argv else SUITE:
         print(f"# python -m {module} {' '.join(args)}", flush=True)
         status |= subprocess.call([sys.executable, "-m", module, *args])
     return status
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

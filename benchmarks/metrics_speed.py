@@ -4,8 +4,9 @@ implementation of the same definitions (``benchmarks/scipy_metrics.py``).
     python -m benchmarks.metrics_speed [--repeats 3] [--smoke]
 
 Needs scipy and ../shared/reference (``--smoke``: the bundled record, cut to 96x128, one
-repeat). Both are timed on the same images, already read, in one process with the same threads;
-the median of the repeats. Every value of the baseline is checked against ours (relative 1e-6).
+repeat). Both are timed on the same images, already read, in one process; ours with torch's
+default threads (2 here) and with one thread, as the single-threaded baseline runs and as each
+``crossfuse eval`` worker process runs; medians of the repeats. Every value of the baseline is checked against ours (relative 1e-6).
 Also reports, per record, the official evaluator's seconds recorded beside its values in
 metrics_reference.json, and the wall time of ``crossfuse eval``'s parallel path over all records.
 Prints one JSON line.
@@ -20,6 +21,8 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+
+import torch
 
 from benchmarks import scipy_metrics
 from benchmarks.common import REPO, machine, median_seconds
@@ -59,11 +62,16 @@ def main(argv: list[str] | None = None) -> dict:
             f, a, b = (x[:96, :128] for x in (f, a, b))
         all_metrics(f, a, b)  # warm-up
         ours = median_seconds(lambda: all_metrics(f, a, b), repeats)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the scipy baseline runs on one core; so does each `crossfuse eval` worker
+        ours_1 = median_seconds(lambda: all_metrics(f, a, b), repeats)
+        torch.set_num_threads(threads)
         baseline = median_seconds(lambda: scipy_metrics.all_metrics(f, a, b), repeats)
         if not _agree(all_metrics(f, a, b), scipy_metrics.all_metrics(f, a, b)):
             raise SystemExit(f"{rec['name']}: the scipy baseline and ours disagree; fix one before timing.")
-        row = {"fused": rec["name"], "shape": list(f.shape), "ours_s": round(ours, 4), "scipy_s": round(baseline, 4),
-               "speedup_vs_scipy": round(baseline / ours, 1)}
+        row = {"fused": rec["name"], "shape": list(f.shape), "ours_s": round(ours, 4),
+               "ours_1_thread_s": round(ours_1, 4), "scipy_s": round(baseline, 4),
+               "speedup_vs_scipy": round(baseline / ours, 1), "speedup_vs_scipy_1_thread": round(baseline / ours_1, 1)}
         if rec["official_s"] and not args.smoke:
             row.update(official_recorded_s=round(rec["official_s"], 3),
                        speedup_vs_official_recorded=round(rec["official_s"] / ours, 1))
@@ -71,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"command": "python -m benchmarks.metrics_speed " + " ".join(argv if argv is not None else sys.argv[1:]),
            "machine": machine(), "repeats": repeats, "records": rows,
            "median_speedup_vs_scipy": statistics.median(r["speedup_vs_scipy"] for r in rows),
+           "median_speedup_vs_scipy_1_thread": statistics.median(r["speedup_vs_scipy_1_thread"] for r in rows),
            "total_ours_s": round(sum(r["ours_s"] for r in rows), 3),
            "total_scipy_s": round(sum(r["scipy_s"] for r in rows), 3)}
     if not args.smoke:

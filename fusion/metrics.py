@@ -98,17 +98,22 @@ def _gaussian_window(n: int, sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
-def _filter_valid(stack: np.ndarray, win: np.ndarray) -> np.ndarray:
-    """'valid' filtering of each (H, W) image of ``stack`` (k, H, W) by the symmetric window
-    ``outer(win, win)``, through a circular FFT convolution whose valid part never wraps
-    (torch's float64 FFT: the same numbers as numpy's, faster here)."""
-    h, w = stack.shape[-2:]
+def _spectra(stack: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Real 2-D FFTs (torch, float64) of each (H, W) image of ``stack`` (k, H, W), zero-padded to
+    5-smooth sizes >= (H, W), so that a 'valid' filtering through them never wraps."""
+    size = (_fast_length(stack.shape[-2]), _fast_length(stack.shape[-1]))
+    return torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(stack)), s=size), size
+
+
+def _filter_valid(spectra: torch.Tensor, size: tuple[int, int], shape: tuple[int, int], win: np.ndarray) -> np.ndarray:
+    """'valid' filtering, by the symmetric window ``outer(win, win)``, of the (H, W) = ``shape``
+    images whose :func:`_spectra` are given: a circular FFT convolution whose valid part never
+    wraps. The window's spectrum is the outer product of its two 1-D transforms."""
+    h, w = shape
     n = len(win)
-    size = (_fast_length(h), _fast_length(w))  # zero padding keeps the valid part exact
-    kernel = torch.zeros(size, dtype=torch.float64)
-    kernel[:n, :n] = torch.from_numpy(np.outer(win, win))
-    spectrum = torch.fft.rfft2(torch.from_numpy(np.ascontiguousarray(stack)), s=size) * torch.fft.rfft2(kernel)
-    return torch.fft.irfft2(spectrum, s=size)[..., n - 1:h, n - 1:w].numpy()
+    taps = torch.from_numpy(win)
+    kernel = torch.fft.fft(taps, n=size[0])[:, None] * torch.fft.rfft(taps, n=size[1])[None, :]
+    return torch.fft.irfft2(spectra * kernel, s=size)[..., n - 1:h, n - 1:w].numpy()
 
 
 def _fast_length(n: int) -> int:
@@ -147,17 +152,18 @@ def _vif_terms(mu_r: np.ndarray, rr: np.ndarray, mu_d: np.ndarray, dd: np.ndarra
 
 def _vif_pair(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[float, float]:
     """VIF(A, F) and VIF(B, F): pixel-domain multi-scale VIF (Sheikh & Bovik), each source the
-    reference; the fused image's own moments are computed once for both."""
-    images = np.stack([a, b, f])
+    reference; the fused image's own moments are computed once for both, and each scale's
+    transforms of A, B and F also give the next scale's filtered, decimated images."""
+    images, spectra = np.stack([a, b, f]), None
     totals = np.zeros((2, 2))
     for scale in range(1, 5):
         n = 2 ** (5 - scale) + 1
         win = _gaussian_window(n, n / 5)
         if scale > 1:
-            images = _filter_valid(images, win)[..., ::2, ::2]
+            images = _filter_valid(spectra[:3], size, images.shape[-2:], win)[..., ::2, ::2]
         a_, b_, f_ = images
-        mu_a, mu_b, mu_f, aa, bb, ff, af, bf = _filter_valid(
-            np.stack([a_, b_, f_, a_ * a_, b_ * b_, f_ * f_, a_ * f_, b_ * f_]), win)
+        spectra, size = _spectra(np.stack([a_, b_, f_, a_ * a_, b_ * b_, f_ * f_, a_ * f_, b_ * f_]))
+        mu_a, mu_b, mu_f, aa, bb, ff, af, bf = _filter_valid(spectra, size, images.shape[-2:], win)
         totals[0] += _vif_terms(mu_a, aa, mu_f, ff, af)
         totals[1] += _vif_terms(mu_b, bb, mu_f, ff, bf)
     with np.errstate(divide="ignore", invalid="ignore"):
