@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 DEMO   ?= demo-out
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The benchmark suite (about 20 minutes on 2 cores; needs ../shared); results go in BENCHMARKS.md.
+bench: install
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build *.egg-info

@@ -55,7 +55,9 @@ class EngineConfig:
 
     workers: int | None = None
     scheduler: str | None = None
-    batch: int = 32  # pairs per task (fewer, larger Dask tasks measured faster); fixed so a resumed build finds its own scratch
+    # Pairs per scan task: fewer, larger Dask tasks measured faster (BENCHMARKS.md); part of the
+    # build's fingerprint, so a resumed build finds its own scratch.
+    batch: int = 32
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:

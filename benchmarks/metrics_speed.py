@@ -6,7 +6,8 @@ implementation of the same definitions (``benchmarks/scipy_metrics.py``).
 Needs scipy and ../shared/reference (``--smoke``: the bundled record, cut to 96x128, one
 repeat). Both are timed on the same images, already read, in one process; ours with torch's
 default threads (2 here) and with one thread, as the single-threaded baseline runs and as each
-``crossfuse eval`` worker process runs; medians of the repeats. Every value of the baseline is checked against ours (relative 1e-6).
+``crossfuse eval`` worker process runs; medians of the repeats. Every value of the baseline is
+checked against ours (relative 1e-6).
 Also reports, per record, the official evaluator's seconds recorded beside its values in
 metrics_reference.json, and the wall time of ``crossfuse eval``'s parallel path over all records.
 Prints one JSON line.
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> dict:
         parallel = time.perf_counter() - t
         official = sum(r["official_s"] for r in records)
         out.update(parallel_workers=workers, parallel_eval_reading_included_s=round(parallel, 3),
-                   official_recorded_total_s=round(official, 3), parallel_speedup_vs_official=round(official / parallel, 1))
+                   official_recorded_total_s=round(official, 3),
+                   parallel_speedup_vs_official=round(official / parallel, 1))
     print(json.dumps(out))
     return out
 

@@ -82,7 +82,8 @@ def compare_codecs(store: str, repeats: int = 5) -> dict:
                 codec.decode(e)
         decode = (time.perf_counter() - t) / repeats
         out[name] = {"ratio": round(raw / sum(len(e) for e in encoded), 3),
-                     "encode_us_per_patch": round(encode / n * 1e6, 1), "decode_us_per_patch": round(decode / n * 1e6, 1)}
+                     "encode_us_per_patch": round(encode / n * 1e6, 1),
+                     "decode_us_per_patch": round(decode / n * 1e6, 1)}
     return out
 
 

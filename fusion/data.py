@@ -167,7 +167,7 @@ def plan_epoch(corpora: Corpora, *, seed: int, epoch: int, batch_size: int, rank
 def to_model_inputs(vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (n, 3, P, P) RGB and (n, 1, P, P) infrared -> float32 visible Y and infrared in [0, 1],
     each (n, 1, P, P): ``Y = (0.299 R + 0.587 G + 0.114 B) / 255``, not rounded. Runs on the
-    tensors' device, so the trainer converts after the (4x smaller) uint8 batch has been moved."""
+    tensors' device, so the trainer converts after moving the uint8 batch (half the bytes)."""
     v = vis.float()
     y = (LUMA[0] * v[:, 0:1] + LUMA[1] * v[:, 1:2] + LUMA[2] * v[:, 2:3]) / 255.0
     return y, ir.float() / 255.0
