@@ -12,7 +12,7 @@ SUITE = (
     ("benchmarks.align_build", ["--scales", "1", "10", "30", "--repeats", "3", "--baseline-scales", "1"]),
     ("benchmarks.loader", ["--repeats", "5"]),
     ("benchmarks.store_io", []),
-    ("benchmarks.metrics_speed", ["--repeats", "3"]),
+    ("benchmarks.metrics_speed", ["--repeats", "7"]),
     ("benchmarks.network_cpu", ["--repeats", "3"]),
 )
 SMOKE = (

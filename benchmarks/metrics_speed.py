@@ -4,9 +4,9 @@ implementation of the same definitions (``benchmarks/scipy_metrics.py``).
     python -m benchmarks.metrics_speed [--repeats 3] [--smoke]
 
 Needs scipy and ../shared/reference (``--smoke``: the bundled record, cut to 96x128, one
-repeat). Both are timed on the same images, already read, in one process; ours with torch's
-default threads (2 here) and with one thread, as the single-threaded baseline runs and as each
-``crossfuse eval`` worker process runs; medians of the repeats. Every value of the baseline is
+repeat). Both are timed on the same images, already read, in one process, in turn within each
+repeat; ours with torch's default threads (2 here) and with one thread, as the single-threaded
+baseline runs and as each ``crossfuse eval`` worker process runs; medians of the repeats. Every value of the baseline is
 checked against ours (relative 1e-6).
 Also reports, per record, the official evaluator's seconds recorded beside its values in
 metrics_reference.json, and the wall time of ``crossfuse eval``'s parallel path over all records.
@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 
 from benchmarks import scipy_metrics
-from benchmarks.common import REPO, machine, median_seconds
+from benchmarks.common import REPO, machine
 from crossfuse.fusion.evaluate import _single_threaded, score
 from crossfuse.fusion.metrics import all_metrics, read_gray
 from crossfuse.system import available_cores
@@ -46,6 +46,22 @@ def _records(smoke: bool) -> list[dict]:
              "official_s": r["seconds"]} for r in records]
 
 
+def _interleaved(f, a, b, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of ours (default threads), ours on one thread (as the single-threaded
+    baseline runs, and as each ``crossfuse eval`` worker runs) and the scipy baseline, timed in
+    turn within each repeat so that this shared machine's slow spells hit all three alike."""
+    times: list[list[float]] = [[], [], []]
+    threads = torch.get_num_threads()
+    for _ in range(repeats):
+        for k, (fn, n) in enumerate(((all_metrics, threads), (all_metrics, 1), (scipy_metrics.all_metrics, threads))):
+            torch.set_num_threads(n)
+            t = time.perf_counter()
+            fn(f, a, b)
+            times[k].append(time.perf_counter() - t)
+    torch.set_num_threads(threads)
+    return tuple(statistics.median(t) for t in times)
+
+
 def _agree(ours: dict[str, float], theirs: dict[str, float]) -> bool:
     return all(math.isclose(ours[k], theirs[k], rel_tol=1e-6, abs_tol=1e-9) for k in ours)
 
@@ -62,12 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.smoke:
             f, a, b = (x[:96, :128] for x in (f, a, b))
         all_metrics(f, a, b)  # warm-up
-        ours = median_seconds(lambda: all_metrics(f, a, b), repeats)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # the scipy baseline runs on one core; so does each `crossfuse eval` worker
-        ours_1 = median_seconds(lambda: all_metrics(f, a, b), repeats)
-        torch.set_num_threads(threads)
-        baseline = median_seconds(lambda: scipy_metrics.all_metrics(f, a, b), repeats)
+        ours, ours_1, baseline = _interleaved(f, a, b, repeats)
         if not _agree(all_metrics(f, a, b), scipy_metrics.all_metrics(f, a, b)):
             raise SystemExit(f"{rec['name']}: the scipy baseline and ours disagree; fix one before timing.")
         row = {"fused": rec["name"], "shape": list(f.shape), "ours_s": round(ours, 4),
