@@ -70,10 +70,11 @@ def test_memory_and_streaming_paths_and_workers_agree(sample_corpus):
     for in_memory in (True, False):
         ds = PatchBatches(Corpora([sample_corpus[0]], in_memory=in_memory), batch_size=8, seed=0, buffer_chunks=2)
         batches[in_memory] = list(ds)
-    loader = torch.utils.data.DataLoader(
-        PatchBatches(Corpora([sample_corpus[0]]), batch_size=8, seed=0, buffer_chunks=2),
-        batch_size=None, num_workers=2)
-    batches["workers"] = list(loader)
+    for in_memory in (True, False):  # loader worker processes, each reading its own share
+        loader = torch.utils.data.DataLoader(
+            PatchBatches(Corpora([sample_corpus[0]], in_memory=in_memory), batch_size=8, seed=0, buffer_chunks=2),
+            batch_size=None, num_workers=2)
+        batches[f"workers {in_memory}"] = list(loader)
     reference = batches[True]
     g = zarr.open_group(sample_corpus[0], mode="r")
     plan = plan_epoch(Corpora([sample_corpus[0]]), seed=0, epoch=0, batch_size=8, buffer_chunks=2)
@@ -82,7 +83,7 @@ def test_memory_and_streaming_paths_and_workers_agree(sample_corpus):
         assert vis.dtype == ir.dtype == torch.uint8
         assert np.array_equal(vis.numpy(), g["vis"].get_orthogonal_selection(rows))
         assert np.array_equal(ir.numpy(), g["ir"].get_orthogonal_selection(rows))
-    for other in (batches[False], batches["workers"]):
+    for other in (batches[False], batches["workers True"], batches["workers False"]):
         assert len(other) == len(reference)
         assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(reference, other))
 
