@@ -73,11 +73,12 @@ def _batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
 
 @dataclass(frozen=True, kw_only=True)
 class _PendingScan:
-    """A dataset's scan tasks, submitted: ``futures`` maps each to its batch of pairs."""
+    """A dataset's scan tasks, submitted: ``futures`` maps each to its batch of pairs; the
+    dataset has ``batches`` batches in all, some perhaps scanned by an earlier run."""
 
     role: str
     manifest: Manifest
-    batches: list[tuple[int, Manifest]]
+    batches: int
     futures: dict
     skip_bad: bool
 
@@ -91,7 +92,7 @@ def _submit_scan(client, url: str, role: str, manifest: Manifest, params: BuildP
     futures = {client.submit(tasks.scan_batch, url, role, i, sub, first, patch=params.patch, stride=params.stride,
                              stash=stash, skip_bad=skip_bad, pure=False): sub
                for i, (first, sub) in enumerate(batches) if not _store.batch_done(url, role, i)}
-    return _PendingScan(role=role, manifest=manifest, batches=batches, futures=futures, skip_bad=skip_bad)
+    return _PendingScan(role=role, manifest=manifest, batches=len(batches), futures=futures, skip_bad=skip_bad)
 
 
 def _collect_scan(url: str, pending: _PendingScan, params: BuildParams, *, progress: Progress) -> ScanResult:
@@ -114,7 +115,7 @@ def _collect_scan(url: str, pending: _PendingScan, params: BuildParams, *, progr
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names + ("batch", "local")}
     pairs: list[dict] = []
     problems = []
-    for i in range(len(pending.batches)):
+    for i in range(pending.batches):
         arrays, info = _store.read_batch(url, role, i, names)
         for n in names:
             parts[n].append(arrays[n])

@@ -2,8 +2,9 @@
 
 F is the fused image, A the infrared, B the visible: (H, W) float64 arrays of gray values on a
 0-255 scale, read by :func:`read_gray`. Everything is vectorised float64: Gaussian filtering
-through (torch) FFTs, box filtering through separable running sums (torch). The protocol's quirks are
-kept on purpose and noted in each docstring, so that numbers stay comparable with published tables.
+through (torch) FFTs, box filtering through separable sums of neighbours (torch). The protocol's
+quirks are kept on purpose and noted in each docstring, so that numbers stay comparable with
+published tables.
 """
 
 from __future__ import annotations
