@@ -25,6 +25,14 @@ def machine() -> dict:
     return {"cpu": model, "cores": available_cores(), "python": platform.python_version()}
 
 
+def sync(device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so a timing covers it."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):

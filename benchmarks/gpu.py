@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-from benchmarks.common import machine
+from benchmarks.common import machine, sync
 from crossfuse.fusion.config import TrainConfig
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
 from crossfuse.fusion.trainer import _step_losses, make_optimizer
@@ -36,20 +36,15 @@ VARIANTS = {  # name: (bf16, channels_last, compile)
 }
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _median_ms(fn, device: torch.device, iters: int, warmup: int) -> float:
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(iters):
         t = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t)
     return 1e3 * statistics.median(times)
 

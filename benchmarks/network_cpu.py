@@ -23,7 +23,7 @@ import sys
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import machine, median_seconds
+from benchmarks.common import machine, median_seconds, sync
 from crossfuse.fusion.config import TrainConfig
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
 from crossfuse.fusion.runtime import keep_freed_memory
@@ -39,18 +39,13 @@ def _timed(fn, repeats: int) -> float:
     return median_seconds(fn, repeats)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def matmul_peak_gflops(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats: int = 3) -> float:
     """Measured GEMM throughput, n x n x n, in GFLOP/s."""
     a, b = torch.rand(n, n, device=device, dtype=dtype), torch.rand(n, n, device=device, dtype=dtype)
 
     def mm() -> None:
         a @ b
-        _sync(device)
+        sync(device)
 
     return 2 * n ** 3 / _timed(mm, repeats) / 1e9
 
@@ -68,7 +63,7 @@ def fusion(model: CrossFuse, ir: torch.Tensor, vis: torch.Tensor, *, layout: tor
     ir, vis = (t.contiguous(memory_format=layout) for t in (ir, vis))
     with torch.no_grad(), torch.autocast(ir.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model(ir, vis)
-    _sync(ir.device)
+    sync(ir.device)
     return out.float().contiguous()
 
 
@@ -84,7 +79,7 @@ def train_step(model: CrossFuse, vis: torch.Tensor, ir: torch.Tensor, *, phase: 
         terms = _step_losses(parts, vis, ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(0))
     loss = terms["loss"].float()
     loss.backward()
-    _sync(vis.device)
+    sync(vis.device)
     return float(loss.detach()), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
