@@ -33,9 +33,6 @@ def channel_means(patches: np.ndarray) -> np.ndarray:
     return patches.reshape(n, c, h * w).sum(axis=2, dtype=np.int64) / float(h * w)
 
 
-def channel_histograms(patches: np.ndarray) -> np.ndarray:
-    """256-bin histogram of each channel of each patch: (n, C, P, P) uint8 -> (n, C, 256) int32."""
-    n, c, h, w = patches.shape
-    offsets = (np.arange(n * c, dtype=np.int64) * 256)[:, None]
-    flat = patches.reshape(n * c, h * w).astype(np.int64) + offsets
-    return np.bincount(flat.ravel(), minlength=n * c * 256).reshape(n, c, 256).astype(np.int32)
+def channel_counts(patches: np.ndarray) -> np.ndarray:
+    """256-bin histogram of each channel over all ``patches``: (n, C, P, P) uint8 -> (C, 256) int64."""
+    return np.stack([np.bincount(patches[:, c].ravel(), minlength=256) for c in range(patches.shape[1])])

@@ -142,7 +142,7 @@ def _selection_histogram(url: str, role: str, scan: ScanResult, ids: np.ndarray)
     for batch in np.unique(batches):
         rows = scan.local[ids[batches == batch]]
         stash, _ = _store.read_batch(url, role, int(batch), ("vis",))
-        total += _patches.channel_histograms(stash["vis"][rows]).sum(axis=0)
+        total += _patches.channel_counts(stash["vis"][rows])
     return total
 
 
