@@ -154,7 +154,7 @@ def _vif_pair(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[float, float
     """VIF(A, F) and VIF(B, F): pixel-domain multi-scale VIF (Sheikh & Bovik), each source the
     reference; the fused image's own moments are computed once for both, and each scale's
     transforms of A, B and F also give the next scale's filtered, decimated images."""
-    images, spectra = torch.from_numpy(np.stack([a, b, f])), None
+    images, spectra, size = torch.from_numpy(np.stack([a, b, f])), None, None  # spectra: of the previous scale
     totals = np.zeros((2, 2))
     for scale in range(1, 5):
         n = 2 ** (5 - scale) + 1

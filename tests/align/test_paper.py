@@ -2,7 +2,6 @@
 plain procedure and the figures measured from the released script (../shared/reference/README.md)."""
 
 import numpy as np
-import pytest
 import zarr
 
 from crossfuse import manifest

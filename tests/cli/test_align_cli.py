@@ -1,7 +1,6 @@
 """``crossfuse-align`` through click's CliRunner and as a real subprocess."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
