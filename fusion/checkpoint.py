@@ -22,8 +22,15 @@ class CheckpointError(CrossfuseError, ValueError):
 
 
 def save(path: str, model: CrossFuse, state: dict[str, Any] | None = None) -> None:
-    """Write atomically (temporary file, then rename), so a kill never leaves half a checkpoint."""
+    """Write atomically (temporary file, then rename), so a kill never leaves half a checkpoint.
+    Weights that are not all finite are refused: a NaN checkpoint is never written."""
     payload: dict[str, Any] = model.official_state()
+    broken = [f"{part}.{key}" for part, sd in payload.items() for key, t in sd.items()
+              if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise CheckpointError(f"refusing to write {path}: {len(broken)} weight tensor(s) hold NaN or infinite "
+                              f"values ({', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''}); the "
+                              "previous checkpoint is kept.")
     if state is not None:
         payload["crossfuse"] = state
     tmp = f"{path}.tmp"

@@ -57,14 +57,19 @@ def ssim_loss(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pearson correlation over the pixels of each sample's channel, clamped to [-1, 1], averaged
-    over batch and channels: ``sum(a' b') / (eps + |a'| |b'|)``, a' = a - mean, eps = float32 eps."""
+    over batch and channels: ``sum(a' b') / (eps + |a'| |b'|)``, a' = a - mean, eps = float32 eps.
+
+    The norms are ``vector_norm``s, not ``sqrt(sum(a'^2))`` as in the release: at a constant channel
+    (a' = 0, common on black infrared regions) the sqrt's derivative is infinite and times the
+    zero of ``2a'`` gives NaN, whereas ``vector_norm`` takes the subgradient 0 there. Same values."""
     n, c = a.shape[:2]
     a = a.reshape(n, c, -1)
     b = b.reshape(n, c, -1)
     a = a - a.mean(dim=-1, keepdim=True)
     b = b - b.mean(dim=-1, keepdim=True)
     eps = torch.finfo(torch.float32).eps
-    cc = (a * b).sum(-1) / (eps + a.pow(2).sum(-1).sqrt() * b.pow(2).sum(-1).sqrt())
+    norms = torch.linalg.vector_norm(a, dim=-1) * torch.linalg.vector_norm(b, dim=-1)
+    cc = (a * b).sum(-1) / (eps + norms)
     return cc.clamp(-1.0, 1.0).mean()
 
 

@@ -31,7 +31,7 @@ from crossfuse.progress import Progress, no_progress
 
 
 class TrainingDiverged(CrossfuseError, RuntimeError):
-    """Too many consecutive steps with a NaN or infinite loss."""
+    """Too many consecutive steps skipped for a NaN or infinite loss or gradient."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,13 +81,26 @@ def _init_distributed(device: torch.device) -> _Dist:
     return _Dist(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
-def _all_finite(loss: torch.Tensor, dist_info: _Dist) -> bool:
-    flag = torch.tensor([1.0 if torch.isfinite(loss).item() else 0.0], device=loss.device)
+def _all_finite(values: torch.Tensor, dist_info: _Dist) -> bool:
+    """Whether every entry of ``values`` is finite on every rank."""
+    flag = torch.isfinite(values.detach()).all().to(torch.float32).reshape(1)
     if dist_info.world > 1:
         import torch.distributed as dist
 
         dist.all_reduce(flag, op=dist.ReduceOp.MIN)
     return bool(flag.item())
+
+
+def _non_finite(values: dict[str, torch.Tensor]) -> list[str]:
+    return [name for name, v in values.items() if not bool(torch.isfinite(v.detach()).all())]
+
+
+def _backward_and_clip(loss: torch.Tensor, parts: dict[str, nn.Module], clip_norm: float) -> dict[str, torch.Tensor]:
+    """Backpropagate ``loss`` and clip each sub-network's gradient norm; returns each part's
+    gradient norm before clipping (non-finite when any of its gradients is)."""
+    loss.backward()
+    return {name: nn.utils.clip_grad_norm_(part.parameters(), max_norm=clip_norm, norm_type=2)
+            for name, part in parts.items()}
 
 
 def _step_losses(parts: dict[str, nn.Module], vis: torch.Tensor, ir: torch.Tensor, *, phase: int, beta: float,
@@ -190,19 +203,24 @@ def train(*, data: list[str], out: str, cfg: TrainConfig, weights: list[float] |
                         terms = _step_losses(parts, vis, ir, phase=phase, beta=beta, cfg=cfg, generator=gen)
                     loss = terms["loss"].float()
                     step += 1
+                    opt.zero_grad(set_to_none=True)
+                    problem = None
                     if not _all_finite(loss, dist_info):
+                        problem = f"non-finite loss (terms {', '.join(_non_finite(terms))})"
+                    else:
+                        norms = _backward_and_clip(loss, parts, cfg.clip_norm)
+                        if not _all_finite(torch.stack(list(norms.values())), dist_info):
+                            problem = (f"finite loss {loss.item():.4g} but non-finite gradients "
+                                       f"in {', '.join(_non_finite(norms)) or 'another rank'}")
+                    if problem:
                         bad_streak += 1
-                        warnings.warn(f"step {step}: non-finite loss, step skipped ({bad_streak} in a row)", stacklevel=1)
+                        warnings.warn(f"step {step} (epoch {epoch + 1}): {problem}; step skipped, weights unchanged "
+                                      f"({bad_streak} in a row)", stacklevel=1)
                         if bad_streak >= cfg.nan_patience:
-                            raise TrainingDiverged(f"{bad_streak} consecutive non-finite losses at step {step}; "
-                                                   "lower lr or check the data.")
+                            raise TrainingDiverged(_diverged_message(bad_streak, step, problem))
                         advance(1, "skipped")
                         continue
                     bad_streak = 0
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    for part in parts.values():
-                        nn.utils.clip_grad_norm_(part.parameters(), max_norm=cfg.clip_norm, norm_type=2)
                     opt.step()
                     final = loss.item()
                     record = {"epoch": epoch, "step": step, "phase": phase, "lr": opt.param_groups[0]["lr"],
@@ -231,6 +249,16 @@ def train(*, data: list[str], out: str, cfg: TrainConfig, weights: list[float] |
             log.close()
     return TrainResult(run_dir=str(run), epochs_done=cfg.epochs, steps=step, last_checkpoint=last_path,
                        seconds=time.perf_counter() - started, final_loss=final)
+
+
+def _diverged_message(streak: int, step: int, problem: str) -> str:
+    if problem.startswith("non-finite loss"):
+        advice = "lower lr, or check the corpora for broken patches"
+    else:
+        advice = ("a loss term or layer is not differentiable on some patch of this data (a constant patch, "
+                  "say); the loss was fine, so lowering lr will not help: report it with the run's config.toml")
+    return (f"{streak} consecutive steps skipped up to step {step}, the last with {problem}; {advice}. "
+            "Checkpoints written so far hold finite weights.")
 
 
 def _read_history(path: Path, upto_step: int) -> list[dict[str, float]]:

@@ -105,3 +105,76 @@ def test_crop_is_reproducible_and_checked():
     assert a.shape == (1, 1, 32, 32) and torch.equal(a, b)
     with pytest.raises(ValueError, match="larger than"):
         losses.random_crop(x, 65, torch.Generator())
+
+
+# ---- finite gradients on constant data (TNO has all-black infrared regions) ----
+
+CONSTANTS = {"zero": 0.0, "one": 1.0, "constant": 0.37}
+
+
+def _leaf(value, shape=(2, 1, 40, 40)):
+    return torch.full(shape, value, requires_grad=True)
+
+
+@pytest.mark.parametrize("name", CONSTANTS)
+def test_every_loss_term_has_finite_gradients_on_constant_patches(name):
+    value = CONSTANTS[name]
+    g = torch.Generator().manual_seed(0)
+    for phase in (1, 2):
+        vis, ir, out = _leaf(value), _leaf(value), _leaf(value)
+        # constant features as well: zero variance in every channel of base and detail
+        feats = {k: torch.full((2, 4, 10, 10), value, requires_grad=True)
+                 for k in ("base_v", "base_i", "detail_v", "detail_i")}
+        if phase == 1:
+            terms = losses.reconstruction_loss(vis, out, ir, _leaf(value), feats)
+        else:
+            terms = losses.fusion_loss(vis, ir, out, feats, beta=0.1, generator=g)
+        for term, loss in terms.items():
+            inputs = [vis, ir, out, *feats.values()]
+            grads = torch.autograd.grad(loss, inputs, retain_graph=True, allow_unused=True)
+            for grad in grads:
+                assert grad is None or torch.isfinite(grad).all(), (phase, term)
+
+
+def test_correlation_of_a_constant_channel_is_zero_with_finite_gradient():
+    a = torch.zeros(2, 3, 8, 8, requires_grad=True)
+    b = torch.rand(2, 3, 8, 8, requires_grad=True)
+    cc = losses.correlation(a, b)
+    cc.backward()
+    assert cc.item() == 0.0
+    assert torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
+    # the value is the release's formula wherever that is defined
+    x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    xc = (x - x.mean((-1, -2), keepdim=True)).flatten(2)
+    yc = (y - y.mean((-1, -2), keepdim=True)).flatten(2)
+    release = ((xc * yc).sum(-1) / (torch.finfo(torch.float32).eps + xc.pow(2).sum(-1).sqrt()
+                                    * yc.pow(2).sum(-1).sqrt())).clamp(-1, 1).mean()
+    assert losses.correlation(x, y).item() == pytest.approx(release.item(), abs=1e-7)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_network_and_losses_give_finite_gradients_on_a_constant_batch(channels_last, value):
+    """The whole training step on a batch holding constant patches (how the NaN was found:
+    the attention's channel norms and the correlation's sqrt at zero variance)."""
+    from crossfuse.fusion.config import TrainConfig
+    from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
+    from crossfuse.fusion.trainer import _step_losses
+
+    torch.manual_seed(0)
+    model = CrossFuse(NetworkConfig(dim=8, heads=2, encoder_blocks=1, decoder_blocks=1, detail_nodes=1))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
+    parts = {attr: getattr(model, attr) for attr in CHECKPOINT_PARTS.values()}
+    vis = torch.rand(4, 1, 64, 64)
+    ir = torch.rand(4, 1, 64, 64)
+    vis[1] = value  # one constant patch in each input, as a batch of real data has
+    ir[1:3] = value
+    vis, ir = (t.contiguous(memory_format=layout) for t in (vis, ir))
+    cfg = TrainConfig(network=model.config)
+    for phase in (1, 2):
+        model.zero_grad()
+        terms = _step_losses(parts, vis, ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(1))
+        terms["loss"].backward()
+        bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
+        assert not bad, (phase, bad[:5])

@@ -1,10 +1,12 @@
 """Training on a real corpus: the loss falls, a killed run resumes exactly, NaNs are handled, DDP runs."""
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ from crossfuse.fusion import checkpoint, trainer
 from crossfuse.fusion.config import TrainConfig, load
 from crossfuse.fusion.data import Corpora, plan_epoch
 from crossfuse.fusion.network import NetworkConfig
-from tests.helpers import REPO
+from tests.helpers import REPO, needs_shared
 
 TINY = NetworkConfig(dim=8, heads=2, encoder_blocks=1, decoder_blocks=1, detail_nodes=1)
 
@@ -84,9 +86,64 @@ def test_non_finite_losses_are_skipped_then_abort(tmp_path, sample_corpus, monke
         return out
 
     monkeypatch.setattr(trainer, "_step_losses", poisoned)
-    with pytest.warns(UserWarning, match="non-finite loss"), pytest.raises(trainer.TrainingDiverged, match="3 consecutive"):
+    with pytest.warns(UserWarning, match="non-finite loss"), pytest.raises(trainer.TrainingDiverged, match="3 consecutive .* non-finite loss .* lower lr"):
         trainer.train(data=[sample_corpus[0]], out=str(tmp_path / "nan"), cfg=_cfg(nan_patience=3))
     assert len(_log(str(tmp_path / "nan"))) == 1  # only the finite step was logged
+
+
+def test_non_finite_gradients_of_a_finite_loss_are_skipped_then_abort(tmp_path, sample_corpus, monkeypatch):
+    real = trainer._step_losses
+
+    def nan_gradient(*args, **kwargs):
+        out = real(*args, **kwargs)
+        # sqrt at exactly zero: the value stays the loss, the gradient becomes NaN (the bug on TNO)
+        out["loss"] = out["loss"] + torch.sqrt(out["loss"] - out["loss"].detach())
+        return out
+
+    monkeypatch.setattr(trainer, "_step_losses", nan_gradient)
+    run = str(tmp_path / "nangrad")
+    with pytest.warns(UserWarning, match=r"step 1 \(epoch 1\): finite loss .* non-finite gradients in encoder"), \
+            pytest.raises(trainer.TrainingDiverged) as info:
+        trainer.train(data=[sample_corpus[0]], out=run, cfg=_cfg(nan_patience=2))
+    message = str(info.value)
+    assert "2 consecutive steps skipped up to step 2" in message and "gradients" in message
+    assert "lower lr" not in message
+    assert not os.path.exists(os.path.join(run, "checkpoints", "latest.pth"))  # nothing written from NaN
+
+
+def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
+    from crossfuse.fusion.network import CrossFuse
+
+    model = CrossFuse(TINY)
+    good = str(tmp_path / "latest.pth")
+    checkpoint.save(good, model)
+    before = open(good, "rb").read()
+    with torch.no_grad():
+        next(model.decoder.parameters())[0] = float("nan")
+    with pytest.raises(checkpoint.CheckpointError, match="refusing to write .* NaN or infinite"):
+        checkpoint.save(good, model)
+    assert open(good, "rb").read() == before and not os.path.exists(good + ".tmp")
+
+
+@needs_shared
+def test_tno_pairs_with_black_infrared_train_to_finite_weights(tmp_path):
+    """The reproduction of the NaN report: TNO 18 and 31 packed at stride 64, the demo config."""
+    from crossfuse import manifest
+    from crossfuse.align import BuildParams, EngineConfig, pack
+
+    tno = manifest.load(str(REPO / "data_manifests" / "tno.json"))
+    two = manifest.Manifest(name="tno-18-31", root=tno.root, origin=tno.origin,
+                            pairs=tuple(p for p in tno.pairs if p.id in ("18", "31")))
+    store = str(tmp_path / "tno.zarr")
+    pack(dataset=two, out=store, params=BuildParams(patch=64, stride=64), engine=EngineConfig(workers=2))
+    cfg = load(str(REPO / "configs" / "demo.toml"), {"epochs": 2, "phase1_epochs": 1, "steps_per_epoch": 0, "seed": 6})
+    run = str(tmp_path / "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not one step may be skipped
+        result = trainer.train(data=[store], out=run, cfg=cfg)
+    assert result.steps == 30 and math.isfinite(result.final_loss)
+    model = checkpoint.load_model(os.path.join(run, "checkpoints", "latest.pth"))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_ddp_two_cpu_processes(tmp_path, sample_corpus):
