@@ -62,6 +62,17 @@ def _fingerprint(**parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _check_not_empty(*datasets: Manifest) -> None:
+    for dataset in datasets:
+        if not dataset.pairs:
+            raise ManifestError(f"{dataset.origin} lists no image pairs; a dataset needs at least one.")
+
+
+def _dataset_input(dataset: Manifest) -> str:
+    """How a dataset is named in a store's ``inputs``: where it came from and what it lists."""
+    return f"{dataset.origin} ({len(dataset.pairs)} pairs, sha256 {_manifest.fingerprint(dataset)[:12]})"
+
+
 def _batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
     out = []
     for first in range(0, len(manifest.pairs), size):
@@ -190,11 +201,15 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
     """Build an aligned corpus at ``out``: the ``params.k`` patches of ``aux`` whose visible RGB
     means are closest (L1) to ``target``'s, gamma-corrected per channel to match them."""
     out = _manifest.absolute(out)
-    fingerprint = _fingerprint(kind="aligned", params=params.as_dict(), batch=engine.batch, skip_bad=skip_bad,
-                               target=_manifest.fingerprint(target), aux=_manifest.fingerprint(aux),
-                               target_root=target.root, aux_root=aux.root)
+    _check_not_empty(target, aux)  # everything that can be checked before anything is written
+    scan_fp = _fingerprint(kind="aligned", patch=params.patch, stride=params.stride, batch=engine.batch,
+                           skip_bad=skip_bad, target=_manifest.fingerprint(target), aux=_manifest.fingerprint(aux),
+                           target_root=target.root, aux_root=aux.root)
+    fingerprint = _fingerprint(scan=scan_fp, params=params.as_dict())
+    inputs = {"target": _dataset_input(target), "aux": _dataset_input(aux), **params.as_dict(), "skip_bad": skip_bad}
     clock = {"start": time.perf_counter()}
-    group, resumed = _store.open_for_build(out, kind="aligned", fingerprint=fingerprint, overwrite=overwrite)
+    group, resumed = _store.open_for_build(out, kind="aligned", fingerprint=fingerprint, scan_fingerprint=scan_fp,
+                                           inputs=inputs, overwrite=overwrite)
     with dask_client(engine) as client:
         # Both datasets' tasks are queued at once, so the auxiliary scan fills the cores the
         # target scan's last batches leave idle.
@@ -249,11 +264,15 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
          overwrite: bool = False, skip_bad: bool = False, progress: Progress = no_progress) -> BuildSummary:
     """Write every patch of ``dataset`` to a corpus at ``out`` as it is (kind ``packed``)."""
     out = _manifest.absolute(out)
-    fingerprint = _fingerprint(kind="packed", patch=params.patch, stride=params.stride, chunk=params.chunk,
-                               batch=engine.batch, skip_bad=skip_bad, dataset=_manifest.fingerprint(dataset),
-                               root=dataset.root)
+    _check_not_empty(dataset)
+    scan_fp = _fingerprint(kind="packed", patch=params.patch, stride=params.stride, batch=engine.batch,
+                           skip_bad=skip_bad, dataset=_manifest.fingerprint(dataset), root=dataset.root)
+    fingerprint = _fingerprint(scan=scan_fp, chunk=params.chunk)
+    inputs = {"dataset": _dataset_input(dataset), "patch": params.patch, "stride": params.stride,
+              "chunk": params.chunk, "skip_bad": skip_bad}
     start = time.perf_counter()
-    group, resumed = _store.open_for_build(out, kind="packed", fingerprint=fingerprint, overwrite=overwrite)
+    group, resumed = _store.open_for_build(out, kind="packed", fingerprint=fingerprint, scan_fingerprint=scan_fp,
+                                           inputs=inputs, overwrite=overwrite)
     with dask_client(engine) as client:
         scan = _collect_scan(out, _submit_scan(client, out, "aux", dataset, params, engine, stash=True,
                                                skip_bad=skip_bad), params, progress=progress)

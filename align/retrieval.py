@@ -55,7 +55,8 @@ def top_k(means: np.ndarray, target: np.ndarray, k: int, *, index: str = "flat",
     if k > n:
         raise ParameterError(
             f"K = {k} but the auxiliary set has only {n} patches at this patch size and stride; "
-            f"lower -k to at most {n}, or add auxiliary data, or use a smaller --stride.")
+            f"lower -k to at most {n} (the scan is kept, and rerunning with another -k reuses it), "
+            "or add auxiliary data, or use a smaller --stride.")
     idx = make_index(means, index=index, nlist=nlist, nprobe=nprobe)
     # Ask a little past K so that ties at the K-th distance are all seen, then break them by id.
     want = min(n, k + 64)
@@ -66,7 +67,7 @@ def top_k(means: np.ndarray, target: np.ndarray, k: int, *, index: str = "flat",
     if len(ids) < k:
         raise ParameterError(
             f"the {index} index returned only {len(ids)} of K = {k} patches; raise --nprobe or use the "
-            "exact flat index.")
+            "exact flat index (the scan is kept, and rerunning with other index options reuses it).")
     order = np.lexsort((ids, distances))[:k]
     return Selection(ids=ids[order].astype(np.int64), distances=distances[order].astype(np.float32))
 

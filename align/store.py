@@ -42,13 +42,16 @@ def _path_is_occupied(url: str) -> bool:
     return fs.exists(path) and (not fs.isdir(path) or bool(fs.ls(path)))
 
 
-def open_for_build(url: str, *, kind: str, fingerprint: str, overwrite: bool) -> tuple[zarr.Group, bool]:
+def open_for_build(url: str, *, kind: str, fingerprint: str, scan_fingerprint: str, inputs: dict[str, Any],
+                   overwrite: bool) -> tuple[zarr.Group, bool]:
     """Open the output store for writing; returns ``(group, resumed)``.
 
-    A complete corpus is replaced only with ``overwrite``; an incomplete one with the same
-    ``fingerprint`` (same inputs and parameters) is resumed; one with another fingerprint is
-    replaced only with ``overwrite``. Anything at ``url`` that is not a crossfuse store is never
-    deleted.
+    A complete corpus is replaced only with ``overwrite``. An incomplete one with the same
+    ``fingerprint`` (same inputs and parameters) is resumed; one whose scan was made the same way
+    (same ``scan_fingerprint``: datasets, patch, stride) but whose selection or output parameters
+    differ keeps its scan and restarts selection and writing. Any other is replaced only with
+    ``overwrite``, and the refusal names the ``inputs`` that differ. Anything at ``url`` that is
+    not a crossfuse store is never deleted.
     """
     existing = _open_existing(url)
     if existing is None:
@@ -59,19 +62,43 @@ def open_for_build(url: str, *, kind: str, fingerprint: str, overwrite: bool) ->
         meta = existing.attrs.get(ATTR_KEY)
         if not isinstance(meta, dict):
             raise StoreExistsError(f"{url} is a Zarr group but not a crossfuse corpus; choose another --out.")
-        if meta.get("complete"):
+        same_kind = meta.get("kind") == kind
+        if meta.get("complete") is True:
             if not overwrite:
                 raise StoreExistsError(f"{url} already holds a complete corpus; pass --overwrite to replace it.")
-        elif meta.get("fingerprint") == fingerprint and meta.get("kind") == kind:
+        elif same_kind and meta.get("fingerprint") == fingerprint:
             return zarr.open_group(store=url, mode="r+"), True
+        elif same_kind and meta.get("scan_fingerprint") == scan_fingerprint and not overwrite:
+            return _restart_selection(url, fingerprint, inputs), True
         elif not overwrite:
-            raise StoreError(f"{url} holds an unfinished build made with other inputs or parameters; "
-                             "rerun that exact command to resume it, or pass --overwrite to start over.")
+            raise StoreError(f"{url} holds an unfinished build made with other inputs or parameters "
+                             f"({_differences(meta.get('inputs'), inputs)}); rerun that command to resume it, "
+                             "or pass --overwrite to start over with these.")
     group = zarr.open_group(store=url, mode="w")
-    group.attrs[ATTR_KEY] = {"schema": SCHEMA_VERSION, "kind": kind, "complete": False,
-                             "fingerprint": fingerprint, "tool_version": __version__}
+    group.attrs[ATTR_KEY] = {"schema": SCHEMA_VERSION, "kind": kind, "complete": False, "fingerprint": fingerprint,
+                             "scan_fingerprint": scan_fingerprint, "inputs": inputs, "tool_version": __version__}
     group.create_group(PARTIAL_GROUP)
     return group, False
+
+
+def _differences(before: Any, now: dict[str, Any]) -> str:
+    """``name: was -> now`` for each input that differs, for the refusal message."""
+    if not isinstance(before, dict):
+        return "it was made by an older crossfuse that did not record them"
+    changed = [f"{k}: {before.get(k)!r} there, {now.get(k)!r} now" for k in now if before.get(k) != now.get(k)]
+    return "; ".join(changed) or "the image pairs differ"
+
+
+def _restart_selection(url: str, fingerprint: str, inputs: dict[str, Any]) -> zarr.Group:
+    """Keep an unfinished build's scan, drop its output arrays and written-chunk list."""
+    group = zarr.open_group(store=url, mode="r+")
+    for name in list(group.array_keys()):
+        del group[name]
+    if PARTIAL_GROUP not in group:
+        group.create_group(PARTIAL_GROUP)
+    group[PARTIAL_GROUP].attrs["written"] = []
+    group.attrs[ATTR_KEY] = {**group.attrs[ATTR_KEY], "fingerprint": fingerprint, "inputs": inputs}
+    return group
 
 
 def batch_url(url: str, role: str, batch: int) -> str:

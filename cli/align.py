@@ -9,6 +9,7 @@ import click
 from crossfuse import __version__
 from crossfuse.cli.common import progress_factory, reports_errors
 
+RESUME_HINT = "interrupted; rerun the same command to resume: scanned batches and written chunks are kept."
 _ENGINE_HELP = "Dask scheduler address (tcp://host:8786); default: an in-process LocalCluster."
 
 
@@ -64,7 +65,7 @@ def main() -> None:
 @click.option("--target-root", default=None, help="Override the target manifest's root.")
 @click.option("--aux-root", default=None, help="Override the auxiliary manifest's root.")
 @_engine_options
-@reports_errors
+@reports_errors(interrupted=RESUME_HINT)
 def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patch, stride, chunk, workers,
           scheduler, overwrite, skip_bad, quiet):
     """Select the K auxiliary patches closest to the target's colour statistics, gamma-correct
@@ -84,7 +85,7 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patc
 @click.option("--out", "-o", required=True, metavar="STORE", help="Output Zarr store (path or URL).")
 @click.option("--root", default=None, help="Override the manifest's root.")
 @_engine_options
-@reports_errors
+@reports_errors(interrupted=RESUME_HINT)
 def pack(dataset, out, root, patch, stride, chunk, workers, scheduler, overwrite, skip_bad, quiet):
     """Write every patch of one dataset to a corpus as it is (e.g. the target's own training split)."""
     from crossfuse import manifest

@@ -13,17 +13,58 @@ import click
 from crossfuse.errors import CrossfuseError
 
 
-def reports_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn crossfuse's own errors into ``Error: <message>`` and exit status 1, without a traceback."""
+def reports_errors(func: Callable[..., Any] | None = None, *,
+                   interrupted: str = "interrupted; nothing was left half-written.") -> Any:
+    """Turn crossfuse's own errors into ``Error: <message>`` and exit status 1, without a traceback,
+    and Ctrl-C into ``interrupted``: how to resume (exit status 130). Use bare or with arguments."""
 
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except CrossfuseError as exc:
-            raise click.ClickException(str(exc)) from exc
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                with _quiet_on_interrupt():
+                    return f(*args, **kwargs)
+            except CrossfuseError as exc:
+                raise click.ClickException(str(exc)) from exc
+            except KeyboardInterrupt:
+                quiet_shutdown()
+                click.echo(f"\n{interrupted}", err=True)
+                sys.exit(130)
 
-    return wrapper
+        return wrapper
+
+    return decorate(func) if func is not None else decorate
+
+
+@contextmanager
+def _quiet_on_interrupt() -> Iterator[None]:
+    """On SIGINT, silence the engine's shutdown logging first, then interrupt as usual, so that
+    what the user sees is only how to resume."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        quiet_shutdown()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def quiet_shutdown() -> None:
+    """Silence Dask's logging of the tasks an interrupt cancels ("Task ... cancelled", CancelledError)
+    while its cluster shuts down: they are expected, not errors."""
+    import logging
+
+    for name in ("distributed", "dask", "tornado", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def progress_factory(quiet: bool):

@@ -20,31 +20,46 @@ def main() -> None:
     """
 
 
+def _default(name: str) -> str:
+    """``[default: V]`` for a TrainConfig field, as click shows defaults in the other commands."""
+    from crossfuse.fusion.config import TrainConfig
+
+    return f"[default: {getattr(TrainConfig(), name)}]"
+
+
 @main.command()
-@click.option("--data", "-d", "data", multiple=True, required=True, metavar="STORE",
-              help="Corpus store to train on; repeat for several.")
+@click.option("--data", "-d", "data", multiple=True, metavar="STORE",
+              help="Corpus store to train on; repeat for several. With --resume: default the run's own.")
 @click.option("--weight", "-w", "weights", multiple=True, type=float, metavar="W",
               help="Sampling weight of each --data, in order (default 1 each: every patch once per epoch).")
 @click.option("--out", "-o", required=True, metavar="RUN_DIR", help="Run folder: checkpoints, config, logs, curves.")
 @click.option("--config", "-c", "config_file", default=None, metavar="FILE",
               help="TOML file of training settings (keys as in RUN_DIR/config.toml); flags override it.")
-@click.option("--resume", is_flag=True, help="Continue the run in RUN_DIR from its latest checkpoint.")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Total epochs [160].")
-@click.option("--phase1-epochs", type=click.IntRange(min=0), default=None, help="Epochs of phase I [40].")
-@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None, help="Patches per batch [8].")
-@click.option("--lr", type=float, default=None, help="Adam learning rate [1e-4].")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in RUN_DIR from its latest checkpoint, with its saved config.toml and "
+                   "corpora; flags given override them (--epochs N extends it).")
+@click.option("--new-data", is_flag=True, help="With --resume: continue on other --data than the run recorded.")
+@click.option("--overwrite", is_flag=True, help="Replace the run already in RUN_DIR (its checkpoints and logs).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Total epochs {_default('epochs')}.")
+@click.option("--phase1-epochs", type=click.IntRange(min=0), default=None,
+              help=f"Epochs of phase I {_default('phase1_epochs')}.")
+@click.option("--batch-size", "-b", type=click.IntRange(min=1), default=None,
+              help=f"Patches per batch {_default('batch_size')}.")
+@click.option("--lr", type=float, default=None, help=f"Adam learning rate {_default('lr')}.")
 @click.option("--steps-per-epoch", type=click.IntRange(min=0), default=None,
-              help="At most this many steps per epoch (0: all) [0].")
-@click.option("--seed", type=int, default=None, help="Seed of initialisation, shuffling and augmentation [0].")
-@click.option("--device", default=None, help="auto, cpu, cuda, cuda:1 ... [auto].")
-@click.option("--bf16/--no-bf16", default=None, help="bfloat16 autocast (GPUs and recent CPUs; not bit-exact) [off].")
+              help=f"At most this many steps per epoch (0: all) {_default('steps_per_epoch')}.")
+@click.option("--seed", type=int, default=None,
+              help=f"Seed of initialisation, shuffling and augmentation {_default('seed')}.")
+@click.option("--device", default=None, help=f"auto, cpu, cuda, cuda:1 ... {_default('device')}.")
+@click.option("--bf16/--no-bf16", default=None,
+              help="bfloat16 autocast (GPUs and recent CPUs; not bit-exact) [default: off].")
 @click.option("--channels-last/--no-channels-last", default=None,
-              help="NHWC memory format: faster, same numbers to 1e-5 [on].")
+              help="NHWC memory format: faster, same numbers to 1e-5 [default: on].")
 @click.option("--workers", "-j", "loader_workers", type=click.IntRange(min=0), default=None,
-              help="DataLoader worker processes [0].")
+              help=f"DataLoader worker processes {_default('loader_workers')}.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-@reports_errors
-def train(data, weights, out, config_file, resume, quiet, **overrides):
+@reports_errors(interrupted="interrupted; rerun with --resume to continue from the last finished epoch.")
+def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, **overrides):
     """Train CrossFuse (phase I reconstruction, phase II fusion) on one or more corpora.
 
     Under torchrun it trains with DDP, each rank on its own share of every epoch. A checkpoint in
@@ -55,18 +70,26 @@ def train(data, weights, out, config_file, resume, quiet, **overrides):
     from crossfuse.fusion.trainer import train as run_train
 
     keep_freed_memory()
-    if resume and config_file is None and not any(v is not None for v in overrides.values()):
-        import os
-
-        saved = os.path.join(out, "config.toml")
-        config_file = saved if os.path.exists(saved) else None
     if weights and len(weights) != len(data):
         raise click.UsageError(f"give one --weight per --data ({len(data)}), or none.")
-    cfg = cfg_mod.load(config_file, overrides)
-    result = run_train(data=list(data), out=out, cfg=cfg, weights=list(weights) or None, resume=resume,
-                       progress=progress_factory(quiet))
-    click.echo(f"trained {result.epochs_done} epochs ({result.steps} steps) in {result.seconds:.1f}s; "
-               f"final loss {result.final_loss:.4f}; checkpoint {result.last_checkpoint}")
+    if new_data and not resume:
+        raise click.UsageError("--new-data only applies with --resume.")
+    if resume:
+        cfg, data, weights = cfg_mod.for_resume(out, config_file=config_file, overrides=overrides, stores=list(data),
+                                                weights=list(weights) or None, new_data=new_data)
+    else:
+        if not data:
+            raise click.UsageError("give at least one --data STORE to train on.")
+        cfg = cfg_mod.load(config_file, overrides)
+    result = run_train(data=list(data), out=out, cfg=cfg, weights=list(weights or []) or None, resume=resume,
+                       overwrite=overwrite, progress=progress_factory(quiet))
+    if result.epochs_run == 0:
+        click.echo(f"{out} is already finished: {result.epochs_done} epochs ({result.steps} steps), last loss "
+                   f"{result.final_loss:.4f}, checkpoint {result.last_checkpoint}. To train longer pass "
+                   f"--resume --epochs N with N > {result.epochs_done}.")
+        return
+    click.echo(f"trained {result.epochs_run} of {result.epochs_done} epochs ({result.steps} steps in all) in "
+               f"{result.seconds:.1f}s; final loss {result.final_loss:.4f}; checkpoint {result.last_checkpoint}")
 
 
 @main.command()
@@ -75,6 +98,8 @@ def train(data, weights, out, config_file, resume, quiet, **overrides):
 @click.option("--out", "-o", required=True, metavar="DIR", help="Folder for <id>.png fused images.")
 @click.option("--root", default=None, help="Override the manifest's root.")
 @click.option("--gray", is_flag=True, help="Write the fused Y alone as a gray PNG (default: colour).")
+@click.option("--round", "round_", is_flag=True,
+              help="Round the normalised output to 0-255 instead of truncating it as the official test script does.")
 @click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
               help="Process images in tiles of this size (0: whole image) to bound memory.")
 @click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True, help="Tile overlap in pixels.")
@@ -85,8 +110,10 @@ def train(data, weights, out, config_file, resume, quiet, **overrides):
 @click.option("--overwrite", is_flag=True, help="Replace fused images already in DIR.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors
-def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, channels_last, device, overwrite, quiet):
-    """Fuse IR/VIS pairs: colour output keeps the visible image's chroma; gray visible gives gray."""
+def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channels_last, device, overwrite, quiet):
+    """Fuse IR/VIS pairs as the official test script does, pixel for pixel: the visible image's Y, Cr
+    and Cb by OpenCV's 8-bit arithmetic, the output min-max normalised and truncated, colour back
+    through OpenCV's YCrCb->RGB. A gray visible image gives a gray result."""
     from crossfuse import manifest
     from crossfuse.fusion.checkpoint import load_model
     from crossfuse.fusion.inference import FuseOptions, fuse_dataset
@@ -98,7 +125,7 @@ def fuse(checkpoint, pairs, out, root, gray, tile, overlap, bf16, channels_last,
         raise click.UsageError(f"--tile {tile} must exceed twice --overlap ({overlap}).")
     model = load_model(checkpoint)
     written = fuse_dataset(model, manifest.load(pairs, root=root), out, device=pick_device(device),
-                           options=FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray,
+                           options=FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray, round=round_,
                                                channels_last=channels_last),
                            overwrite=overwrite, progress=progress_factory(quiet))
     click.echo(f"wrote {len(written)} fused image(s) to {out}")

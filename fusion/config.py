@@ -8,11 +8,15 @@ A TOML file holds the same keys at top level and the network sizes under ``[netw
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from crossfuse.errors import CrossfuseError
+from crossfuse.manifest import absolute
 from crossfuse.fusion.network import NetworkConfig
 
 
@@ -62,9 +66,31 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+#: The table of config.toml that records the corpora a run trains on (not part of TrainConfig).
+DATA_TABLE = "data"
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _check_types(cls: type, values: dict[str, Any], where: str, prefix: str = "") -> None:
+    """Every value of the type its field declares (an int is accepted for a float), or a
+    ConfigError naming the key, the expected type and what was given."""
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        expected = hints.get(key)
+        if expected not in _TYPE_WORDS:
+            continue
+        accepted = (int, float) if expected is float else expected
+        if isinstance(value, bool) and expected is not bool or not isinstance(value, accepted):
+            raise ConfigError(f"{where}: {prefix}{key} must be {_TYPE_WORDS[expected]}, "
+                              f"got {value!r} ({type(value).__name__}).")
+
+
 def from_dict(values: dict[str, Any], *, where: str = "config") -> TrainConfig:
-    """Build a config from plain values (a parsed TOML document), rejecting unknown keys."""
-    values = dict(values)
+    """Build a config from plain values (a parsed TOML document), rejecting unknown keys and
+    values of the wrong type. A ``[data]`` table (a run's corpora) is ignored here."""
+    values = {k: v for k, v in values.items() if k != DATA_TABLE}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(values) - known
     if unknown:
@@ -73,38 +99,108 @@ def from_dict(values: dict[str, Any], *, where: str = "config") -> TrainConfig:
     net_known = {f.name for f in dataclasses.fields(NetworkConfig)}
     if not isinstance(net, dict) or set(net) - net_known:
         raise ConfigError(f"{where}: [network] accepts {sorted(net_known)}, got {net!r}.")
+    _check_types(TrainConfig, values, where)
+    _check_types(NetworkConfig, net, where, prefix="network.")
     try:
         return TrainConfig(**values, network=NetworkConfig(**net))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-def load(path: str | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """The config in TOML file ``path`` (None: defaults), with ``overrides`` (None values ignored)."""
-    values: dict[str, Any] = {}
+def _read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist.") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def load(path: str | None, overrides: dict[str, Any] | None = None, *,
+         base: TrainConfig | None = None) -> TrainConfig:
+    """The config ``base`` (None: the defaults), then the keys of TOML file ``path`` over it, then
+    ``overrides`` (None values ignored) over both. ``[network]`` keys override one by one."""
+    values: dict[str, Any] = base.to_dict() if base is not None else {}
     if path:
-        try:
-            with open(path, "rb") as fh:
-                values = tomllib.load(fh)
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} does not exist.") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+        doc = _read_toml(path)
+        net = doc.pop("network", None)
+        values.update(doc)
+        if net is not None:
+            values["network"] = {**values.get("network", {}), **net} if isinstance(net, dict) else net
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return from_dict(values, where=path or "flags")
 
 
-def to_toml(cfg: TrainConfig) -> str:
-    """``cfg`` as a TOML document that :func:`load` reads back to an equal config."""
+@dataclass(frozen=True, kw_only=True)
+class RunData:
+    """The corpora a run trains on, as recorded in its config.toml: store locations and weights."""
+
+    stores: tuple[str, ...]
+    weights: tuple[float, ...] | None = None
+
+
+def read_run(path: str) -> tuple[TrainConfig, RunData | None]:
+    """A run's ``config.toml``: its config, and its corpora (None when it records none)."""
+    doc = _read_toml(path)
+    data = doc.get(DATA_TABLE)
+    cfg = from_dict(doc, where=path)
+    if not isinstance(data, dict) or not isinstance(data.get("stores"), list):
+        return cfg, None
+    weights = data.get("weights")
+    return cfg, RunData(stores=tuple(str(s) for s in data["stores"]),
+                        weights=tuple(float(w) for w in weights) if weights else None)
+
+
+def to_toml(cfg: TrainConfig, data: RunData | None = None) -> str:
+    """``cfg`` (and the run's corpora ``data``, as a ``[data]`` table) as a TOML document that
+    :func:`load` reads back to an equal config and :func:`read_run` to both."""
     def fmt(v: Any) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, str):
-            return f'"{v}"'
+            return json.dumps(v)  # a TOML basic string: quotes and backslashes escaped
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
         return repr(v)
 
     d = cfg.to_dict()
     net = d.pop("network")
     lines = [f"{k} = {fmt(v)}" for k, v in d.items()] + ["", "[network]"]
     lines += [f"{k} = {fmt(v)}" for k, v in net.items()]
+    if data is not None:
+        lines += ["", f"[{DATA_TABLE}]", f"stores = {fmt(data.stores)}"]
+        if data.weights is not None:
+            lines.append(f"weights = {fmt([float(w) for w in data.weights])}")
     return "\n".join(lines) + "\n"
+
+
+def for_resume(run_dir: str, *, config_file: str | None, overrides: dict[str, Any], stores: list[str],
+               weights: list[float] | None, new_data: bool) -> tuple[TrainConfig, list[str], list[float] | None]:
+    """The config and corpora of a resumed run: its saved ``config.toml``, then ``config_file``
+    and ``overrides`` over it (raising ``epochs`` extends the run). The corpora are the recorded
+    ones when ``stores`` is empty; other corpora are refused unless ``new_data``."""
+    saved = os.path.join(run_dir, "config.toml")
+    if not os.path.exists(saved):
+        raise ConfigError(f"--resume: {saved} does not exist, so {run_dir} holds no run to resume; "
+                          "start it without --resume.")
+    base, recorded = read_run(saved)
+    cfg = load(config_file, overrides, base=base)
+    if cfg.network != base.network:
+        raise ConfigError(f"--resume: the network sizes of {run_dir} ({base.network}) cannot change; "
+                          "start a new run in another --out for another network.")
+    if not stores:
+        if recorded is None:
+            raise ConfigError(f"{saved} records no corpora; pass the run's --data stores.")
+        return cfg, list(recorded.stores), list(recorded.weights) if recorded.weights else None
+    given = RunData(stores=tuple(absolute(s) for s in stores), weights=tuple(weights) if weights else None)
+    if recorded is not None and not new_data and _normalised(given) != _normalised(recorded):
+        raise ConfigError(f"--resume: {run_dir} was trained on {list(recorded.stores)} with weights "
+                          f"{list(_normalised(recorded).weights)}, not {list(given.stores)} with "
+                          f"{list(_normalised(given).weights)}. Omit --data to use the run's corpora, or pass "
+                          "--new-data to continue on other data.")
+    return cfg, list(stores), list(weights) if weights else None
+
+
+def _normalised(data: RunData) -> RunData:
+    return RunData(stores=data.stores, weights=data.weights or (1.0,) * len(data.stores))

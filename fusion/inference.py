@@ -1,11 +1,14 @@
-"""Fusing image pairs with a trained or official checkpoint.
+"""Fusing image pairs with a trained or official checkpoint, as the paper's test script does.
 
-The network sees the visible image's Y (Pillow's YCbCr, as the release reads it through OpenCV)
-and the infrared, both divided by 255. Its sigmoid output is min-max normalised per image to
-0-255 and rounded (the release truncates; rounding is unbiased), then either written as a gray
-image or put back with the visible image's Cb/Cr to give colour. ``tile`` processes big images
-in overlapping tiles so memory stays bounded; the network's channel attention spans the whole
-input, so tiled results differ slightly from whole-image ones.
+By default the output is what the release's test script (CDDFuse's ``test_IVF.py``) writes,
+pixel for pixel: the visible image's Y, Cr and Cb as OpenCV's 8-bit ``BGR2YCrCb`` computes them
+(it rounds; Pillow's YCbCr truncates), the network fed Y/255 and the infrared/255, its sigmoid
+output min-max normalised per image in float32, times 255, cast to uint8 by truncation, and put
+back with the visible Cr and Cb through OpenCV's ``YCrCb2RGB`` arithmetic (:mod:`crossfuse.ycrcb`,
+numpy only). ``round`` rounds instead of truncating (unbiased; not the release's). Gray visible
+images give gray results. ``tile`` processes big images in overlapping tiles so memory stays
+bounded; the network's channel attention spans the whole input, so tiled results differ
+slightly from whole-image ones.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from crossfuse import ycrcb
 from crossfuse.errors import StoreExistsError
 from crossfuse.fusion.network import CrossFuse
 from crossfuse.imageio import read_pair
@@ -27,13 +31,15 @@ from crossfuse.progress import Progress, no_progress
 @dataclass(frozen=True, kw_only=True)
 class FuseOptions:
     """``tile``: tile size in pixels (0: whole image); ``overlap``: pixels shared by neighbouring
-    tiles; ``bf16``: bfloat16 autocast; ``gray``: write the fused Y alone; ``channels_last``: run
-    the convolutions in NHWC layout (1.3-1.5x faster on the CPU here, same numbers to 1e-6)."""
+    tiles; ``bf16``: bfloat16 autocast; ``gray``: write the fused Y alone; ``round``: round the
+    normalised output to uint8 instead of truncating it as the release does; ``channels_last``:
+    run the convolutions in NHWC layout (1.3-1.5x faster on the CPU here, same numbers to 1e-5)."""
 
     tile: int = 0
     overlap: int = 32
     bf16: bool = False
     gray: bool = False
+    round: bool = False
     channels_last: bool = True
 
 
@@ -71,25 +77,34 @@ def fuse_y(model: CrossFuse, vis_y: np.ndarray, ir: np.ndarray, *, device: torch
     return out
 
 
-def to_uint8(fused: np.ndarray) -> np.ndarray:
-    """Min-max normalise to 0-255 and round; a constant image becomes 0."""
-    lo, hi = float(fused.min()), float(fused.max())
-    scaled = (fused - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(fused)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+def to_uint8(fused: np.ndarray, *, round: bool = False) -> np.ndarray:
+    """(H, W) float32 network output -> uint8 as the release saves it: ``(f - min) / (max - min)``
+    then ``* 255`` in float32, cast by truncation (``round``: rounded to nearest instead).
+    A constant image (max = min, where the release divides by zero) becomes 0."""
+    fused = np.asarray(fused, dtype=np.float32)
+    lo, hi = fused.min(), fused.max()
+    if not hi > lo:
+        return np.zeros(fused.shape, dtype=np.uint8)
+    scaled = (fused - lo) / (hi - lo) * np.float32(255.0)
+    if round:
+        scaled = np.rint(scaled)
+    return np.clip(scaled, 0, 255).astype(np.uint8)
+
+
+def is_gray(rgb: np.ndarray) -> bool:
+    """Whether an (H, W, 3) image has R = G = B everywhere (a gray visible image)."""
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
 
 
 def fuse_images(model: CrossFuse, vis_rgb: np.ndarray, ir: np.ndarray, *, device: torch.device,
                 options: FuseOptions = FuseOptions()) -> Image.Image:
     """Fuse a visible (H, W, 3) uint8 RGB image with an infrared (H, W) uint8 one; returns the
     colour result (or gray when ``options.gray`` or the visible image is gray)."""
-    is_gray = bool(np.array_equal(vis_rgb[..., 0], vis_rgb[..., 1]) and np.array_equal(vis_rgb[..., 1], vis_rgb[..., 2]))
-    ycbcr = np.asarray(Image.fromarray(vis_rgb, "RGB").convert("YCbCr"))
-    vis_y = vis_rgb[..., 0] if is_gray else ycbcr[..., 0]
-    fused = to_uint8(fuse_y(model, vis_y, ir, device=device, options=options))
-    if options.gray or is_gray:
+    ycc = ycrcb.rgb_to_ycrcb(vis_rgb)  # a gray image gives Y = R = G = B and Cr = Cb = 128
+    fused = to_uint8(fuse_y(model, ycc[..., 0], ir, device=device, options=options), round=options.round)
+    if options.gray or is_gray(vis_rgb):
         return Image.fromarray(fused, "L")
-    merged = np.dstack([fused, ycbcr[..., 1], ycbcr[..., 2]])
-    return Image.fromarray(merged, "YCbCr").convert("RGB")
+    return Image.fromarray(ycrcb.ycrcb_to_rgb(np.dstack([fused, ycc[..., 1], ycc[..., 2]])), "RGB")
 
 
 def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: torch.device,

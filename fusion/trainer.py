@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import time
 import warnings
@@ -22,8 +23,9 @@ import torch
 from torch import nn
 
 from crossfuse.errors import CrossfuseError, StoreExistsError
+from crossfuse.manifest import absolute
 from crossfuse.fusion import checkpoint, losses
-from crossfuse.fusion.config import TrainConfig, to_toml
+from crossfuse.fusion.config import RunData, TrainConfig, to_toml
 from crossfuse.fusion.data import Corpora, PatchBatches, to_model_inputs
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse
 from crossfuse.fusion.plots import loss_curve
@@ -36,8 +38,12 @@ class TrainingDiverged(CrossfuseError, RuntimeError):
 
 @dataclass(frozen=True, kw_only=True)
 class TrainResult:
+    """``epochs_done`` of the run in all, ``epochs_run`` of them by this call (0: the run was
+    already finished); ``final_loss``: the last logged step's loss."""
+
     run_dir: str
     epochs_done: int
+    epochs_run: int
     steps: int
     last_checkpoint: str
     seconds: float
@@ -127,9 +133,24 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
+#: What a run folder holds (the checkpoints folder: only ``epoch_*.pth`` and ``latest.pth``).
+RUN_FILES = ("config.toml", "log.jsonl", "loss_phase1.png", "loss_phase2.png")
+
+
+def clear_run(run: Path) -> None:
+    """Remove a run's own files from ``run`` (never anything else a user put there)."""
+    for name in RUN_FILES:
+        (run / name).unlink(missing_ok=True)
+    ckpts = run / "checkpoints"
+    if ckpts.is_dir():
+        for path in list(ckpts.glob("epoch_*.pth")) + list(ckpts.glob("*.pth.tmp")) + [ckpts / "latest.pth"]:
+            path.unlink(missing_ok=True)
+
+
 def train(*, data: list[str], out: str, cfg: TrainConfig, weights: list[float] | None = None, resume: bool = False,
-          progress: Progress = no_progress) -> TrainResult:
-    """Train on the corpora ``data`` into the run folder ``out`` (checkpoints, config, logs, curves)."""
+          overwrite: bool = False, progress: Progress = no_progress) -> TrainResult:
+    """Train on the corpora ``data`` into the run folder ``out`` (checkpoints, config, logs, curves).
+    An existing run is continued with ``resume`` or replaced with ``overwrite``, never silently."""
     device = pick_device(cfg.device)
     dist_info = _init_distributed(device)
     if device.type == "cuda" and dist_info.world > 1:
@@ -138,17 +159,26 @@ def train(*, data: list[str], out: str, cfg: TrainConfig, weights: list[float] |
     run = Path(out)
     ckpt_dir = run / "checkpoints"
     latest = ckpt_dir / "latest.pth"
-    if not resume and latest.exists():
-        raise StoreExistsError(f"{run} already holds a run; pass --resume to continue it or choose another --out.")
+    if resume and overwrite:
+        raise CrossfuseError("--resume continues the run in --out and --overwrite replaces it; pass one of them.")
+    if not resume and (latest.exists() or (run / "config.toml").exists()):
+        if not overwrite:
+            raise StoreExistsError(f"{run} already holds a run; pass --resume to continue it, --overwrite to "
+                                   "replace it, or choose another --out.")
     if resume and not latest.exists():
-        raise CrossfuseError(f"--resume: {latest} does not exist; start the run without --resume.")
+        if not (run / "config.toml").exists():
+            raise CrossfuseError(f"--resume: {run} holds no run ({latest} does not exist); start it without --resume.")
+        resume, overwrite = False, True  # killed before its first checkpoint: nothing to keep, start again
     corpora = Corpora(data, weights)
     if corpora.patch < cfg.crop:
         raise CrossfuseError(f"crop {cfg.crop} is larger than the corpora's {corpora.patch}x{corpora.patch} patches; "
                              "lower crop in the config.")
     if dist_info.main:
+        if overwrite:  # only once the corpora and config have been checked
+            clear_run(run)
         ckpt_dir.mkdir(parents=True, exist_ok=True)
-        (run / "config.toml").write_text(to_toml(cfg))
+        recorded = RunData(stores=tuple(absolute(u) for u in data), weights=tuple(weights) if weights else None)
+        (run / "config.toml").write_text(to_toml(cfg, recorded))
 
     torch.manual_seed(cfg.seed)
     model = CrossFuse(cfg.network).to(device)
@@ -165,6 +195,8 @@ def train(*, data: list[str], out: str, cfg: TrainConfig, weights: list[float] |
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         start_epoch, step = int(state["epoch"]) + 1, int(state["step"])
         if dist_info.main:
             history = _read_history(run / "log.jsonl", step)
@@ -247,8 +279,10 @@ def train(*, data: list[str], out: str, cfg: TrainConfig, weights: list[float] |
     finally:
         if log is not None:
             log.close()
-    return TrainResult(run_dir=str(run), epochs_done=cfg.epochs, steps=step, last_checkpoint=last_path,
-                       seconds=time.perf_counter() - started, final_loss=final)
+    if history and not math.isfinite(final):
+        final = float(history[-1]["loss"])
+    return TrainResult(run_dir=str(run), epochs_done=cfg.epochs, epochs_run=max(0, cfg.epochs - start_epoch),
+                       steps=step, last_checkpoint=last_path, seconds=time.perf_counter() - started, final_loss=final)
 
 
 def _diverged_message(streak: int, step: int, problem: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 import zarr
 
 from crossfuse.align import BuildParams, build, describe, pack, tasks, verify
-from crossfuse.errors import StoreError, StoreExistsError
+from crossfuse.errors import ParameterError, StoreError, StoreExistsError
 from crossfuse.schema import ARRAYS, PARTIAL_GROUP, open_corpus
 from tests.helpers import SAMPLE_PARAMS, plain_alignment, plain_lut, plain_patches
 
@@ -134,11 +134,46 @@ def test_unfinished_store_with_other_arguments_is_not_clobbered(tmp_path, monkey
     with pytest.raises(RuntimeError):
         build(target=sample_target, aux=sample_aux, out=out, params=sample_params, engine=engine)
     monkeypatch.undo()
-    other = dataclasses.replace(sample_params, k=100)
-    with pytest.raises(StoreError, match="other inputs or parameters"):
+    other = dataclasses.replace(sample_params, stride=100)
+    with pytest.raises(StoreError, match=r"other inputs or parameters \(stride: 64 there, 100 now\).*--overwrite"):
         build(target=sample_target, aux=sample_aux, out=out, params=other, engine=engine)
     summary = build(target=sample_target, aux=sample_aux, out=out, params=other, engine=engine, overwrite=True)
-    assert summary.counts["patches"] == 100 and not summary.resumed
+    assert summary.counts["patches"] == sample_params.k and not summary.resumed
+
+
+def test_a_build_refused_by_k_keeps_its_scan_for_the_corrected_command(tmp_path, monkeypatch, sample_corpus,
+                                                                     sample_target, sample_aux, sample_params,
+                                                                     engine):
+    out = str(tmp_path / "k.zarr")
+    too_many = dataclasses.replace(sample_params, k=100_000)
+    with pytest.raises(ParameterError, match=r"lower -k .* \(the scan is kept"):
+        build(target=sample_target, aux=sample_aux, out=out, params=too_many, engine=engine)
+    log = tmp_path / "scans.txt"
+    real_scan = tasks.scan_batch
+
+    def counting_scan(*args, **kwargs):
+        with open(log, "a") as fh:
+            fh.write("scan\n")
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "scan_batch", counting_scan)
+    summary = build(target=sample_target, aux=sample_aux, out=out, params=sample_params, engine=engine)
+    assert summary.resumed and not log.exists()  # the corrected command reused the scan
+    a, b = _arrays(sample_corpus[0]), _arrays(out)
+    assert all(np.array_equal(a[n], b[n]) for n in ARRAYS)
+
+
+def test_an_empty_dataset_is_refused_before_anything_is_written(tmp_path, sample_target, sample_aux, engine):
+    from crossfuse.errors import ManifestError
+    from crossfuse.manifest import Manifest
+
+    empty = Manifest(name="empty", root=sample_target.root, pairs=(), origin="empty.json")
+    out = tmp_path / "never.zarr"
+    with pytest.raises(ManifestError, match="empty.json lists no image pairs"):
+        build(target=empty, aux=sample_aux, out=str(out), engine=engine)
+    with pytest.raises(ManifestError, match="no image pairs"):
+        pack(dataset=empty, out=str(out), engine=engine)
+    assert not out.exists()
 
 
 def test_pack_writes_every_patch_unchanged(tmp_path, sample_target, engine):

@@ -1,11 +1,12 @@
-"""Fusing real sample pairs: colour and gray output, tiling, official and our checkpoints."""
+"""Fusing real sample pairs: colour and gray output, tiling, official and our checkpoints, and the
+official test script's output reproduced pixel for pixel."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from crossfuse import manifest
+from crossfuse import manifest, ycrcb
 from crossfuse.fusion import checkpoint
 from crossfuse.fusion.config import TrainConfig
 from crossfuse.fusion.inference import FuseOptions, _tiles, fuse_images, fuse_y, to_uint8
@@ -31,15 +32,15 @@ def pair(sample_target):
 def test_colour_output_keeps_visible_chroma(model, pair):
     out = fuse_images(model, pair.vis, pair.ir, device=CPU)
     assert out.mode == "RGB" and out.size == (pair.ir.shape[1], pair.ir.shape[0])
-    ours = np.asarray(out.convert("YCbCr")).astype(int)
-    vis = np.asarray(Image.fromarray(pair.vis).convert("YCbCr")).astype(int)
+    ours = ycrcb.rgb_to_ycrcb(np.asarray(out)).astype(int)
+    vis = ycrcb.rgb_to_ycrcb(pair.vis).astype(int)
     assert np.abs(ours[..., 1:] - vis[..., 1:]).mean() < 1.5  # chroma survives the RGB round trip
     assert ours[..., 0].max() - ours[..., 0].min() > 230  # the fused Y spans the range (RGB clipping aside)
 
 
 def test_gray_output_is_the_normalised_network_output(model, pair):
     out = fuse_images(model, pair.vis, pair.ir, device=CPU, options=FuseOptions(gray=True))
-    y = np.asarray(Image.fromarray(pair.vis).convert("YCbCr"))[..., 0]
+    y = ycrcb.luma(pair.vis)
     raw = fuse_y(model, y, pair.ir, device=CPU)
     assert out.mode == "L" and np.array_equal(np.asarray(out), to_uint8(raw))
     assert np.asarray(out).min() == 0 and np.asarray(out).max() == 255
@@ -51,7 +52,7 @@ def test_gray_visible_gives_gray_output(model, pair):
 
 
 def test_channels_last_gives_the_same_numbers(model, pair):
-    y = np.asarray(Image.fromarray(pair.vis).convert("YCbCr"))[..., 0]
+    y = ycrcb.luma(pair.vis)
     nchw = fuse_y(model, y, pair.ir, device=CPU, options=FuseOptions(channels_last=False))
     nhwc = fuse_y(model, y, pair.ir, device=CPU, options=FuseOptions(channels_last=True))
     assert np.abs(nchw - nhwc).max() < 1e-5
@@ -59,8 +60,10 @@ def test_channels_last_gives_the_same_numbers(model, pair):
         memory_format=torch.channels_last)
 
 
-def test_rounding_not_truncation():
-    assert to_uint8(np.array([0.0, 0.5, 1.0], dtype=np.float32)).tolist() == [0, 128, 255]
+def test_truncation_by_default_rounding_on_request():
+    f = np.array([0.0, 0.5, 1.0, 0.9], dtype=np.float32)
+    assert to_uint8(f).tolist() == [0, 127, 255, 229]  # 127.5 and 229.5 truncated, as the release does
+    assert to_uint8(f, round=True).tolist() == [0, 128, 255, 230]
     assert to_uint8(np.full(3, 0.4, dtype=np.float32)).tolist() == [0, 0, 0]
 
 
@@ -75,7 +78,7 @@ def test_tiles_cover_every_pixel_once(length, tile, overlap):
 
 
 def test_tiled_fusion_is_close_and_whole_tile_is_exact(model, pair):
-    y = np.asarray(Image.fromarray(pair.vis).convert("YCbCr"))[..., 0]
+    y = ycrcb.luma(pair.vis)
     whole = fuse_y(model, y, pair.ir, device=CPU)
     assert np.array_equal(whole, fuse_y(model, y, pair.ir, device=CPU, options=FuseOptions(tile=4096)))
     tiled = fuse_y(model, y, pair.ir, device=CPU, options=FuseOptions(tile=160, overlap=32))
@@ -109,3 +112,46 @@ def test_official_checkpoint_fuses_a_sample_pair(tmp_path, sample_target):
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "out" / "x.png").size == (96, 80)
     assert manifest.load(str(folder)).pairs[0].id == "x"
+
+
+# ---- the official test script, end to end (../shared/reference/official_pipeline_seed0.npz) ----
+
+def _near_truncation_boundary(raw: np.ndarray, atol: float = 1e-3) -> np.ndarray:
+    """Pixels whose release value (min-max of ``raw`` times 255) lies within ``atol`` of an
+    integer: there float32 rounding of the network's output decides the truncation."""
+    scaled = (raw - raw.min()) / (raw.max() - raw.min()) * np.float32(255)
+    return np.abs(scaled - np.round(scaled)) < atol
+
+
+@needs_reference
+@pytest.mark.parametrize("tag", ["roadscene", "msrs"])
+def test_fuse_writes_what_the_official_test_script_writes(tmp_path, tag):
+    from click.testing import CliRunner
+
+    from crossfuse.cli.main import main
+
+    ref = np.load(REFERENCE / "official_pipeline_seed0.npz")
+    assert np.array_equal(to_uint8(ref[f"{tag}_fused_raw"]), ref[f"{tag}_fused_u8"])  # the release's cast
+    yc = ycrcb.rgb_to_ycrcb(ref[f"{tag}_vis_rgb"])
+    for i, ch in enumerate(("y", "cr", "cb")):
+        assert np.array_equal(yc[..., i], ref[f"{tag}_{ch}"]), ch
+    folder = tmp_path / "pairs"
+    for side, key in (("ir", "ir"), ("vis", "vis_rgb")):
+        (folder / side).mkdir(parents=True)
+        Image.fromarray(ref[f"{tag}_{key}"]).save(folder / side / f"{tag}.png")
+    ckpt = str(REFERENCE / "official_net_seed0.pth")
+    for extra, out_dir in (([], "colour"), (["--gray"], "gray")):
+        r = CliRunner().invoke(main, ["fuse", "--checkpoint", ckpt, "--pairs", str(folder),
+                                      "--out", str(tmp_path / out_dir), "-q", *extra])
+        assert r.exit_code == 0, r.output
+    gray = np.asarray(Image.open(tmp_path / "gray" / f"{tag}.png"))
+    colour = np.asarray(Image.open(tmp_path / "colour" / f"{tag}.png"))
+    expected_y, expected_rgb = ref[f"{tag}_fused_u8"], ref[f"{tag}_fused_rgb"]
+    off = gray.astype(int) - expected_y
+    assert np.abs(off).max() <= 1 and np.count_nonzero(off) <= 10
+    assert _near_truncation_boundary(ref[f"{tag}_fused_raw"])[off != 0].all()
+    # where the fused Y agrees the colour image is identical; elsewhere it is one level off at most
+    same = off == 0
+    assert np.array_equal(colour[same], expected_rgb[same])
+    assert np.abs(colour.astype(int) - expected_rgb).max() <= 1
+    assert np.array_equal(colour, ycrcb.ycrcb_to_rgb(np.dstack([gray, yc[..., 1], yc[..., 2]])))
