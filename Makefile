@@ -29,13 +29,12 @@ demo: install
 	$(BIN)/crossfuse-align verify $(DEMO)/sample-aligned.zarr
 	$(BIN)/crossfuse-align pack --manifest data_manifests/sample-target.json \
 		--out $(DEMO)/sample-target.zarr --stride 64 --overwrite
-	rm -rf $(DEMO)/run
 	$(BIN)/crossfuse train --data $(DEMO)/sample-aligned.zarr --data $(DEMO)/sample-target.zarr \
-		--out $(DEMO)/run --config configs/demo.toml
+		--out $(DEMO)/run --config configs/demo.toml --overwrite
 	$(BIN)/crossfuse fuse --checkpoint $(DEMO)/run/checkpoints/latest.pth \
 		--pairs data_manifests/sample-target.json --out $(DEMO)/fused --overwrite
 	$(BIN)/crossfuse eval --fused $(DEMO)/fused --pairs data_manifests/sample-target.json \
-		--csv $(DEMO)/metrics.csv
+		--csv $(DEMO)/metrics.csv --overwrite
 	@echo "pictures: $(DEMO)/fused/*.png, $(DEMO)/run/loss_phase1.png, $(DEMO)/run/loss_phase2.png"
 
 test: install

@@ -21,8 +21,7 @@ def describe(url: str) -> dict[str, Any]:
         arr = group[name]
         arrays[name] = {"dtype": str(arr.dtype), "shape": list(arr.shape), "chunks": list(arr.chunks),
                         "codecs": [type(c).__name__ for c in arr.compressors]}
-    out = {k: v for k, v in meta.items() if k != "sources"}
-    out["sources"] = len(meta.get("sources", []))
+    out = dict(meta)  # every attribute as stored ("sources" stays the list it is)
     out["arrays"] = arrays
     out["store"] = url
     return out
@@ -94,5 +93,9 @@ def verify(url: str, *, check_sources: bool = True, root: str | None = None) -> 
                 checked += 1
                 if digest != src[f"{side}_sha256"]:
                     problems.append(f"source {path} has sha256 {digest}, the store recorded {src[f'{side}_sha256']}")
+        if unreachable:
+            problems.append(f"{unreachable} of {2 * len(sources)} source files could not be read under {base}, so "
+                            "they were not checked; pass --root DIR where the source images are, or --no-sources "
+                            "to check the store alone")
     return VerifyReport(store=url, patches=n, chunks_read=chunks_read, sources_checked=checked,
                         sources_unreachable=unreachable, problems=problems)

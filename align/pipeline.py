@@ -92,10 +92,11 @@ class _PendingScan:
     batches: int
     futures: dict
     skip_bad: bool
+    label: str
 
 
 def _submit_scan(client, url: str, role: str, manifest: Manifest, params: BuildParams, engine: EngineConfig,
-                 *, stash: bool, skip_bad: bool) -> _PendingScan:
+                 *, stash: bool, skip_bad: bool, label: str) -> _PendingScan:
     """Submit the scan of every batch of ``manifest`` not already in the scratch group."""
     if not manifest.pairs:
         raise ManifestError(f"{manifest.origin} lists no image pairs; a dataset needs at least one.")
@@ -103,7 +104,8 @@ def _submit_scan(client, url: str, role: str, manifest: Manifest, params: BuildP
     futures = {client.submit(tasks.scan_batch, url, role, i, sub, first, patch=params.patch, stride=params.stride,
                              stash=stash, skip_bad=skip_bad, pure=False): sub
                for i, (first, sub) in enumerate(batches) if not _store.batch_done(url, role, i)}
-    return _PendingScan(role=role, manifest=manifest, batches=len(batches), futures=futures, skip_bad=skip_bad)
+    return _PendingScan(role=role, manifest=manifest, batches=len(batches), futures=futures, skip_bad=skip_bad,
+                        label=label)
 
 
 def _collect_scan(url: str, pending: _PendingScan, params: BuildParams, *, progress: Progress) -> ScanResult:
@@ -112,7 +114,7 @@ def _collect_scan(url: str, pending: _PendingScan, params: BuildParams, *, progr
 
     role, manifest, futures = pending.role, pending.manifest, pending.futures
     problems: list[dict] = []
-    with progress(f"scan {role} ({manifest.name})", len(manifest.pairs)) as advance:
+    with progress(pending.label, len(manifest.pairs)) as advance:
         advance(len(manifest.pairs) - sum(len(sub.pairs) for sub in futures.values()))
         for future in distributed.as_completed(futures):
             problems.extend(future.result())
@@ -213,8 +215,10 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
     with dask_client(engine) as client:
         # Both datasets' tasks are queued at once, so the auxiliary scan fills the cores the
         # target scan's last batches leave idle.
-        pending = [_submit_scan(client, out, "target", target, params, engine, stash=False, skip_bad=skip_bad),
-                   _submit_scan(client, out, "aux", aux, params, engine, stash=True, skip_bad=skip_bad)]
+        pending = [_submit_scan(client, out, "target", target, params, engine, stash=False, skip_bad=skip_bad,
+                                label=f"scan target ({target.name})"),
+                   _submit_scan(client, out, "aux", aux, params, engine, stash=True, skip_bad=skip_bad,
+                                label=f"scan auxiliary ({aux.name})")]
         tscan, ascan = (_collect_scan(out, p, params, progress=progress) for p in pending)
         clock["scan"] = time.perf_counter()
         target_means = tscan.means.mean(axis=0)
@@ -275,7 +279,8 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
                                            inputs=inputs, overwrite=overwrite)
     with dask_client(engine) as client:
         scan = _collect_scan(out, _submit_scan(client, out, "aux", dataset, params, engine, stash=True,
-                                               skip_bad=skip_bad), params, progress=progress)
+                                               skip_bad=skip_bad, label=f"scan ({dataset.name})"),
+                             params, progress=progress)
         scanned = time.perf_counter()
         ids = np.arange(len(scan.means), dtype=np.int64)
         luts = np.tile(np.arange(256, dtype=np.uint8), (3, 1))

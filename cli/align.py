@@ -171,10 +171,11 @@ def inspect(store, as_json):
     p, c = d["params"], d["counts"]
     lines = [f"{store}: {d['kind']} corpus, schema {d['schema']}, made {d.get('created')} by crossfuse "
              f"{d.get('tool_version')}",
-             f"  patches   {c['patches']} of {p['patch']}x{p['patch']} (stride {p['stride']}) from {d['sources']} "
+             f"  patches   {c['patches']} of {p['patch']}x{p['patch']} (stride {p['stride']}) from {len(d['sources'])} "
              f"source pairs of {d['aux']['name']}"]
     if d["kind"] == "aligned":
-        lines += [f"  retrieval Top-{p['k']} by {p['metric']} over a {p['index']} FAISS index, target "
+        index = {"flat": "an exact flat", "ivf": "an approximate IVF"}.get(p["index"], f"a {p['index']}")
+        lines += [f"  retrieval Top-{p['k']} by {p['metric']} over {index} FAISS index, target "
                   f"{d['target']['name']} ({d['target']['patches']} patches)",
                   *_alignment_lines(d["target"]["means"], d["means_before"], d["means_after"], d["gamma"])]
     else:
@@ -198,8 +199,10 @@ def verify(store, no_sources, root):
     from crossfuse.align import verify as run_verify
 
     r = run_verify(store, check_sources=not no_sources, root=root)
-    click.echo(f"{store}: {r.patches} patches, {r.chunks_read} chunks read back, "
-               f"{r.sources_checked} source files checked, {r.sources_unreachable} unreachable")
+    sources = ("source files not checked (--no-sources)" if no_sources else
+               f"{r.sources_checked} source files checked" + (f", {r.sources_unreachable} unreachable"
+                                                              if r.sources_unreachable else ""))
+    click.echo(f"{store}: {r.patches} patches, {r.chunks_read} chunks read back, {sources}")
     for problem in r.problems:
         click.echo(f"  PROBLEM: {problem}", err=True)
     if not r.ok:

@@ -93,8 +93,8 @@ def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, *
 
 
 @main.command()
-@click.option("--checkpoint", "-k", required=True, metavar="CKPT", help="Our checkpoint or an official one.")
-@click.option("--pairs", "-p", required=True, metavar="MANIFEST_OR_DIR", help="Pairs to fuse.")
+@click.option("--checkpoint", required=True, metavar="CKPT", help="Our checkpoint or an official one.")
+@click.option("--pairs", required=True, metavar="MANIFEST_OR_DIR", help="Pairs to fuse.")
 @click.option("--out", "-o", required=True, metavar="DIR", help="Folder for <id>.png fused images.")
 @click.option("--root", default=None, help="Override the manifest's root.")
 @click.option("--gray", is_flag=True, help="Write the fused Y alone as a gray PNG (default: colour).")
@@ -105,17 +105,20 @@ def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, *
 @click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True, help="Tile overlap in pixels.")
 @click.option("--bf16", is_flag=True, help="bfloat16 autocast (faster on recent CPUs and GPUs; not bit-exact).")
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True,
-              help="NHWC convolutions (faster; same numbers to 1e-6).")
+              help="NHWC convolutions (faster; same numbers to 1e-5).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda ...")
 @click.option("--overwrite", is_flag=True, help="Replace fused images already in DIR.")
+@click.option("--resume", is_flag=True, help="Fuse only the pairs DIR lacks (same checkpoint and options).")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or mismatched pairs, list them, and go on.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@reports_errors
-def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channels_last, device, overwrite, quiet):
+@reports_errors(interrupted="interrupted; every image written is whole: rerun with --resume to fuse the rest.")
+def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channels_last, device, overwrite, resume,
+         skip_bad, quiet):
     """Fuse IR/VIS pairs as the official test script does, pixel for pixel: the visible image's Y, Cr
     and Cb by OpenCV's 8-bit arithmetic, the output min-max normalised and truncated, colour back
     through OpenCV's YCrCb->RGB. A gray visible image gives a gray result."""
     from crossfuse import manifest
-    from crossfuse.fusion.checkpoint import load_model
+    from crossfuse.fusion.checkpoint import file_sha256, load_model
     from crossfuse.fusion.inference import FuseOptions, fuse_dataset
     from crossfuse.fusion.runtime import keep_freed_memory
     from crossfuse.fusion.trainer import pick_device
@@ -123,31 +126,40 @@ def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channe
     keep_freed_memory()
     if tile and tile <= 2 * overlap:
         raise click.UsageError(f"--tile {tile} must exceed twice --overlap ({overlap}).")
+    dataset = manifest.load(pairs, root=root)
     model = load_model(checkpoint)
-    written = fuse_dataset(model, manifest.load(pairs, root=root), out, device=pick_device(device),
-                           options=FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray, round=round_,
-                                               channels_last=channels_last),
-                           overwrite=overwrite, progress=progress_factory(quiet))
-    click.echo(f"wrote {len(written)} fused image(s) to {out}")
+    result = fuse_dataset(model, dataset, out, device=pick_device(device),
+                          options=FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray, round=round_,
+                                              channels_last=channels_last),
+                          overwrite=overwrite, resume=resume, skip_bad=skip_bad,
+                          checkpoint_sha256=file_sha256(checkpoint), progress=progress_factory(quiet))
+    kept = f" ({len(result.kept)} already there)" if result.kept else ""
+    click.echo(f"wrote {len(result.written)} fused image(s) to {out}{kept}")
+    if result.skipped:
+        click.echo(f"skipped {len(result.skipped)} bad pair(s):", err=True)
+        for bad in result.skipped:
+            click.echo(f"  {bad['id']}: {bad['error']}", err=True)
 
 
 @main.command("eval")
 @click.option("--fused", "-f", required=True, metavar="DIR", help="Folder of fused images named <pair id>.png.")
-@click.option("--pairs", "-p", required=True, multiple=True, metavar="MANIFEST_OR_DIR",
+@click.option("--pairs", required=True, multiple=True, metavar="MANIFEST_OR_DIR",
               help="Source pairs (repeat for several datasets; each gets a mean row).")
 @click.option("--csv", "csv_path", default=None, metavar="FILE",
-              help="Write name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE per image.")
+              help="Write dataset,name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE per image and a mean row per dataset.")
 @click.option("--json", "json_path", default=None, metavar="FILE", help="Write per-image scores and means as JSON.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --csv or --json file.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: one per core].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@reports_errors
-def evaluate(fused, pairs, csv_path, json_path, workers, quiet):
+@reports_errors(interrupted="interrupted; no score file was written.")
+def evaluate(fused, pairs, csv_path, json_path, overwrite, workers, quiet):
     """Score fused images with the IVIF metrics of the paper's protocol (EN, SD, SF, AG, MI, SCD,
     VIF, Qabf, SSIM, CC, PSNR, MSE), computed exactly as its evaluator does."""
     from crossfuse import manifest
     from crossfuse.fusion import evaluate as ev
 
+    ev.check_outputs([csv_path, json_path], overwrite=overwrite)
     rows = ev.evaluate(fused, [manifest.load(p) for p in pairs], workers=workers, progress=progress_factory(quiet))
     click.echo(ev.table(rows))
     if csv_path:

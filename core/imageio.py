@@ -62,10 +62,13 @@ def decode(data: bytes, *, mode: str, url: str, pair_id: str) -> np.ndarray:
             return np.asarray(im)
     except PairError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise PairError(f"pair {pair_id!r}: {url} is unreadable or truncated ({exc}). "
-                        "Replace the file or drop the pair (--skip-bad records and skips it).",
-                        pair_id=pair_id, path=url) from exc
+    except UnidentifiedImageError as exc:
+        # Pillow's own message names our in-memory buffer (<_io.BytesIO object at 0x...>), not the file
+        raise PairError(f"pair {pair_id!r}: {url} is not an image file Pillow can read; replace the file "
+                        "or drop the pair.", pair_id=pair_id, path=url) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise PairError(f"pair {pair_id!r}: {url} is unreadable or truncated ({exc}). Replace the file or "
+                        "drop the pair.", pair_id=pair_id, path=url) from exc
 
 
 def read_pair(manifest: Manifest, pair: Pair) -> LoadedPair:

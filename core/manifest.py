@@ -142,6 +142,10 @@ def _from_file(spec: str, fs: Any, path: str, root: str | None) -> Manifest:
 
 def _from_folder(spec: str, fs: Any, path: str, root: str | None) -> Manifest:
     entries = {posixpath.basename(p.rstrip("/")) for p in fs.ls(path, detail=False)}
+    if "zarr.json" in entries or ".zgroup" in entries:
+        raise ManifestError(f"{spec} is a Zarr store (a corpus, perhaps), not a dataset of image pairs: give a "
+                            "manifest .json or a folder with ir/ + vis/ sub-folders. Corpora go to "
+                            "`crossfuse train --data`.")
     for ir_dir, vis_dir in FOLDER_LAYOUTS:
         if ir_dir in entries and vis_dir in entries:
             break

@@ -8,6 +8,7 @@ and step. Everything loads with ``torch.load(..., weights_only=True)``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any
 
@@ -61,3 +62,12 @@ def load_model(path: str) -> CrossFuse:
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path} does not fit the network: {exc}") from exc
     return model
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a checkpoint file (what a fused folder records it was made with)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -2,7 +2,8 @@
 
 Fused images are matched to pairs by id (a folder's stem): ``FUSED_DIR/<id>.<png|jpg|bmp|tif>``.
 Images are scored in parallel worker processes; the table has a row per image and a mean row per
-dataset; the CSV header is exactly ``name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE``.
+dataset; the CSV header is exactly ``dataset,name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE``
+and it ends with a ``mean`` row per dataset, as the table and the JSON do.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossfuse.errors import CrossfuseError
+from crossfuse.errors import CrossfuseError, StoreExistsError
 from crossfuse.fusion.metrics import NAMES, all_metrics, read_gray
 from crossfuse.manifest import IMAGE_SUFFIXES, Manifest
 from crossfuse.progress import Progress, no_progress
@@ -105,12 +106,23 @@ def table(rows: list[Row]) -> str:
 
 
 def write_csv(rows: list[Row], path: str) -> None:
-    """One line per image, header ``name,EN,...,MSE`` (full precision)."""
+    """One line per image, then one per dataset with its means (name ``mean``); header
+    ``dataset,name,EN,...,MSE``; full precision."""
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(("name",) + NAMES)
+        w.writerow(("dataset", "name") + NAMES)
         for r in rows:
-            w.writerow([r.name] + [repr(r.metrics[n]) for n in NAMES])
+            w.writerow([r.dataset, r.name] + [repr(r.metrics[n]) for n in NAMES])
+        for dataset, m in means(rows).items():
+            w.writerow([dataset, "mean"] + [repr(m[n]) for n in NAMES])
+
+
+def check_outputs(paths: list[str | None], *, overwrite: bool) -> None:
+    """Refuse, before any scoring, to replace an existing output file unless ``overwrite``."""
+    existing = [p for p in paths if p and os.path.exists(p)]
+    if existing and not overwrite:
+        raise StoreExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose "
+                               "another file.")
 
 
 def write_json(rows: list[Row], path: str) -> None:

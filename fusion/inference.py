@@ -13,6 +13,7 @@ slightly from whole-image ones.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
@@ -21,11 +22,15 @@ import torch
 from PIL import Image
 
 from crossfuse import ycrcb
-from crossfuse.errors import StoreExistsError
+from crossfuse.errors import CrossfuseError, ManifestError, PairError, StoreExistsError
 from crossfuse.fusion.network import CrossFuse
 from crossfuse.imageio import read_pair
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress, no_progress
+
+
+class FuseError(CrossfuseError, ValueError):
+    """A fuse that cannot go ahead as asked (conflicting flags, a folder fused with other settings)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,25 +112,86 @@ def fuse_images(model: CrossFuse, vis_rgb: np.ndarray, ir: np.ndarray, *, device
     return Image.fromarray(ycrcb.ycrcb_to_rgb(np.dstack([fused, ycc[..., 1], ycc[..., 2]])), "RGB")
 
 
-def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: torch.device,
-                 options: FuseOptions = FuseOptions(), overwrite: bool = False,
-                 progress: Progress = no_progress) -> list[str]:
-    """Fuse every pair of a manifest into ``out_dir/<id>.png``; returns the written paths.
-    Existing files are replaced only with ``overwrite`` (checked before any work)."""
-    existing = [p.id for p in dataset.pairs if os.path.exists(os.path.join(out_dir, f"{p.id}.png"))]
-    if existing and not overwrite:
+#: The record of how a folder's fused images were made, kept beside them for ``resume``.
+RECORD = ".crossfuse-fuse.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class FuseResult:
+    """``written``: paths fused by this call; ``kept``: pairs already fused by an earlier run of the
+    same settings (``resume``); ``skipped``: ``{"id", "path", "error"}`` of bad pairs (``skip_bad``)."""
+
+    written: list[str]
+    kept: list[str]
+    skipped: list[dict]
+
+
+def _record(checkpoint_sha256: str | None, options: FuseOptions) -> dict:
+    """What decides a fused image's pixels (device and layout change them by float rounding only)."""
+    return {"checkpoint_sha256": checkpoint_sha256, "gray": options.gray, "round": options.round,
+            "tile": options.tile, "overlap": options.overlap if options.tile else None, "bf16": options.bf16}
+
+
+def _check_outputs(dataset: Manifest, out_dir: str, record: dict, *, overwrite: bool, resume: bool) -> set[str]:
+    """Ids whose output exists; refuses (before any work) when that would replace or mix results."""
+    if overwrite and resume:
+        raise FuseError("--resume keeps finished images and --overwrite replaces them; pass one of them.")
+    existing = {p.id for p in dataset.pairs if os.path.exists(os.path.join(out_dir, f"{p.id}.png"))}
+    if not existing or overwrite:
+        return set()
+    if not resume:
+        some = sorted(existing)[:3]
         raise StoreExistsError(f"{out_dir} already holds fused images for {len(existing)} pair(s) "
-                               f"({', '.join(existing[:3])}{' ...' if len(existing) > 3 else ''}); "
-                               "pass --overwrite to replace them or choose another --out.")
+                               f"({', '.join(some)}{' ...' if len(existing) > 3 else ''}); pass --resume to fuse only "
+                               "the missing ones, --overwrite to replace them, or choose another --out.")
+    try:
+        with open(os.path.join(out_dir, RECORD)) as fh:
+            before = json.load(fh)
+    except (FileNotFoundError, json.JSONDecodeError):
+        before = None
+    if before != record:
+        raise FuseError(f"--resume: the images in {out_dir} were made with other settings ({before} there, "
+                        f"{record} now); pass the same checkpoint and options, or --overwrite.")
+    return existing
+
+
+def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: torch.device,
+                 options: FuseOptions = FuseOptions(), overwrite: bool = False, resume: bool = False,
+                 skip_bad: bool = False, checkpoint_sha256: str | None = None,
+                 progress: Progress = no_progress) -> FuseResult:
+    """Fuse every pair of a manifest into ``out_dir/<id>.png``, each written whole (temporary file,
+    then rename). Existing images are replaced only with ``overwrite``; ``resume`` fuses only the
+    missing ones when the folder's record says they were made with the same checkpoint and
+    options; ``skip_bad`` lists unreadable or mismatched pairs instead of stopping at the first."""
+    if not dataset.pairs:
+        raise ManifestError(f"{dataset.origin} lists no image pairs to fuse.")
+    record = _record(checkpoint_sha256, options)
+    done = _check_outputs(dataset, out_dir, record, overwrite=overwrite, resume=resume)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, RECORD), "w") as fh:
+        json.dump(record, fh)
     model = model.to(device).eval()
-    written = []
+    written: list[str] = []
+    skipped: list[dict] = []
     with progress("fuse", len(dataset.pairs)) as advance:
+        advance(len(done))
         for pair in dataset.pairs:
-            loaded = read_pair(dataset, pair)
+            if pair.id in done:
+                continue
+            try:
+                loaded = read_pair(dataset, pair)
+            except PairError as exc:
+                if not skip_bad:
+                    raise PairError(f"{exc} Pass --skip-bad to skip bad pairs and list them.",
+                                    pair_id=exc.pair_id, path=exc.path) from exc
+                skipped.append({"id": exc.pair_id, "path": exc.path, "error": str(exc)})
+                advance(1, f"skipped {pair.id}")
+                continue
             image = fuse_images(model, loaded.vis, loaded.ir, device=device, options=options)
             path = os.path.join(out_dir, f"{pair.id}.png")
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            image.save(path)
+            image.save(path + ".tmp", format="PNG")
+            os.replace(path + ".tmp", path)
             written.append(path)
             advance(1, pair.id)
-    return written
+    return FuseResult(written=written, kept=sorted(done), skipped=skipped)

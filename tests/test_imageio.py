@@ -45,6 +45,14 @@ def test_truncated_file_is_named(tmp_path, sample_aux):
         read_pair(m, pair)
 
 
+def test_a_file_that_is_not_an_image_is_named_not_its_buffer(tmp_path):
+    m, pair = _dataset(tmp_path, Image.new("RGB", (90, 80)), Image.new("L", (90, 80)))
+    (tmp_path / "ir" / "a.png").write_bytes(b"this is a text file, not a PNG")
+    with pytest.raises(PairError, match=r"ir/a.png is not an image file Pillow can read") as info:
+        read_pair(m, pair)
+    assert "BytesIO" not in str(info.value) and "skip-bad" not in str(info.value)  # commands add their own hint
+
+
 def test_size_mismatch_and_missing_partner(tmp_path):
     m, pair = _dataset(tmp_path, Image.new("RGB", (90, 80)), Image.new("L", (91, 80)))
     with pytest.raises(PairError, match="90x80 but infrared .* is 91x80"):

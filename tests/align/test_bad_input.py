@@ -30,9 +30,10 @@ def broken_aux(tmp_path, sample_aux):
 
 def test_bad_pair_stops_the_build_and_names_the_file(tmp_path, broken_aux, sample_target, engine):
     root, truncated, _ = broken_aux
-    with pytest.raises(PairError, match=rf"{truncated}.png is unreadable or truncated.*1 more problem.*--skip-bad"):
+    with pytest.raises(PairError, match=rf"{truncated}.png is unreadable or truncated.*1 more problem.*--skip-bad") as info:
         build(target=sample_target, aux=manifest.load(str(root)), out=str(tmp_path / "o.zarr"), params=PARAMS,
               engine=engine)
+    assert str(info.value).count("--skip-bad") == 1
 
 
 def test_skip_bad_records_the_problems(tmp_path, broken_aux, sample_target, engine):

@@ -30,10 +30,14 @@ def test_build_inspect_verify(tmp_path):
     assert "selected        120 patches" in r.output and "gamma          R" in r.output
     r = _run("inspect", out)
     assert r.exit_code == 0 and "aligned corpus, schema 1" in r.output and "(120, 3, 64, 64)" in r.output
+    assert "over an exact flat FAISS index" in r.output and "from 12 source pairs" in r.output
     d = json.loads(_run("inspect", out, "--json").output)
     assert d["counts"]["patches"] == 120 and d["params"]["k"] == 120 and d["arrays"]["vis"]["chunks"][0] == 8
+    attrs = zarr.open_group(str(out), mode="r").attrs["crossfuse"]
+    assert d["sources"] == attrs["sources"] and len(d["sources"]) == 12  # the list, as stored
+    assert d["fingerprint"] == attrs["fingerprint"] and len(d["gamma_reachable"]) == 3
     r = _run("verify", out)
-    assert r.exit_code == 0 and "15 chunks read back, 24 source files checked" in r.output
+    assert r.exit_code == 0 and "15 chunks read back, 24 source files checked\n" in r.output
     r = _run(*BUILD, "-o", out)
     assert r.exit_code == 1 and "already holds a complete corpus; pass --overwrite" in r.output
     assert "Traceback" not in r.output
@@ -48,6 +52,49 @@ def test_verify_finds_a_damaged_chunk(tmp_path):
     chunk.write_bytes(b"garbage")
     r = _run("verify", out, "--no-sources")
     assert r.exit_code == 1 and "cannot be read" in r.output
+
+
+def test_verify_says_when_sources_could_not_be_checked(tmp_path):
+    out = tmp_path / "c.zarr"
+    assert _run(*BUILD, "-o", out).exit_code == 0
+    elsewhere = tmp_path / "nowhere"
+    elsewhere.mkdir()
+    r = _run("verify", out, "--root", elsewhere)
+    assert r.exit_code == 1 and "0 source files checked, 24 unreachable" in r.output
+    assert "were not checked" in r.output and "--no-sources" in r.output and "  OK" not in r.output
+    r = _run("verify", out, "--no-sources")
+    assert r.exit_code == 0 and "source files not checked (--no-sources)" in r.output and "OK" in r.output
+
+
+def test_ctrl_c_says_how_to_resume_without_engine_noise(tmp_path):
+    """SIGINT during a real build: one line saying how to resume, no Dask cancellation warnings or
+    traceback, exit status 130; the same command then finishes the build."""
+    out = tmp_path / "int.zarr"
+    cmd = [sys.executable, "-m", "crossfuse.cli.align", *BUILD[:-3], "-j", "1", "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not (out / PARTIAL_GROUP).exists():
+        time.sleep(0.005)
+    time.sleep(0.3)  # into the scan
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the build finished before it could be interrupted")
+    # 130, or death by SIGINT when the interrupt lands during interpreter start-up or shutdown: a shell
+    # reports both as status 130
+    assert proc.returncode in (130, -signal.SIGINT), stderr
+    assert "rerun the same command to resume" in stderr
+    for noise in ("Traceback", "CancelledError", "cancelled", "Aborted!"):
+        assert noise not in stderr, stderr
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_pack_labels_its_scan_by_dataset(tmp_path):
+    r = CliRunner().invoke(main, ["pack", "-m", str(SAMPLE_TARGET), "-o", str(tmp_path / "p.zarr"),
+                                                  "-s", "200"])
+    assert r.exit_code == 0, r.output
+    assert "scan (sample-roadscene)" in r.stderr and "scan aux" not in r.stderr
 
 
 def test_clear_errors(tmp_path):

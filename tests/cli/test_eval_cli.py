@@ -40,11 +40,21 @@ def test_table_csv_and_json(tmp_path, fused_dir):
     assert lines[2].startswith("FLIR_00211") and lines[-1].startswith("mean pairs")
     assert len({len(line) for line in lines if not line.startswith("-")}) == 1  # aligned columns
     rows = list(csv.reader(open(tmp_path / "m.csv")))
-    assert ",".join(rows[0]) == "name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE"
+    assert ",".join(rows[0]) == "dataset,name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE"
+    assert rows[1][:2] == ["pairs", "FLIR_00211"] and rows[2][:2] == ["pairs", "mean"] and len(rows) == 3
     expected = [r for r in json.loads((BUNDLED / "metrics_reference.json").read_text()) if r["rule"] == "max"][0]
-    got = dict(zip(rows[0][1:], map(float, rows[1][1:])))
+    got = dict(zip(rows[0][2:], map(float, rows[1][2:])))
     assert all(got[k] == pytest.approx(v, rel=1e-4) for k, v in expected["metrics"].items())
     assert json.loads((tmp_path / "m.json").read_text())["means"]["pairs"]["EN"] == pytest.approx(got["EN"])
+    assert float(rows[2][2]) == pytest.approx(got["EN"])
+    # an existing score file is not replaced without --overwrite, and nothing is scored first
+    before = (tmp_path / "m.csv").read_bytes()
+    args = ["eval", "-f", str(fused_dir), "--pairs", str(pairs), "--csv", str(tmp_path / "m.csv"), "-j", "1", "-q"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "m.csv already exist" in r.output and "--overwrite" in r.output
+    assert (tmp_path / "m.csv").read_bytes() == before
+    r = CliRunner().invoke(main, args + ["--overwrite"])
+    assert r.exit_code == 0 and (tmp_path / "m.csv").read_bytes() == before  # same scores, written again
 
 
 def test_missing_and_missized_fused_images_are_named(tmp_path, fused_dir):

@@ -107,7 +107,7 @@ def test_official_checkpoint_fuses_a_sample_pair(tmp_path, sample_target):
         (folder / side).mkdir(parents=True)
         src = Image.open(sample_target.url(getattr(sample_target.pairs[1], side)))
         src.crop((0, 0, 96, 80)).save(folder / side / "x.png")
-    r = CliRunner().invoke(main, ["fuse", "-k", str(REFERENCE / "official_net_seed0.pth"), "-p", str(folder),
+    r = CliRunner().invoke(main, ["fuse", "--checkpoint", str(REFERENCE / "official_net_seed0.pth"), "--pairs", str(folder),
                                   "-o", str(tmp_path / "out"), "-q"])
     assert r.exit_code == 0, r.output
     assert Image.open(tmp_path / "out" / "x.png").size == (96, 80)
