@@ -137,7 +137,13 @@ def _check_outputs(dataset: Manifest, out_dir: str, record: dict, *, overwrite: 
     if overwrite and resume:
         raise FuseError("--resume keeps finished images and --overwrite replaces them; pass one of them.")
     existing = {p.id for p in dataset.pairs if os.path.exists(os.path.join(out_dir, f"{p.id}.png"))}
-    if not existing or overwrite:
+    if not existing:
+        return set()
+    if overwrite:
+        # Every image left in the folder must have been made with the record about to be written,
+        # or a --resume after a kill would keep stale ones.
+        for pair_id in existing:
+            os.remove(os.path.join(out_dir, f"{pair_id}.png"))
         return set()
     if not resume:
         some = sorted(existing)[:3]

@@ -97,6 +97,26 @@ def test_fuse_resumes_skips_bad_pairs_and_refuses_non_datasets(tmp_path):
     assert first[0].read_bytes() == kept and first[1].exists()
     r = _run("fuse", "--checkpoint", ckpt, "--pairs", folder, "-o", out, "--resume", "--gray", "-q")
     assert r.exit_code == 1 and "other settings" in r.output
+    # --overwrite with other settings, killed after the first image: the rest must not be kept by --resume
+    from crossfuse.fusion import inference
+
+    real, calls = inference.fuse_images, {"n": 0}
+
+    def dies_on_the_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    inference.fuse_images = dies_on_the_second
+    try:
+        r = _run("fuse", "--checkpoint", ckpt, "--pairs", folder, "-o", out, "--overwrite", "--gray", "-q")
+    finally:
+        inference.fuse_images = real
+    assert r.exit_code == 130 and "--resume" in r.output and len(list(out.glob("*.png"))) == 1
+    r = _run("fuse", "--checkpoint", ckpt, "--pairs", folder, "-o", out, "--resume", "--gray", "-q")
+    assert r.exit_code == 0 and "wrote 2 fused image(s)" in r.output
+    assert all(Image.open(p).mode == "L" for p in out.glob("*.png"))
     bad = folder / "vis" / f"{target.pairs[2].id}.png"
     bad.write_bytes(bad.read_bytes()[:300])
     r = _run("fuse", "--checkpoint", ckpt, "--pairs", folder, "-o", tmp_path / "f2", "-q")
