@@ -6,7 +6,7 @@ torch or :mod:`crossfuse.fusion`.
 """
 
 from crossfuse.align.config import BuildParams, EngineConfig
-from crossfuse.align.describe import VerifyReport, describe, verify
+from crossfuse.align.describe import Description, VerifyReport, describe, verify
 from crossfuse.align.pipeline import BuildSummary, build, pack
 
-__all__ = ["BuildParams", "EngineConfig", "BuildSummary", "VerifyReport", "build", "pack", "describe", "verify"]
+__all__ = ["BuildParams", "EngineConfig", "BuildSummary", "Description", "VerifyReport", "build", "pack", "describe", "verify"]

@@ -2,29 +2,51 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
 import numpy as np
 
 from crossfuse import manifest as _manifest
-from crossfuse.schema import ARRAYS, open_corpus
+from crossfuse.digest import file_sha256
+from crossfuse.schema import ARRAYS, CorpusRecord, open_corpus
 
 
-def describe(url: str) -> dict[str, Any]:
-    """What the corpus at ``url`` holds and how it was made: its attributes plus array layout."""
-    group, meta = open_corpus(url)
-    arrays = {}
-    for name in ARRAYS:
-        arr = group[name]
-        arrays[name] = {"dtype": str(arr.dtype), "shape": list(arr.shape), "chunks": list(arr.chunks),
-                        "codecs": [type(c).__name__ for c in arr.compressors]}
-    out = dict(meta)  # every attribute as stored ("sources" stays the list it is)
-    out["arrays"] = arrays
-    out["store"] = url
-    return out
+@dataclass(frozen=True, kw_only=True)
+class ArrayLayout:
+    """How one array is stored: dtype, shape, chunk shape and codec names."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    codecs: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dtype": self.dtype, "shape": list(self.shape), "chunks": list(self.chunks), "codecs": list(self.codecs)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Description:
+    """What ``inspect`` shows: the corpus ``record`` and the ``arrays``' layout."""
+
+    store: str
+    record: CorpusRecord
+    arrays: dict[str, ArrayLayout]
+
+    def to_json(self) -> dict[str, Any]:
+        """Every attribute as stored, plus ``arrays`` and ``store``."""
+        return {**self.record.to_json(), "arrays": {n: a.to_json() for n, a in self.arrays.items()},
+                "store": self.store}
+
+
+def describe(url: str) -> Description:
+    """What the corpus at ``url`` holds and how it was made: its record plus array layout."""
+    group, record = open_corpus(url)
+    arrays = {name: ArrayLayout(dtype=str(group[name].dtype), shape=tuple(group[name].shape),
+                                chunks=tuple(group[name].chunks),
+                                codecs=tuple(type(c).__name__ for c in group[name].compressors))
+              for name in ARRAYS}
+    return Description(store=url, record=record, arrays=arrays)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,15 +65,10 @@ class VerifyReport:
         return not self.problems
 
 
-def verify(url: str, *, check_sources: bool = True, root: str | None = None) -> VerifyReport:
-    """Check schema, completeness and shapes; read every chunk back; check value ranges and the
-    recorded after-alignment means; and, where the source images are reachable (under the
-    recorded root or ``root``), their sha256."""
-    group, meta = open_corpus(url)  # schema, completeness, dtypes and shapes
-    problems: list[str] = []
-    n = int(meta["counts"]["patches"])
-    sources = meta.get("sources", [])
-    chunk = group["vis"].chunks[0]
+def _check_chunks(group, record: CorpusRecord, problems: list[str]) -> int:
+    """Read every chunk back and compare the visible means with the recorded ones; returns the
+    number of chunks read."""
+    n, chunk = record.counts.patches, group["vis"].chunks[0]
     sums = np.zeros(3, dtype=np.float64)
     chunks_read = 0
     for start in range(0, n, chunk):
@@ -64,38 +81,57 @@ def verify(url: str, *, check_sources: bool = True, root: str | None = None) -> 
             continue
         chunks_read += 1
         sums += vis.sum(axis=(0, 2, 3), dtype=np.float64)
-    source = group["source"][...]
-    if n and (source.min() < 0 or source.max() >= len(sources)):
-        problems.append(f"'source' refers to rows outside the {len(sources)} recorded sources")
-    distance = group["distance"][...]
-    if n and (not np.all(np.isfinite(distance)) or distance.min() < 0):
-        problems.append("'distance' holds negative or non-finite values")
     if n and chunks_read * chunk >= n:
-        patch = meta["params"]["patch"]
-        actual = sums / (n * patch * patch)
-        recorded = np.asarray(meta["means_after"], dtype=np.float64)
+        actual = sums / (n * record.params.patch ** 2)
+        recorded = np.asarray(record.means_after, dtype=np.float64)
         if np.max(np.abs(actual - recorded)) > 1e-3:
             problems.append(f"visible means {actual.round(4).tolist()} differ from the recorded "
                             f"means_after {recorded.round(4).tolist()}")
-    checked = unreachable = 0
-    if check_sources:
-        base = root or (meta.get("aux") or {}).get("root")
-        for src in sources:
-            for side in ("ir", "vis"):
-                path = _manifest.join(base, src[side]) if base else src[side]
-                try:
+    return chunks_read
 
-                    with fsspec.open(path, "rb") as fh:
-                        digest = hashlib.sha256(fh.read()).hexdigest()
-                except (FileNotFoundError, PermissionError, IsADirectoryError):
-                    unreachable += 1
-                    continue
-                checked += 1
-                if digest != src[f"{side}_sha256"]:
-                    problems.append(f"source {path} has sha256 {digest}, the store recorded {src[f'{side}_sha256']}")
-        if unreachable:
-            problems.append(f"{unreachable} of {2 * len(sources)} source files could not be read under {base}, so "
-                            "they were not checked; pass --root DIR where the source images are, or --no-sources "
-                            "to check the store alone")
-    return VerifyReport(store=url, patches=n, chunks_read=chunks_read, sources_checked=checked,
+
+def _check_rows(group, record: CorpusRecord, problems: list[str]) -> None:
+    if not record.counts.patches:
+        return
+    source = group["source"][...]
+    if source.min() < 0 or source.max() >= len(record.sources):
+        problems.append(f"'source' refers to rows outside the {len(record.sources)} recorded sources")
+    distance = group["distance"][...]
+    if not np.all(np.isfinite(distance)) or distance.min() < 0:
+        problems.append("'distance' holds negative or non-finite values")
+
+
+def _check_sources(record: CorpusRecord, root: str | None, problems: list[str]) -> tuple[int, int]:
+    """sha256 of every source image under ``root`` (default: the recorded one); returns
+    (checked, unreachable)."""
+    base = root or (record.aux.root if record.aux else None)
+    checked = unreachable = 0
+    for src in record.sources:
+        for rel, expected in ((src.ir, src.ir_sha256), (src.vis, src.vis_sha256)):
+            path = _manifest.join(base, rel) if base else rel
+            try:
+                digest = file_sha256(path)
+            except (FileNotFoundError, PermissionError, IsADirectoryError):
+                unreachable += 1
+                continue
+            checked += 1
+            if digest != expected:
+                problems.append(f"source {path} has sha256 {digest}, the store recorded {expected}")
+    if unreachable:
+        problems.append(f"{unreachable} of {2 * len(record.sources)} source files could not be read under {base}, so "
+                        "they were not checked; pass --root DIR where the source images are, or --no-sources "
+                        "to check the store alone")
+    return checked, unreachable
+
+
+def verify(url: str, *, check_sources: bool = True, root: str | None = None) -> VerifyReport:
+    """Check schema, completeness and shapes; read every chunk back; check value ranges and the
+    recorded after-alignment means; and the sha256 of the source images (under the recorded root
+    or ``root``): sources that cannot be read are a problem, since they were not checked."""
+    group, record = open_corpus(url)  # schema, completeness, attribute types, dtypes and shapes
+    problems: list[str] = []
+    chunks_read = _check_chunks(group, record, problems)
+    _check_rows(group, record, problems)
+    checked, unreachable = _check_sources(record, root, problems) if check_sources else (0, 0)
+    return VerifyReport(store=url, patches=record.counts.patches, chunks_read=chunks_read, sources_checked=checked,
                         sources_unreachable=unreachable, problems=problems)

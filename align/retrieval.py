@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossfuse.align.config import BuildParams
 from crossfuse.errors import ParameterError
 
 
@@ -28,8 +29,9 @@ def _as_faiss(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def make_index(means: np.ndarray, *, index: str = "flat", nlist: int = 64, nprobe: int = 8):
-    """A FAISS index over ``means`` (N, 3) float; ``index`` is "flat" (exact) or "ivf"."""
+def make_index(means: np.ndarray, *, index: str, nlist: int = 0, nprobe: int = 0):
+    """A FAISS index over ``means`` (N, 3) float; ``index`` is "flat" (exact) or "ivf" (with
+    ``nlist`` lists, ``nprobe`` of them probed; BuildParams holds their defaults)."""
     import faiss
 
     data = _as_faiss(means)
@@ -48,16 +50,17 @@ def make_index(means: np.ndarray, *, index: str = "flat", nlist: int = 64, nprob
     return idx
 
 
-def top_k(means: np.ndarray, target: np.ndarray, k: int, *, index: str = "flat",
-          nlist: int = 64, nprobe: int = 8) -> Selection:
-    """The ``k`` rows of ``means`` (N, 3) with the smallest L1 distance to ``target`` (3,)."""
+def top_k(means: np.ndarray, target: np.ndarray, params: BuildParams) -> Selection:
+    """The ``params.k`` rows of ``means`` (N, 3) with the smallest L1 distance to ``target`` (3,),
+    through the index ``params.index`` (with ``params.nlist``/``nprobe`` for IVF)."""
+    k, index = params.k, params.index
     n = len(means)
     if k > n:
         raise ParameterError(
             f"K = {k} but the auxiliary set has only {n} patches at this patch size and stride; "
             f"lower -k to at most {n} (the scan is kept, and rerunning with another -k reuses it), "
             "or add auxiliary data, or use a smaller --stride.")
-    idx = make_index(means, index=index, nlist=nlist, nprobe=nprobe)
+    idx = make_index(means, index=index, nlist=params.nlist, nprobe=params.nprobe)
     # Ask a little past K so that ties at the K-th distance are all seen, then break them by id.
     want = min(n, k + 64)
     distances, ids = idx.search(_as_faiss(target[None, :]), want)
@@ -72,13 +75,13 @@ def top_k(means: np.ndarray, target: np.ndarray, k: int, *, index: str = "flat",
     return Selection(ids=ids[order].astype(np.int64), distances=distances[order].astype(np.float32))
 
 
-def ivf_recall(means: np.ndarray, k: int, *, nlist: int, nprobe: int, queries: int = 32,
-               seed: int = 0) -> float:
-    """Recall@k of the IVF index against exact search, over ``queries`` pool points used as queries."""
+def ivf_recall(means: np.ndarray, params: BuildParams, *, queries: int = 32, seed: int = 0) -> float:
+    """Recall@K of the IVF index of ``params`` against exact search, over ``queries`` pool points
+    used as queries."""
     rng = np.random.default_rng(seed)
     q = _as_faiss(means[rng.choice(len(means), size=min(queries, len(means)), replace=False)])
-    k = min(k, len(means))
+    k = min(params.k, len(means))
     exact = make_index(means, index="flat").search(q, k)[1]
-    approx = make_index(means, index="ivf", nlist=nlist, nprobe=nprobe).search(q, k)[1]
+    approx = make_index(means, index="ivf", nlist=params.nlist, nprobe=params.nprobe).search(q, k)[1]
     hits = sum(len(np.intersect1d(a[a >= 0], e)) for a, e in zip(approx, exact))
     return hits / float(exact.size)

@@ -9,6 +9,7 @@ is then removed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import io
 import json
@@ -21,7 +22,7 @@ import zarr
 
 from crossfuse import __version__
 from crossfuse.errors import StoreError, StoreExistsError
-from crossfuse.schema import ATTR_KEY, PARTIAL_GROUP, SCHEMA_VERSION, array_specs
+from crossfuse.schema import ATTR_KEY, PARTIAL_GROUP, CorpusRecord, array_specs
 
 #: Arrays kept per scan batch in the scratch group. Pixel arrays only for the pool being aligned.
 SCAN_ARRAYS = ("origins", "means", "pair")
@@ -59,24 +60,26 @@ def open_for_build(url: str, *, kind: str, fingerprint: str, scan_fingerprint: s
             raise StoreExistsError(f"{url} exists and is not a crossfuse corpus; choose another --out "
                                    "(crossfuse never deletes what it did not write).")
     else:
-        meta = existing.attrs.get(ATTR_KEY)
-        if not isinstance(meta, dict):
-            raise StoreExistsError(f"{url} is a Zarr group but not a crossfuse corpus; choose another --out.")
-        same_kind = meta.get("kind") == kind
-        if meta.get("complete") is True:
+        try:
+            header = CorpusRecord.from_json(existing.attrs.get(ATTR_KEY), url, require_complete=False)
+        except StoreError as exc:
+            raise StoreExistsError(f"{url} is a Zarr group but not a crossfuse corpus this version can replace "
+                                   f"({exc}); choose another --out.") from exc
+        same_kind = header.kind == kind
+        if header.complete:
             if not overwrite:
                 raise StoreExistsError(f"{url} already holds a complete corpus; pass --overwrite to replace it.")
-        elif same_kind and meta.get("fingerprint") == fingerprint:
+        elif same_kind and header.fingerprint == fingerprint:
             return zarr.open_group(store=url, mode="r+"), True
-        elif same_kind and meta.get("scan_fingerprint") == scan_fingerprint and not overwrite:
-            return _restart_selection(url, fingerprint, inputs), True
+        elif same_kind and header.scan_fingerprint == scan_fingerprint and not overwrite:
+            return _restart_selection(url, header, fingerprint, inputs), True
         elif not overwrite:
             raise StoreError(f"{url} holds an unfinished build made with other inputs or parameters "
-                             f"({_differences(meta.get('inputs'), inputs)}); rerun that command to resume it, "
+                             f"({_differences(header.inputs, inputs)}); rerun that command to resume it, "
                              "or pass --overwrite to start over with these.")
     group = zarr.open_group(store=url, mode="w")
-    group.attrs[ATTR_KEY] = {"schema": SCHEMA_VERSION, "kind": kind, "complete": False, "fingerprint": fingerprint,
-                             "scan_fingerprint": scan_fingerprint, "inputs": inputs, "tool_version": __version__}
+    group.attrs[ATTR_KEY] = CorpusRecord(kind=kind, fingerprint=fingerprint, scan_fingerprint=scan_fingerprint,
+                                         inputs=inputs, tool_version=__version__).to_json()
     group.create_group(PARTIAL_GROUP)
     return group, False
 
@@ -89,7 +92,7 @@ def _differences(before: Any, now: dict[str, Any]) -> str:
     return "; ".join(changed) or "the image pairs differ"
 
 
-def _restart_selection(url: str, fingerprint: str, inputs: dict[str, Any]) -> zarr.Group:
+def _restart_selection(url: str, header: CorpusRecord, fingerprint: str, inputs: dict[str, Any]) -> zarr.Group:
     """Keep an unfinished build's scan, drop its output arrays and written-chunk list."""
     group = zarr.open_group(store=url, mode="r+")
     for name in list(group.array_keys()):
@@ -97,7 +100,7 @@ def _restart_selection(url: str, fingerprint: str, inputs: dict[str, Any]) -> za
     if PARTIAL_GROUP not in group:
         group.create_group(PARTIAL_GROUP)
     group[PARTIAL_GROUP].attrs["written"] = []
-    group.attrs[ATTR_KEY] = {**group.attrs[ATTR_KEY], "fingerprint": fingerprint, "inputs": inputs}
+    group.attrs[ATTR_KEY] = dataclasses.replace(header, fingerprint=fingerprint, inputs=inputs).to_json()
     return group
 
 
@@ -147,12 +150,14 @@ def mark_written(group: zarr.Group, chunks: set[int]) -> None:
     group[PARTIAL_GROUP].attrs["written"] = sorted(chunks)
 
 
-def finalize(group: zarr.Group, meta: dict[str, Any]) -> None:
-    """Record the corpus attributes, mark the store complete, then drop the scratch group."""
-    record = dict(group.attrs[ATTR_KEY])
-    record.update(meta)
-    record.update(complete=True, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                  tool_version=__version__)
-    group.attrs[ATTR_KEY] = record
+def finalize(group: zarr.Group, record: CorpusRecord) -> CorpusRecord:
+    """Record the corpus attributes (the build's header kept), mark the store complete, then drop
+    the scratch group. Returns the record as stored."""
+    header = CorpusRecord.from_json(group.attrs[ATTR_KEY], str(group.store), require_complete=False)
+    record = dataclasses.replace(record, fingerprint=header.fingerprint, scan_fingerprint=header.scan_fingerprint,
+                                 inputs=header.inputs, complete=True, tool_version=__version__,
+                                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    group.attrs[ATTR_KEY] = record.to_json()
     if PARTIAL_GROUP in group:
         del group[PARTIAL_GROUP]
+    return record

@@ -6,15 +6,45 @@ an in-process LocalCluster and on a remote cluster that can reach the store.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+from typing import Any
+
 import numpy as np
 import zarr
 
 from crossfuse.align import patches as _patches
 from crossfuse.align import store as _store
-from crossfuse.align.engine import limit_library_threads
 from crossfuse.errors import PairError
 from crossfuse.imageio import read_pair
 from crossfuse.manifest import Manifest
+from crossfuse.schema import Source
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScannedPair:
+    """A pair read by the scan: its ``index`` in the manifest, ``id``, relative paths and sha256s,
+    image size and number of patches."""
+
+    index: int
+    id: str
+    ir: str
+    vis: str
+    ir_sha256: str
+    vis_sha256: str
+    height: int
+    width: int
+    patches: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ScannedPair:
+        return cls(**doc)
+
+    def source(self) -> Source:
+        """How the corpus records the pair."""
+        return Source(id=self.id, ir=self.ir, vis=self.vis, ir_sha256=self.ir_sha256, vis_sha256=self.vis_sha256)
 
 
 def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: int, *,
@@ -24,7 +54,6 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
     themselves) in the scratch group. Returns the problems found; when there are some and
     ``skip_bad`` is off nothing is stored, so a rerun reads the files again.
     """
-    limit_library_threads()
     problems: list[dict] = []
     pairs_info: list[dict] = []
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _store.SCAN_ARRAYS + _store.STASH_ARRAYS}
@@ -43,9 +72,9 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
         if stash:
             parts["vis"].append(vis)
             parts["ir"].append(_patches.extract(loaded.ir, origins, patch))
-        pairs_info.append({"index": first_pair + offset, "id": pair.id, "ir": pair.ir, "vis": pair.vis,
-                           "ir_sha256": loaded.ir_sha256, "vis_sha256": loaded.vis_sha256,
-                           "height": height, "width": width, "patches": len(origins)})
+        pairs_info.append(ScannedPair(index=first_pair + offset, id=pair.id, ir=pair.ir, vis=pair.vis,
+                                      ir_sha256=loaded.ir_sha256, vis_sha256=loaded.vis_sha256, height=height,
+                                      width=width, patches=len(origins)).to_json())
     if problems and not skip_bad:
         return problems
     empty = {"origins": ((0, 2), np.int32), "means": ((0, 3), np.float64), "pair": ((0,), np.int32),
@@ -62,7 +91,6 @@ def write_chunk(url: str, role: str, start: int, stop: int, batches: np.ndarray,
     ``rows[i]`` of scan batch ``batches[i]``, its visible channels passed through ``luts``
     (3, 256) uint8. The range must be exactly one whole chunk (or the array's last one), so
     that no two tasks ever write the same chunk. Returns the number of rows written."""
-    limit_library_threads()
     group = zarr.open_group(store=url, mode="r+")
     vis_out, ir_out = group["vis"], group["ir"]
     chunk = vis_out.chunks[0]

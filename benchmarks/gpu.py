@@ -25,7 +25,8 @@ from torch import nn
 from benchmarks.common import machine, sync
 from crossfuse.fusion.config import TrainConfig
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
-from crossfuse.fusion.trainer import _step_losses, make_optimizer
+from crossfuse.fusion.steps import step_losses
+from crossfuse.fusion.trainer import make_optimizer
 
 VARIANTS = {  # name: (bf16, channels_last, compile)
     "fp32_nchw": (False, False, False),
@@ -82,7 +83,7 @@ def run_variant(name: str, *, device: torch.device, network: NetworkConfig, size
     for phase in (1, 2):
         def step() -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                terms = _step_losses(stepped, pv, pi, phase=phase, beta=0.1, cfg=cfg,
+                terms = step_losses(stepped, pv, pi, phase=phase, beta=0.1, cfg=cfg,
                                      generator=torch.Generator().manual_seed(0))
             opt.zero_grad(set_to_none=True)
             terms["loss"].float().backward()

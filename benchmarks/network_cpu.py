@@ -27,7 +27,7 @@ from benchmarks.common import machine, median_seconds, sync
 from crossfuse.fusion.config import TrainConfig
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
 from crossfuse.fusion.runtime import keep_freed_memory
-from crossfuse.fusion.trainer import _step_losses
+from crossfuse.fusion.steps import step_losses
 
 CL = torch.channels_last
 NCHW = torch.contiguous_format
@@ -76,7 +76,7 @@ def train_step(model: CrossFuse, vis: torch.Tensor, ir: torch.Tensor, *, phase: 
     parts = {attr: getattr(model, attr) for attr in CHECKPOINT_PARTS.values()}
     model.zero_grad(set_to_none=True)
     with torch.autocast(vis.device.type, dtype=torch.bfloat16, enabled=bf16):
-        terms = _step_losses(parts, vis, ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(0))
+        terms = step_losses(parts, vis, ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(0))
     loss = terms["loss"].float()
     loss.backward()
     sync(vis.device)

@@ -7,7 +7,11 @@ import json
 import click
 
 from crossfuse import __version__
+from crossfuse.align.config import INDEXES, BuildParams
 from crossfuse.cli.common import progress_factory, reports_errors
+
+#: The defaults of every build option live in BuildParams; the options show them.
+_DEFAULT = BuildParams()
 
 RESUME_HINT = "interrupted; rerun the same command to resume: scanned batches and written chunks are kept."
 _ENGINE_HELP = "Dask scheduler address (tcp://host:8786); default: an in-process LocalCluster."
@@ -15,11 +19,11 @@ _ENGINE_HELP = "Dask scheduler address (tcp://host:8786); default: an in-process
 
 def _engine_options(func):
     for option in reversed([
-        click.option("--patch", "-p", type=click.IntRange(min=1), default=64, show_default=True,
+        click.option("--patch", "-p", type=click.IntRange(min=1), default=_DEFAULT.patch, show_default=True,
                      help="Patch size P in pixels (square patches)."),
-        click.option("--stride", "-s", type=click.IntRange(min=1), default=200, show_default=True,
+        click.option("--stride", "-s", type=click.IntRange(min=1), default=_DEFAULT.stride, show_default=True,
                      help="Stride S between patch corners, in pixels."),
-        click.option("--chunk", type=click.IntRange(min=1), default=256, show_default=True,
+        click.option("--chunk", type=click.IntRange(min=1), default=_DEFAULT.chunk, show_default=True,
                      help="Patches per Zarr chunk along N (the training loader reads whole chunks)."),
         click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
                      help="Worker threads of the local engine [default: one per core]."),
@@ -56,12 +60,12 @@ def main() -> None:
 @click.option("--aux", "-a", required=True, metavar="MANIFEST",
               help="Auxiliary paired dataset the patches are taken from.")
 @click.option("--out", "-o", required=True, metavar="STORE", help="Output Zarr store (path or URL).")
-@click.option("-k", "k", type=click.IntRange(min=1), default=800, show_default=True,
+@click.option("-k", "k", type=click.IntRange(min=1), default=_DEFAULT.k, show_default=True,
               help="Number of auxiliary patches to retrieve (Top-K).")
-@click.option("--index", type=click.Choice(["flat", "ivf"]), default="flat", show_default=True,
+@click.option("--index", type=click.Choice(INDEXES), default=_DEFAULT.index, show_default=True,
               help="FAISS index: exact 'flat', or approximate 'ivf' for very large auxiliary sets.")
-@click.option("--nlist", type=click.IntRange(min=1), default=64, show_default=True, help="IVF lists.")
-@click.option("--nprobe", type=click.IntRange(min=1), default=8, show_default=True, help="IVF lists probed.")
+@click.option("--nlist", type=click.IntRange(min=1), default=_DEFAULT.nlist, show_default=True, help="IVF lists.")
+@click.option("--nprobe", type=click.IntRange(min=1), default=_DEFAULT.nprobe, show_default=True, help="IVF lists probed.")
 @click.option("--target-root", default=None, help="Override the target manifest's root.")
 @click.option("--aux-root", default=None, help="Override the auxiliary manifest's root.")
 @_engine_options
@@ -102,30 +106,36 @@ def _rgb(values) -> str:
     return "  ".join(f"{c} {v:7.2f}" for c, v in zip("RGB", values))
 
 
-def _alignment_lines(target_means, before, after, gamma) -> list[str]:
+def _alignment_lines(record) -> list[str]:
     """The statistics an aligned corpus is about, as printed by build and inspect."""
-    return [f"  target means   {_rgb(target_means)}",
-            f"  before gamma   {_rgb(before)}",
-            f"  after gamma    {_rgb(after)}",
-            "  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", gamma))]
+    return [f"  target means   {_rgb(record.target.means)}",
+            f"  before gamma   {_rgb(record.means_before)}",
+            f"  after gamma    {_rgb(record.means_after)}",
+            "  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", record.gamma))]
+
+
+def _skipped_line(record, label: str) -> list[str]:
+    if not record.skipped:
+        return []
+    ids = [p.id for p in record.skipped]
+    return [f"  {label} {len(ids)} bad pair(s): " + ", ".join(ids[:8]) + (" ..." if len(ids) > 8 else "")
+            + "  (listed in the store attributes)"]
 
 
 def _print_summary(s) -> None:
-    c = s.counts
-    lines = [f"{'resumed and completed' if s.resumed else 'wrote'} {s.kind} corpus {s.store}"]
-    if s.kind == "aligned":
-        lines += [f"  target     {c['target_pairs']:>6} pairs  {c['target_patches']:>8} patches",
-                  f"  auxiliary  {c['aux_pairs']:>6} pairs  {c['aux_patches']:>8} patches scanned",
-                  f"  selected   {c['patches']:>8} patches (Top-K by L1 distance of RGB means)",
-                  *_alignment_lines(s.target_means, s.means_before, s.means_after, s.gamma)]
-        if s.recall is not None:
-            lines.append(f"  IVF recall@K against exact search: {s.recall:.4f}")
+    record, c = s.record, s.record.counts
+    lines = [f"{'resumed and completed' if s.resumed else 'wrote'} {record.kind} corpus {s.store}"]
+    if record.kind == "aligned":
+        lines += [f"  target     {c.target_pairs:>6} pairs  {c.target_patches:>8} patches",
+                  f"  auxiliary  {c.aux_pairs:>6} pairs  {c.aux_patches:>8} patches scanned",
+                  f"  selected   {c.patches:>8} patches (Top-K by L1 distance of RGB means)",
+                  *_alignment_lines(record)]
+        if record.ivf_recall is not None:
+            lines.append(f"  IVF recall@K against exact search: {record.ivf_recall:.4f}")
     else:
-        lines += [f"  packed     {c['aux_pairs']:>6} pairs  {c['patches']:>8} patches",
-                  f"  means          {_rgb(s.means_before)}"]
-    if s.skipped:
-        lines.append(f"  skipped {len(s.skipped)} bad pair(s): " + ", ".join(p["id"] for p in s.skipped[:8])
-                     + (" ..." if len(s.skipped) > 8 else "") + "  (listed in the store attributes)")
+        lines += [f"  packed     {c.aux_pairs:>6} pairs  {c.patches:>8} patches",
+                  f"  means          {_rgb(record.means_before)}"]
+    lines += _skipped_line(record, "skipped")
     lines.append("  time           " + "  ".join(f"{k} {v:.2f}s" for k, v in s.seconds.items()))
     click.echo("\n".join(lines))
 
@@ -140,20 +150,10 @@ def _print_summary(s) -> None:
 @reports_errors
 def make_manifest(dataset, out, name, root, overwrite):
     """Write a manifest (pairs and their sha256) for a dataset folder or another manifest."""
-    import os
-
     from crossfuse import manifest
-    from crossfuse.errors import StoreExistsError
 
-    if os.path.exists(out) and not overwrite:
-        raise StoreExistsError(f"{out} exists; pass --overwrite to replace it.")
-    m = manifest.with_checksums(manifest.load(dataset))
-    if root is None:
-        root = m.root
-        if "://" not in root and "://" not in out:
-            root = os.path.relpath(os.path.abspath(root), os.path.dirname(os.path.abspath(out)))
-    manifest.write(manifest.relocate(m, root=root, name=name), out)
-    click.echo(f"wrote {out}: {len(m.pairs)} pairs of {name or m.name}, root {root}")
+    m = manifest.save(dataset, out, name=name, root=root, overwrite=overwrite)
+    click.echo(f"wrote {out}: {len(m.pairs)} pairs of {m.name}, root {m.root}")
 
 
 @main.command()
@@ -166,25 +166,22 @@ def inspect(store, as_json):
 
     d = describe(store)
     if as_json:
-        click.echo(json.dumps(d, indent=2))
+        click.echo(json.dumps(d.to_json(), indent=2))
         return
-    p, c = d["params"], d["counts"]
-    lines = [f"{store}: {d['kind']} corpus, schema {d['schema']}, made {d.get('created')} by crossfuse "
-             f"{d.get('tool_version')}",
-             f"  patches   {c['patches']} of {p['patch']}x{p['patch']} (stride {p['stride']}) from {len(d['sources'])} "
-             f"source pairs of {d['aux']['name']}"]
-    if d["kind"] == "aligned":
-        index = {"flat": "an exact flat", "ivf": "an approximate IVF"}.get(p["index"], f"a {p['index']}")
-        lines += [f"  retrieval Top-{p['k']} by {p['metric']} over {index} FAISS index, target "
-                  f"{d['target']['name']} ({d['target']['patches']} patches)",
-                  *_alignment_lines(d["target"]["means"], d["means_before"], d["means_after"], d["gamma"])]
+    r = d.record
+    p, c = r.params, r.counts
+    lines = [f"{store}: {r.kind} corpus, schema {r.schema}, made {r.created} by crossfuse {r.tool_version}",
+             f"  patches   {c.patches} of {p.patch}x{p.patch} (stride {p.stride}) from {len(r.sources)} "
+             f"source pairs of {r.aux.name}"]
+    if r.kind == "aligned":
+        index = {"flat": "an exact flat", "ivf": "an approximate IVF"}.get(p.index, f"a {p.index}")
+        lines += [f"  retrieval Top-{p.k} by {p.metric} over {index} FAISS index, target "
+                  f"{r.target.name} ({r.target.patches} patches)", *_alignment_lines(r)]
     else:
-        lines.append(f"  means          {_rgb(d['means_before'])}")
-    if d.get("skipped"):
-        lines.append(f"  skipped   {len(d['skipped'])} bad pair(s): " + ", ".join(x["id"] for x in d["skipped"]))
-    for name, a in d["arrays"].items():
-        lines.append(f"  {name:<9} {a['dtype']:<8} {str(tuple(a['shape'])):<22} chunks {tuple(a['chunks'])} "
-                     f"{'+'.join(a['codecs']) or 'raw'}")
+        lines.append(f"  means          {_rgb(r.means_before)}")
+    lines += _skipped_line(r, "skipped  ")
+    for name, a in d.arrays.items():
+        lines.append(f"  {name:<9} {a.dtype:<8} {str(a.shape):<22} chunks {a.chunks} {'+'.join(a.codecs) or 'raw'}")
     click.echo("\n".join(lines))
 
 

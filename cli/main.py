@@ -70,8 +70,6 @@ def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, *
     from crossfuse.fusion.trainer import train as run_train
 
     keep_freed_memory()
-    if weights and len(weights) != len(data):
-        raise click.UsageError(f"give one --weight per --data ({len(data)}), or none.")
     if new_data and not resume:
         raise click.UsageError("--new-data only applies with --resume.")
     if resume:
@@ -118,21 +116,18 @@ def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channe
     and Cb by OpenCV's 8-bit arithmetic, the output min-max normalised and truncated, colour back
     through OpenCV's YCrCb->RGB. A gray visible image gives a gray result."""
     from crossfuse import manifest
-    from crossfuse.fusion.checkpoint import file_sha256, load_model
+    from crossfuse.digest import file_sha256
+    from crossfuse.fusion.checkpoint import load_model
     from crossfuse.fusion.inference import FuseOptions, fuse_dataset
-    from crossfuse.fusion.runtime import keep_freed_memory
-    from crossfuse.fusion.trainer import pick_device
+    from crossfuse.fusion.runtime import keep_freed_memory, pick_device
 
     keep_freed_memory()
-    if tile and tile <= 2 * overlap:
-        raise click.UsageError(f"--tile {tile} must exceed twice --overlap ({overlap}).")
+    options = FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray, round=round_, channels_last=channels_last)
     dataset = manifest.load(pairs, root=root)
     model = load_model(checkpoint)
-    result = fuse_dataset(model, dataset, out, device=pick_device(device),
-                          options=FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray, round=round_,
-                                              channels_last=channels_last),
-                          overwrite=overwrite, resume=resume, skip_bad=skip_bad,
-                          checkpoint_sha256=file_sha256(checkpoint), progress=progress_factory(quiet))
+    result = fuse_dataset(model, dataset, out, device=pick_device(device), options=options, overwrite=overwrite,
+                          resume=resume, skip_bad=skip_bad, checkpoint_sha256=file_sha256(checkpoint),
+                          progress=progress_factory(quiet))
     kept = f" ({len(result.kept)} already there)" if result.kept else ""
     click.echo(f"wrote {len(result.written)} fused image(s) to {out}{kept}")
     if result.skipped:

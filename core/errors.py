@@ -41,5 +41,31 @@ class StoreError(CrossfuseError, ValueError):
     """A corpus store is incomplete, of an unknown schema, or does not match what it claims."""
 
 
-class StoreExistsError(CrossfuseError, FileExistsError):
-    """The output store already exists and replacing it was not asked for."""
+class OutputExistsError(CrossfuseError, FileExistsError):
+    """An output (run folder, fused image, manifest, score file) already exists and replacing it
+    was not asked for."""
+
+
+class StoreExistsError(OutputExistsError):
+    """The output corpus store already exists and replacing it was not asked for."""
+
+
+class ConfigError(CrossfuseError, ValueError):
+    """A training configuration file or flag that cannot be used."""
+
+
+class CheckpointError(CrossfuseError, ValueError):
+    """A checkpoint file that cannot be read, is not a CrossFuse checkpoint, or would hold
+    non-finite weights."""
+
+
+class TrainingDiverged(CrossfuseError, RuntimeError):
+    """Too many consecutive steps skipped for a NaN or infinite loss or gradient."""
+
+
+class FuseError(CrossfuseError, ValueError):
+    """A fuse that cannot go ahead as asked (a folder fused with other settings)."""
+
+
+class EvalError(CrossfuseError, ValueError):
+    """A fused image that is missing or does not match its source pair."""

@@ -14,7 +14,6 @@ stands for a manifest whose pairs are matched by file stem.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import posixpath
 from dataclasses import dataclass
@@ -22,7 +21,8 @@ from typing import Any
 
 import fsspec
 
-from crossfuse.errors import ManifestError
+from crossfuse.digest import file_sha256, json_sha256
+from crossfuse.errors import ManifestError, OutputExistsError
 
 #: Sub-folder pairs accepted for a dataset folder, in order of preference.
 FOLDER_LAYOUTS = (("ir", "vis"), ("infrared", "visible"), ("ir", "vi"))
@@ -182,8 +182,7 @@ def _images_by_stem(spec: str, fs: Any, folder: str, sub: str) -> dict[str, str]
 
 def fingerprint(manifest: Manifest) -> str:
     """sha256 over the manifest's pairs (ids, relative paths, declared checksums)."""
-    text = json.dumps(manifest.to_json()["pairs"], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return json_sha256(manifest.to_json()["pairs"])
 
 
 def write(manifest: Manifest, path: str) -> None:
@@ -200,14 +199,30 @@ def with_checksums(manifest: Manifest) -> Manifest:
         if not p.ir or not p.vis:
             raise ManifestError(f"{manifest.origin}: pair {p.id!r} has no "
                                 f"{'infrared' if not p.ir else 'visible'} partner; fix the folder first.")
-        digests = []
-        for rel in (p.ir, p.vis):
-            with fsspec.open(manifest.url(rel), "rb") as fh:
-                digests.append(hashlib.sha256(fh.read()).hexdigest())
-        pairs.append(Pair(id=p.id, ir=p.ir, vis=p.vis, ir_sha256=digests[0], vis_sha256=digests[1]))
+        pairs.append(Pair(id=p.id, ir=p.ir, vis=p.vis, ir_sha256=file_sha256(manifest.url(p.ir)),
+                          vis_sha256=file_sha256(manifest.url(p.vis))))
     return Manifest(name=manifest.name, root=manifest.root, pairs=tuple(pairs), origin=manifest.origin)
 
 
 def relocate(manifest: Manifest, *, root: str, name: str | None = None) -> Manifest:
     """The same pairs under another ``root`` string (e.g. a root relative to where it is saved)."""
     return Manifest(name=name or manifest.name, root=root, pairs=manifest.pairs, origin=manifest.origin)
+
+
+def save(spec: str, out: str, *, name: str | None = None, root: str | None = None,
+         overwrite: bool = False) -> Manifest:
+    """Write a manifest of the dataset ``spec`` (a folder or a manifest) to ``out`` with the sha256
+    of every file. The recorded ``root`` is by default the dataset's location, made relative to
+    ``out``'s folder when both are local, so the pair can be moved together."""
+    import os
+
+    if os.path.exists(out) and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it.")
+    m = with_checksums(load(spec))
+    if root is None:
+        root = m.root
+        if "://" not in root and "://" not in out:
+            root = os.path.relpath(os.path.abspath(root), os.path.dirname(os.path.abspath(out)))
+    saved = relocate(m, root=root, name=name)
+    write(saved, out)
+    return saved

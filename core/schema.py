@@ -1,13 +1,17 @@
-"""Corpus store schema 1: the names, dtypes and attribute checks shared by writer and reader.
+"""Corpus store schema 1: the array names and dtypes, and the typed record of the attributes.
 
 A corpus is a Zarr v3 group holding the arrays in :data:`ARRAYS` (first axis N, one row per
-patch) and a JSON attribute ``crossfuse`` (see DESIGN.md). Nothing here imports zarr at module
-level; :func:`open_corpus` does so lazily.
+patch) and a JSON attribute ``crossfuse``: a :class:`CorpusRecord`. The record is the one place
+where the attribute's layout and checks live; the writer (``crossfuse.align``), the reader
+(``crossfuse.fusion``), ``inspect``/``verify`` and the CLI all go through it, never through
+string keys. ``to_json`` writes the layout corpora have always had, so older stores read back.
+Nothing here imports zarr at module level; :func:`open_corpus` does so lazily.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from crossfuse.errors import StoreError
@@ -34,52 +38,271 @@ def array_specs(n: int, patch: int) -> dict[str, tuple[str, tuple[int, ...]]]:
 ARRAYS = tuple(array_specs(0, 1))
 
 
-def check_meta(meta: Any, where: str, *, require_complete: bool = True) -> dict[str, Any]:
-    """Validate the ``crossfuse`` attribute of a store and return it.
+class _Invalid(Exception):
+    """A field of the record that is missing or of the wrong type (turned into a StoreError)."""
 
-    Raises :class:`StoreError` naming ``where`` when the attribute is missing, of another
-    schema version, of an unknown kind, or (with ``require_complete``) not marked complete.
+
+def _get(doc: Mapping, key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+    if key not in doc or doc[key] is None:
+        if optional:
+            return None
+        raise _Invalid(f"lacks '{key}'")
+    value = doc[key]
+    numeric = kind in (float, (int, float))
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, (int, float) if numeric else kind):
+        raise _Invalid(f"has '{key}' = {value!r}, expected {getattr(kind, '__name__', kind)}")
+    return float(value) if kind is float else value
+
+
+def _triple(doc: Mapping, key: str, *, optional: bool = False) -> tuple[float, float, float] | None:
+    values = _get(doc, key, list, optional=optional)
+    if values is None:
+        return None
+    if len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise _Invalid(f"has '{key}' = {values!r}, expected three numbers (R, G, B)")
+    return tuple(float(v) for v in values)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Params:
+    """How the patches were cut and chosen: ``patch``/``stride`` in pixels, ``chunk`` patches per
+    Zarr chunk; for an aligned corpus ``k``, ``metric`` ("L1") and ``index`` ("flat"/"ivf",
+    with ``nlist``/``nprobe``)."""
+
+    patch: int
+    stride: int
+    chunk: int
+    k: int | None = None
+    metric: str | None = None
+    index: str | None = None
+    nlist: int | None = None
+    nprobe: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_json(cls, doc: Mapping) -> Params:
+        return cls(patch=_get(doc, "patch", int), stride=_get(doc, "stride", int), chunk=_get(doc, "chunk", int),
+                   k=_get(doc, "k", int, optional=True), metric=_get(doc, "metric", str, optional=True),
+                   index=_get(doc, "index", str, optional=True), nlist=_get(doc, "nlist", int, optional=True),
+                   nprobe=_get(doc, "nprobe", int, optional=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    """One source pair: ``id``, paths of ``ir`` and ``vis`` relative to the dataset root, sha256s."""
+
+    id: str
+    ir: str
+    vis: str
+    ir_sha256: str
+    vis_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "ir": self.ir, "vis": self.vis, "ir_sha256": self.ir_sha256,
+                "vis_sha256": self.vis_sha256}
+
+    @classmethod
+    def from_json(cls, doc: Mapping) -> Source:
+        return cls(**{f.name: _get(doc, f.name, str) for f in fields(cls)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dataset:
+    """A dataset a corpus was made from: ``name``, ``root`` (path or URL) and the sha256 of the
+    list of pairs actually read. For the target of an aligned corpus also its statistics:
+    ``means`` (R, G, B, 0-255, the mean of its patch means), ``pairs`` and ``patches``."""
+
+    name: str
+    root: str
+    sha256: str
+    means: tuple[float, float, float] | None = None
+    pairs: int | None = None
+    patches: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "root": self.root, "sha256": self.sha256}
+        if self.means is not None:
+            out.update(means=list(self.means), pairs=self.pairs, patches=self.patches)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: Mapping) -> Dataset:
+        return cls(name=_get(doc, "name", str), root=_get(doc, "root", str), sha256=_get(doc, "sha256", str),
+                   means=_triple(doc, "means", optional=True), pairs=_get(doc, "pairs", int, optional=True),
+                   patches=_get(doc, "patches", int, optional=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counts:
+    """Pairs and patches scanned (``aux_*``; ``target_*`` for an aligned corpus), ``patches``
+    written (N) and pairs ``skipped``."""
+
+    aux_pairs: int
+    aux_patches: int
+    patches: int
+    skipped: int
+    target_pairs: int | None = None
+    target_patches: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.target_pairs is not None:
+            out.update(target_pairs=self.target_pairs, target_patches=self.target_patches)
+        out.update(aux_pairs=self.aux_pairs, aux_patches=self.aux_patches, patches=self.patches,
+                   skipped=self.skipped)
+        return out
+
+    @classmethod
+    def from_json(cls, doc: Mapping) -> Counts:
+        return cls(aux_pairs=_get(doc, "aux_pairs", int), aux_patches=_get(doc, "aux_patches", int),
+                   patches=_get(doc, "patches", int), skipped=_get(doc, "skipped", int),
+                   target_pairs=_get(doc, "target_pairs", int, optional=True),
+                   target_patches=_get(doc, "target_patches", int, optional=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Problem:
+    """A pair that could not be used (``--skip-bad``): its ``id``, the ``path`` at fault, the
+    ``error`` message and the ``dataset`` ("target" or "aux") it belongs to."""
+
+    id: str
+    path: str
+    error: str
+    dataset: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "path": self.path, "error": self.error, "dataset": self.dataset}
+
+    @classmethod
+    def from_json(cls, doc: Mapping) -> Problem:
+        return cls(**{f.name: _get(doc, f.name, str) for f in fields(cls)})
+
+
+def _items(doc: Mapping, key: str, kind: type) -> tuple:
+    return tuple(kind.from_json(_get({"item": item}, "item", dict)) for item in _get(doc, key, list))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CorpusRecord:
+    """The ``crossfuse`` attribute of a corpus store.
+
+    While a build runs only the header is set (``complete`` False: schema, kind, the build's
+    ``fingerprint``/``scan_fingerprint`` and readable ``inputs``); a complete record also has
+    ``params``, ``sources``, the ``aux`` and (aligned) ``target`` datasets, the per-channel
+    ``gamma`` (R, G, B; 1 for a packed corpus), ``gamma_reachable`` (aligned), the selection's
+    ``means_before``/``means_after`` (0-255), ``counts``, the ``skipped`` pairs, the ``created``
+    time and, with an IVF index, ``ivf_recall``.
     """
-    if not isinstance(meta, Mapping):
-        raise StoreError(
-            f"{where} is not a crossfuse corpus: its group has no '{ATTR_KEY}' attribute. "
-            "Build one with `crossfuse-align build` or `crossfuse-align pack`."
-        )
-    schema = meta.get("schema")
-    if schema != SCHEMA_VERSION:
-        raise StoreError(
-            f"{where} has store schema {schema!r}; this crossfuse reads schema {SCHEMA_VERSION}. "
-            "Rebuild the corpus with this version or use a matching crossfuse release."
-        )
-    if meta.get("kind") not in KINDS:
-        raise StoreError(f"{where} has unknown kind {meta.get('kind')!r}; expected one of {KINDS}.")
-    if require_complete and not meta.get("complete", False):
-        raise StoreError(
-            f"{where} is incomplete (its build did not finish). Rerun the same build command "
-            "to resume it, or rebuild with --overwrite."
-        )
-    return dict(meta)
+
+    schema: int = SCHEMA_VERSION
+    kind: str
+    complete: bool = False
+    fingerprint: str | None = None
+    scan_fingerprint: str | None = None
+    inputs: dict[str, Any] | None = None
+    tool_version: str | None = None
+    params: Params | None = None
+    sources: tuple[Source, ...] = ()
+    aux: Dataset | None = None
+    target: Dataset | None = None
+    gamma: tuple[float, float, float] | None = None
+    gamma_reachable: tuple[bool, bool, bool] | None = None
+    means_before: tuple[float, float, float] | None = None
+    means_after: tuple[float, float, float] | None = None
+    counts: Counts | None = None
+    skipped: tuple[Problem, ...] = field(default=())
+    ivf_recall: float | None = None
+    created: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The attribute as stored (keys in the order corpora have always had; unset ones left out)."""
+        out: dict[str, Any] = {"schema": self.schema, "kind": self.kind, "complete": self.complete}
+        for name in ("fingerprint", "scan_fingerprint", "inputs", "tool_version"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if self.params is None:
+            return out
+        out.update(params=self.params.to_json(), sources=[s.to_json() for s in self.sources],
+                   aux=self.aux.to_json() if self.aux else None,
+                   target=self.target.to_json() if self.target else None, gamma=list(self.gamma or ()))
+        if self.gamma_reachable is not None:
+            out["gamma_reachable"] = list(self.gamma_reachable)
+        out.update(means_before=list(self.means_before or ()), means_after=list(self.means_after or ()),
+                   counts=self.counts.to_json() if self.counts else None, skipped=[p.to_json() for p in self.skipped])
+        if self.ivf_recall is not None:
+            out["ivf_recall"] = self.ivf_recall
+        if self.created is not None:
+            out["created"] = self.created
+        return out
+
+    @classmethod
+    def from_json(cls, doc: Any, where: str, *, require_complete: bool = True) -> CorpusRecord:
+        """Validate a stored attribute and return its record; a :class:`StoreError` naming
+        ``where`` says what is wrong (missing, another schema, unknown kind, incomplete, or a
+        field of the wrong type) and what to do."""
+        if not isinstance(doc, Mapping):
+            raise StoreError(f"{where} is not a crossfuse corpus: its group has no '{ATTR_KEY}' attribute. "
+                             "Build one with `crossfuse-align build` or `crossfuse-align pack`.")
+        if doc.get("schema") != SCHEMA_VERSION:
+            raise StoreError(f"{where} has store schema {doc.get('schema')!r}; this crossfuse reads schema "
+                             f"{SCHEMA_VERSION}. Rebuild the corpus with this version or use a matching crossfuse release.")
+        if doc.get("kind") not in KINDS:
+            raise StoreError(f"{where} has unknown kind {doc.get('kind')!r}; expected one of {KINDS}.")
+        complete = doc.get("complete") is True
+        if require_complete and not complete:
+            raise StoreError(f"{where} is incomplete (its build did not finish). Rerun the same build command "
+                             "to resume it, or rebuild with --overwrite.")
+        try:
+            header = {"schema": SCHEMA_VERSION, "kind": doc["kind"], "complete": complete,
+                      "fingerprint": _get(doc, "fingerprint", str, optional=True),
+                      "scan_fingerprint": _get(doc, "scan_fingerprint", str, optional=True),
+                      "inputs": _get(doc, "inputs", dict, optional=True),
+                      "tool_version": _get(doc, "tool_version", str, optional=True)}
+            if not complete:
+                return cls(**header)
+            return cls(**header, **_body(doc))
+        except _Invalid as exc:
+            raise StoreError(f"{where}: the '{ATTR_KEY}' attribute {exc}; the store is damaged or was not written "
+                             "by crossfuse. Rebuild it with `crossfuse-align build` or `pack`.") from exc
+
+
+def _body(doc: Mapping) -> dict[str, Any]:
+    """The fields of a complete record, validated."""
+    reachable = _get(doc, "gamma_reachable", list, optional=True)
+    if reachable is not None and (len(reachable) != 3 or not all(isinstance(r, bool) for r in reachable)):
+        raise _Invalid(f"has 'gamma_reachable' = {reachable!r}, expected three booleans")
+    target = _get(doc, "target", dict, optional=True)
+    return {"params": Params.from_json(_get(doc, "params", dict)), "sources": _items(doc, "sources", Source),
+            "aux": Dataset.from_json(_get(doc, "aux", dict)),
+            "target": Dataset.from_json(target) if target is not None else None,
+            "gamma": _triple(doc, "gamma"), "gamma_reachable": tuple(reachable) if reachable is not None else None,
+            "means_before": _triple(doc, "means_before"), "means_after": _triple(doc, "means_after"),
+            "counts": Counts.from_json(_get(doc, "counts", dict)), "skipped": _items(doc, "skipped", Problem),
+            "ivf_recall": _get(doc, "ivf_recall", float, optional=True),
+            "created": _get(doc, "created", str, optional=True)}
+
+
+def check_meta(meta: Any, where: str, *, require_complete: bool = True) -> CorpusRecord:
+    """The record of a stored ``crossfuse`` attribute (see :meth:`CorpusRecord.from_json`)."""
+    return CorpusRecord.from_json(meta, where, require_complete=require_complete)
 
 
 def open_corpus(url: str, *, require_complete: bool = True):
-    """Open a corpus read-only and check its schema; returns ``(zarr.Group, meta dict)``."""
+    """Open a corpus read-only and check its record and arrays; returns ``(zarr.Group, CorpusRecord)``."""
     import zarr
 
     try:
         group = zarr.open_group(store=url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise StoreError(f"no Zarr group at {url}: {exc}. Check the path.") from exc
-    meta = check_meta(group.attrs.get(ATTR_KEY), url, require_complete=require_complete)
-    patch = int(meta["params"]["patch"])
-    n = int(meta["counts"]["patches"]) if require_complete else None
-    if n is not None:
-        for name, (dtype, shape) in array_specs(n, patch).items():
+    record = CorpusRecord.from_json(group.attrs.get(ATTR_KEY), url, require_complete=require_complete)
+    if record.complete:
+        for name, (dtype, shape) in array_specs(record.counts.patches, record.params.patch).items():
             if name not in group:
                 raise StoreError(f"{url} lacks the array '{name}' that schema 1 requires.")
             arr = group[name]
             if str(arr.dtype) != dtype or tuple(arr.shape) != shape:
-                raise StoreError(
-                    f"{url}: array '{name}' is {arr.dtype}{tuple(arr.shape)}, "
-                    f"schema 1 says {dtype}{shape}."
-                )
-    return group, meta
+                raise StoreError(f"{url}: array '{name}' is {arr.dtype}{tuple(arr.shape)}, schema 1 says {dtype}{shape}.")
+    return group, record

@@ -1,28 +1,64 @@
-"""Checkpoints in the official format (four state dicts) plus crossfuse's trainer state.
+"""Checkpoints in the official format (four state dicts) plus crossfuse's typed training state.
 
 A file holds ``DIDF_Encoder``, ``DIDF_Decoder``, ``BaseFuseLayer`` and ``DetailFuseLayer`` (keys
 prefixed ``module.`` as the release saves them, so its scripts load ours) and, in ours, a
-``crossfuse`` entry with the network and training config, optimiser, scheduler, RNG states, epoch
-and step. Everything loads with ``torch.load(..., weights_only=True)``.
+``crossfuse`` entry: a :class:`TrainingState` (training config with the network sizes,
+optimiser, scheduler, RNG states, epoch and step). Everything loads with
+``torch.load(..., weights_only=True)``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from crossfuse.errors import CrossfuseError
+from crossfuse.errors import CheckpointError, ConfigError
+from crossfuse.fusion.config import TrainConfig, from_dict
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
 
+#: The key of crossfuse's own entry in a checkpoint.
+STATE_KEY = "crossfuse"
 
-class CheckpointError(CrossfuseError, ValueError):
-    """A checkpoint file that cannot be read or is not a CrossFuse checkpoint."""
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingState:
+    """Everything a run needs to continue exactly: the last finished ``epoch`` (0-based) and the
+    ``step`` count, the optimiser's and scheduler's state dicts, the RNG states (``{"torch": ...,
+    "cuda": [...]}``, CUDA where available) and the run's ``config``."""
+
+    epoch: int
+    step: int
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: dict[str, Any]
+    config: TrainConfig
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "rng": self.rng, "config": self.config.to_dict()}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any], where: str) -> TrainingState | None:
+        """The state in a checkpoint's contents, None for an official checkpoint (which has none)."""
+        entry = payload.get(STATE_KEY)
+        if entry is None:
+            return None
+        try:
+            if not isinstance(entry.get("config"), Mapping):
+                raise ConfigError("no training config")
+            return cls(epoch=int(entry["epoch"]), step=int(entry["step"]), optimizer=dict(entry["optimizer"]),
+                       scheduler=dict(entry["scheduler"]), rng=dict(entry["rng"]),
+                       config=from_dict(dict(entry["config"]), where=where))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"{where}: its '{STATE_KEY}' entry is not a crossfuse training state ({exc}); "
+                                  "its weights still load for fusing, but a run cannot resume from it.") from exc
 
 
-def save(path: str, model: CrossFuse, state: dict[str, Any] | None = None) -> None:
+def save(path: str, model: CrossFuse, state: TrainingState | None = None) -> None:
     """Write atomically (temporary file, then rename), so a kill never leaves half a checkpoint.
     Weights that are not all finite are refused: a NaN checkpoint is never written."""
     payload: dict[str, Any] = model.official_state()
@@ -33,7 +69,7 @@ def save(path: str, model: CrossFuse, state: dict[str, Any] | None = None) -> No
                               f"values ({', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''}); the "
                               "previous checkpoint is kept.")
     if state is not None:
-        payload["crossfuse"] = state
+        payload[STATE_KEY] = state.to_payload()
     tmp = f"{path}.tmp"
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -52,22 +88,23 @@ def read(path: str) -> dict[str, Any]:
     return payload
 
 
+def read_state(path: str) -> tuple[dict[str, Any], TrainingState]:
+    """A checkpoint of ours: its contents and its training state (to resume from)."""
+    payload = read(path)
+    state = TrainingState.from_payload(payload, path)
+    if state is None:
+        raise CheckpointError(f"{path} holds weights only (an official checkpoint?); a run cannot resume from it.")
+    return payload, state
+
+
 def load_model(path: str) -> CrossFuse:
     """A network with the weights of an official checkpoint or one of ours (whose sizes it records)."""
     payload = read(path)
-    net_cfg = (payload.get("crossfuse") or {}).get("config", {}).get("network")
-    model = CrossFuse(NetworkConfig(**net_cfg) if net_cfg else NetworkConfig())
+    state = TrainingState.from_payload(payload, path)
+    model = CrossFuse(state.config.network if state else NetworkConfig())
     try:
         model.load_official(payload)
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path} does not fit the network: {exc}") from exc
     return model
 
-
-def file_sha256(path: str) -> str:
-    """sha256 of a checkpoint file (what a fused folder records it was made with)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

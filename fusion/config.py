@@ -15,13 +15,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from crossfuse.errors import CrossfuseError
+from crossfuse.errors import ConfigError
 from crossfuse.manifest import absolute
 from crossfuse.fusion.network import NetworkConfig
 
-
-class ConfigError(CrossfuseError, ValueError):
-    """A training configuration file or flag that cannot be used."""
 
 
 @dataclass(frozen=True, kw_only=True)

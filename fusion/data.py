@@ -17,11 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from crossfuse.errors import StoreError
+from crossfuse.errors import ParameterError, StoreError
 from crossfuse.schema import open_corpus
 
 #: Luma weights of the visible image (ITU-R 601), as the release converts RGB to Y.
 LUMA = (0.299, 0.587, 0.114)
+#: The arrays a batch can carry: the pixels the trainer needs, and where each patch came from.
+PIXELS = ("vis", "ir")
+FIELDS = ("vis", "ir", "source", "origin")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,13 +50,15 @@ class Corpora:
         self.urls = list(urls)
         self.weights = list(weights) if weights is not None else [1.0] * len(urls)
         if len(self.weights) != len(self.urls) or any(w <= 0 for w in self.weights):
-            raise StoreError(f"need one positive weight per corpus, got {self.weights} for {len(self.urls)} corpora.")
-        self.lengths, self.chunks, patches = [], [], set()
+            raise ParameterError(f"need one positive weight per corpus (one --weight per --data, or none), got "
+                                 f"{self.weights} for {len(self.urls)} corpora.")
+        self.lengths, self.chunks, self.records, patches = [], [], [], set()
         for url in self.urls:
-            group, meta = open_corpus(url)
+            group, record = open_corpus(url)
             self.lengths.append(int(group["vis"].shape[0]))
             self.chunks.append(int(group["vis"].chunks[0]))
-            patches.add(int(meta["params"]["patch"]))
+            self.records.append(record)
+            patches.add(record.params.patch)
         if len(patches) != 1:
             raise StoreError(f"corpora have different patch sizes {sorted(patches)}; batches need one size.")
         self.patch = patches.pop()
@@ -79,16 +84,16 @@ class Corpora:
             self._cache = None
             self._pid = os.getpid()
             if self.in_memory:
-                self._cache = [(g["vis"][...], g["ir"][...]) for g in self._groups]
+                self._cache = [{name: g[name][...] for name in FIELDS} for g in self._groups]
 
-    def read(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 ``vis`` (n, 3, P, P) and ``ir`` (n, 1, P, P) of one block."""
+    def read(self, block: Block, fields: tuple[str, ...] = PIXELS) -> tuple[np.ndarray, ...]:
+        """The arrays ``fields`` of one block, in that order: by default uint8 ``vis`` (n, 3, P, P)
+        and ``ir`` (n, 1, P, P); also ``source`` (n,) int32 and ``origin`` (n, 2) int32."""
         self._open()
         if self._cache is not None:
-            vis, ir = self._cache[block.corpus]
-            return vis[block.start:block.stop], ir[block.start:block.stop]
+            return tuple(self._cache[block.corpus][name][block.start:block.stop] for name in fields)
         g = self._groups[block.corpus]
-        return g["vis"][block.start:block.stop], g["ir"][block.start:block.stop]
+        return tuple(g[name][block.start:block.stop] for name in fields)
 
     def blocks(self) -> list[Block]:
         return [Block(corpus=c, start=s, stop=min(n, s + step))
@@ -174,17 +179,23 @@ def to_model_inputs(vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, 
 
 
 class PatchBatches(torch.utils.data.IterableDataset):
-    """uint8 batches ``(vis, ir)``, (n, 3, P, P) and (n, 1, P, P), of one epoch for this rank; use with
-    ``DataLoader(batch_size=None)`` and turn them into model inputs with :func:`to_model_inputs` on
-    the training device.
+    """Batches of one epoch for this rank, as tuples of tensors named by ``fields``: by default
+    uint8 ``(vis, ir)``, (n, 3, P, P) and (n, 1, P, P); ``source`` (n,) and ``origin`` (n, 2)
+    int32 and ``corpus`` (n,) int64 (which store) on request. Use with ``DataLoader(batch_size=None)``
+    and turn the pixels into model inputs with :func:`to_model_inputs` on the training device.
     Loader worker ``w`` of ``K`` produces the rank's batches w, w + K, ..., so the loader's
     round-robin yields the same sequence whatever K is. Call :meth:`set_epoch` before each epoch."""
 
     def __init__(self, corpora: Corpora, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 buffer_chunks: int = 4) -> None:
+                 buffer_chunks: int = 4, fields: tuple[str, ...] = PIXELS) -> None:
         super().__init__()
+        unknown = set(fields) - set(FIELDS + ("corpus",))
+        if unknown:
+            raise ParameterError(f"unknown batch field(s) {sorted(unknown)}; choose from {FIELDS + ('corpus',)}.")
         self.corpora, self.batch_size, self.seed = corpora, batch_size, seed
         self.rank, self.world, self.buffer_chunks = rank, world, buffer_chunks
+        self.fields = tuple(fields)
+        self._stored = tuple(f for f in fields if f != "corpus")
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -197,7 +208,7 @@ class PatchBatches(torch.utils.data.IterableDataset):
     def __len__(self) -> int:
         return self.plan().batches_per_rank
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         plan = self.plan()
@@ -213,23 +224,26 @@ class PatchBatches(torch.utils.data.IterableDataset):
             """Start reading blocks in order of first use while fewer than ``limit`` are held."""
             while len(pending) < limit and (b := next(order, None)) is not None:
                 block = plan.blocks[b]
-                pending[b] = reader.submit(self.corpora.read, block) if reader else self.corpora.read(block)
+                pending[b] = (reader.submit(self.corpora.read, block, self._stored) if reader
+                              else self.corpora.read(block, self._stored))
 
         try:
             for i, parts in enumerate(batches):
-                vis, ir = [], []
+                columns: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
                 for b, rows in parts:
                     while b not in pending:  # read up to it (a batch may span more than the window)
                         fetch(len(pending) + 1)
                     if isinstance(pending[b], Future):
                         pending[b] = pending[b].result()
-                    vis.append(pending[b][0][rows])
-                    ir.append(pending[b][1][rows])
+                    for name, array in zip(self._stored, pending[b]):
+                        columns[name].append(array[rows])
+                    if "corpus" in columns:
+                        columns["corpus"].append(np.full(len(rows), plan.blocks[b].corpus, dtype=np.int64))
                 for b, _ in parts:
                     if last_use[b] == i:
                         del pending[b]
                 fetch(self.buffer_chunks)
-                yield torch.from_numpy(np.concatenate(vis)), torch.from_numpy(np.concatenate(ir))
+                yield tuple(torch.from_numpy(np.concatenate(columns[f])) for f in self.fields)
         finally:
             if reader is not None:
                 reader.shutdown(wait=False, cancel_futures=True)

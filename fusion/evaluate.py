@@ -16,15 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from crossfuse.errors import CrossfuseError, StoreExistsError
+from crossfuse.errors import EvalError, OutputExistsError
 from crossfuse.fusion.metrics import NAMES, all_metrics, read_gray
 from crossfuse.manifest import IMAGE_SUFFIXES, Manifest
 from crossfuse.progress import Progress, no_progress
 from crossfuse.system import available_cores
 
-
-class EvalError(CrossfuseError, ValueError):
-    """A fused image that is missing or does not match its source pair."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,7 +118,7 @@ def check_outputs(paths: list[str | None], *, overwrite: bool) -> None:
     """Refuse, before any scoring, to replace an existing output file unless ``overwrite``."""
     existing = [p for p in paths if p and os.path.exists(p)]
     if existing and not overwrite:
-        raise StoreExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose "
+        raise OutputExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose "
                                "another file.")
 
 

@@ -22,15 +22,12 @@ import torch
 from PIL import Image
 
 from crossfuse import ycrcb
-from crossfuse.errors import CrossfuseError, ManifestError, PairError, StoreExistsError
+from crossfuse.errors import FuseError, ManifestError, OutputExistsError, PairError, ParameterError
 from crossfuse.fusion.network import CrossFuse
 from crossfuse.imageio import read_pair
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress, no_progress
 
-
-class FuseError(CrossfuseError, ValueError):
-    """A fuse that cannot go ahead as asked (conflicting flags, a folder fused with other settings)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,6 +43,12 @@ class FuseOptions:
     gray: bool = False
     round: bool = False
     channels_last: bool = True
+
+    def __post_init__(self) -> None:
+        if self.tile < 0 or self.overlap < 0:
+            raise ParameterError(f"tile ({self.tile}) and overlap ({self.overlap}) must be >= 0.")
+        if self.tile and self.tile <= 2 * self.overlap:
+            raise ParameterError(f"--tile {self.tile} must exceed twice --overlap ({self.overlap}).")
 
 
 def _tiles(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -147,7 +150,7 @@ def _check_outputs(dataset: Manifest, out_dir: str, record: dict, *, overwrite: 
         return set()
     if not resume:
         some = sorted(existing)[:3]
-        raise StoreExistsError(f"{out_dir} already holds fused images for {len(existing)} pair(s) "
+        raise OutputExistsError(f"{out_dir} already holds fused images for {len(existing)} pair(s) "
                                f"({', '.join(some)}{' ...' if len(existing) > 3 else ''}); pass --resume to fuse only "
                                "the missing ones, --overwrite to replace them, or choose another --out.")
     try:

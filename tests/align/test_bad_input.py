@@ -41,16 +41,16 @@ def test_skip_bad_records_the_problems(tmp_path, broken_aux, sample_target, engi
     out = str(tmp_path / "o.zarr")
     summary = build(target=sample_target, aux=manifest.load(str(root)), out=out, params=PARAMS, engine=engine,
                     skip_bad=True)
-    recorded = describe(out)["skipped"]
-    assert sorted(p["id"] for p in recorded) == sorted([truncated, orphan])
-    assert {p["dataset"] for p in recorded} == {"aux"}
-    assert any("no infrared partner" in p["error"] for p in recorded)
-    assert summary.counts["aux_pairs"] == 2 and summary.counts["skipped"] == 2
+    recorded = describe(out).record.skipped
+    assert sorted(p.id for p in recorded) == sorted([truncated, orphan])
+    assert {p.dataset for p in recorded} == {"aux"}
+    assert any("no infrared partner" in p.error for p in recorded)
+    assert summary.counts.aux_pairs == 2 and summary.counts.skipped == 2
     good = sorted(p.name.removesuffix(".png") for p in (root / "vis").iterdir())
     import zarr
 
     assert [s["id"] for s in zarr.open_group(out, mode="r").attrs["crossfuse"]["sources"]] == [g for g in good if g not in (truncated, orphan)]
-    assert summary.counts["aux_patches"] == 2 * 20  # 640x480: 4 x 5 corners at stride 128
+    assert summary.counts.aux_patches == 2 * 20  # 640x480: 4 x 5 corners at stride 128
 
 
 def test_empty_dataset(tmp_path, sample_target, engine):
@@ -83,4 +83,4 @@ def test_fixed_file_is_read_again_after_a_failed_build(tmp_path, broken_aux, sam
     (root / "vis" / f"{orphan}.png").unlink()
     summary = build(target=sample_target, aux=manifest.load(str(root)), out=out, params=PARAMS, engine=engine,
                     overwrite=True)
-    assert summary.counts["aux_pairs"] == 3 and not summary.skipped
+    assert summary.counts.aux_pairs == 3 and not summary.skipped

@@ -138,7 +138,7 @@ def test_unfinished_store_with_other_arguments_is_not_clobbered(tmp_path, monkey
     with pytest.raises(StoreError, match=r"other inputs or parameters \(stride: 64 there, 100 now\).*--overwrite"):
         build(target=sample_target, aux=sample_aux, out=out, params=other, engine=engine)
     summary = build(target=sample_target, aux=sample_aux, out=out, params=other, engine=engine, overwrite=True)
-    assert summary.counts["patches"] == sample_params.k and not summary.resumed
+    assert summary.counts.patches == sample_params.k and not summary.resumed
 
 
 def test_a_build_refused_by_k_keeps_its_scan_for_the_corrected_command(tmp_path, monkeypatch, sample_corpus,
@@ -181,28 +181,28 @@ def test_pack_writes_every_patch_unchanged(tmp_path, sample_target, engine):
     summary = pack(dataset=sample_target, out=out, params=BuildParams(patch=64, stride=100, chunk=16), engine=engine)
     everything = plain_patches(sample_target, 64, 100)
     arrays = _arrays(out)
-    assert summary.counts["patches"] == len(everything) == len(arrays["vis"])
+    assert summary.counts.patches == len(everything) == len(arrays["vis"])
     assert np.array_equal(arrays["vis"], np.stack([p[3].transpose(2, 0, 1) for p in everything]))
     assert np.array_equal(arrays["ir"], np.stack([p[4][None] for p in everything]))
     assert not arrays["distance"].any()
-    d = describe(out)
-    assert d["kind"] == "packed" and d["gamma"] == [1.0, 1.0, 1.0] and verify(out).ok
+    d = describe(out).record
+    assert d.kind == "packed" and d.gamma == (1.0, 1.0, 1.0) and verify(out).ok
 
 
 def test_memory_url_store(sample_target, sample_aux, engine):
     out = "memory://crossfuse-test/corpus.zarr"
     summary = build(target=sample_target, aux=sample_aux, out=out,
                     params=BuildParams(patch=64, stride=128, k=40, chunk=16), engine=engine)
-    group, meta = open_corpus(out)
-    assert group["vis"].shape == (40, 3, 64, 64) and meta["gamma"] == list(summary.gamma)
+    group, record = open_corpus(out)
+    assert group["vis"].shape == (40, 3, 64, 64) and record.gamma == summary.gamma
 
 
 def test_ivf_index_records_recall(tmp_path, sample_target, sample_aux, sample_params, engine):
     out = str(tmp_path / "ivf.zarr")
     params = dataclasses.replace(sample_params, index="ivf", nlist=8, nprobe=8)
     summary = build(target=sample_target, aux=sample_aux, out=out, params=params, engine=engine)
-    meta = describe(out)
-    assert meta["params"]["index"] == "ivf" and summary.recall == pytest.approx(meta["ivf_recall"])
+    record = describe(out).record
+    assert record.params.index == "ivf" and summary.recall == pytest.approx(record.ivf_recall)
     assert 0.9 <= summary.recall <= 1.0
 
 

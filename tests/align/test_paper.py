@@ -20,7 +20,7 @@ def test_roadscene_msrs_matches_the_paper(tmp_path, engine):
     assert target.root == str(DATASETS / "RoadScene")
     out = str(tmp_path / "paper.zarr")
     summary = build(target=target, aux=aux, out=out, params=BuildParams(patch=64, stride=200, k=800), engine=engine)
-    assert summary.counts["target_patches"] == 1118 and summary.counts["aux_patches"] == 1629
+    assert summary.counts.target_patches == 1118 and summary.counts.aux_patches == 1629
     assert np.allclose(summary.target_means, PAPER_TARGET_BGR[::-1], atol=0.005)
     assert np.allclose(summary.gamma, PAPER_GAMMA_BGR[::-1], atol=0.01)
     assert np.all(np.abs(np.array(summary.means_after) - summary.target_means) < 0.02)

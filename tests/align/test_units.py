@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from crossfuse.align import gamma, patches, retrieval
+from crossfuse.align import BuildParams, gamma, patches, retrieval
 from crossfuse.errors import ParameterError
 from crossfuse.imageio import read_pair
 from tests.helpers import plain_lut
@@ -68,7 +68,7 @@ def test_top_k_matches_argsort(sample_aux, image):
     cut = patches.extract(image, patches.grid(*image.shape[:2], 16, 16), 16)
     means = patches.channel_means(cut)
     target = np.array([90.0, 100.0, 80.0])
-    sel = retrieval.top_k(means, target, 100)
+    sel = retrieval.top_k(means, target, BuildParams(k=100))
     dist = np.abs(means - target).sum(1)
     order = np.argsort(dist, kind="stable")[:100]
     assert set(sel.ids) == set(order)
@@ -78,18 +78,18 @@ def test_top_k_matches_argsort(sample_aux, image):
 
 def test_top_k_breaks_ties_by_id():
     means = np.array([[1, 1, 1]] * 5 + [[0, 0, 0]], dtype=np.float32)
-    sel = retrieval.top_k(means, np.zeros(3), 3)
+    sel = retrieval.top_k(means, np.zeros(3), BuildParams(k=3))
     assert sel.ids.tolist() == [5, 0, 1]
 
 
 def test_k_larger_than_pool_is_a_clear_error():
     with pytest.raises(ParameterError, match="only 6 patches"):
-        retrieval.top_k(np.zeros((6, 3)), np.zeros(3), 7)
+        retrieval.top_k(np.zeros((6, 3)), np.zeros(3), BuildParams(k=7))
 
 
 def test_ivf_recall_is_measured(image):
     cut = patches.extract(image, patches.grid(*image.shape[:2], 8, 8), 8)
     means = patches.channel_means(cut)
-    recall = retrieval.ivf_recall(means, 50, nlist=16, nprobe=16)
+    recall = retrieval.ivf_recall(means, BuildParams(k=50, index="ivf", nlist=16, nprobe=16))
     assert recall == pytest.approx(1.0)  # probing every list is exact
-    assert 0.0 < retrieval.ivf_recall(means, 50, nlist=64, nprobe=1) <= 1.0
+    assert 0.0 < retrieval.ivf_recall(means, BuildParams(k=50, index="ivf", nlist=64, nprobe=1)) <= 1.0

@@ -5,7 +5,7 @@ import pytest
 import torch
 import zarr
 
-from crossfuse.errors import StoreError
+from crossfuse.errors import ParameterError, StoreError
 from crossfuse.fusion.data import Corpora, PatchBatches, plan_epoch, to_model_inputs
 
 
@@ -23,7 +23,7 @@ def test_refuses_incomplete_and_foreign_stores(tmp_path, sample_corpus):
         Corpora([str(tmp_path / "half.zarr")])
     with pytest.raises(StoreError, match="no Zarr group"):
         Corpora([str(tmp_path / "missing.zarr")])
-    with pytest.raises(StoreError, match="one positive weight per corpus"):
+    with pytest.raises(ParameterError, match="one positive weight per corpus"):
         Corpora([sample_corpus[0]], [1.0, 2.0])
 
 

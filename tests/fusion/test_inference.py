@@ -87,7 +87,10 @@ def test_tiled_fusion_is_close_and_whole_tile_is_exact(model, pair):
 
 def test_our_checkpoint_roundtrip(tmp_path, model):
     path = str(tmp_path / "c.pth")
-    checkpoint.save(path, model, {"config": TrainConfig(network=TINY).to_dict()})
+    opt = torch.optim.Adam(model.parameters())
+    state = checkpoint.TrainingState(epoch=0, step=0, optimizer=opt.state_dict(), scheduler={}, rng={},
+                                     config=TrainConfig(network=TINY))
+    checkpoint.save(path, model, state)
     loaded = checkpoint.load_model(path)
     assert loaded.config == TINY
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))

@@ -159,7 +159,7 @@ def test_network_and_losses_give_finite_gradients_on_a_constant_batch(channels_l
     the attention's channel norms and the correlation's sqrt at zero variance)."""
     from crossfuse.fusion.config import TrainConfig
     from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
-    from crossfuse.fusion.trainer import _step_losses
+    from crossfuse.fusion.steps import step_losses
 
     torch.manual_seed(0)
     model = CrossFuse(NetworkConfig(dim=8, heads=2, encoder_blocks=1, decoder_blocks=1, detail_nodes=1))
@@ -174,7 +174,7 @@ def test_network_and_losses_give_finite_gradients_on_a_constant_batch(channels_l
     cfg = TrainConfig(network=model.config)
     for phase in (1, 2):
         model.zero_grad()
-        terms = _step_losses(parts, vis, ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(1))
+        terms = step_losses(parts, vis, ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(1))
         terms["loss"].backward()
         bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
         assert not bad, (phase, bad[:5])

@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 
-from crossfuse.errors import StoreExistsError
+from crossfuse.errors import OutputExistsError
 from crossfuse.fusion import checkpoint, trainer
 from crossfuse.fusion.config import TrainConfig, load
 from crossfuse.fusion.data import Corpora, plan_epoch
@@ -43,7 +43,7 @@ def test_loss_goes_down_and_run_folder_is_complete(tmp_path, sample_corpus):
     payload = torch.load(os.path.join(run, "checkpoints", "epoch_0002.pth"), weights_only=True)
     assert set(payload) == {"DIDF_Encoder", "DIDF_Decoder", "BaseFuseLayer", "DetailFuseLayer", "crossfuse"}
     assert all(k.startswith("module.") for k in payload["DIDF_Encoder"])
-    with pytest.raises(StoreExistsError, match="--resume"):
+    with pytest.raises(OutputExistsError, match="--resume"):
         trainer.train(data=[sample_corpus[0]], out=run, cfg=cfg)
 
 
@@ -53,7 +53,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, sample_corpus, monkey
     trainer.train(data=[sample_corpus[0]], out=whole, cfg=cfg)
 
     killed = str(tmp_path / "killed")
-    real = trainer._step_losses
+    real = trainer.step_losses
     calls = {"n": 0}
 
     def dies_in_epoch_three(*args, **kwargs):
@@ -62,7 +62,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, sample_corpus, monkey
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "_step_losses", dies_in_epoch_three)
+    monkeypatch.setattr(trainer, "step_losses", dies_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
         trainer.train(data=[sample_corpus[0]], out=killed, cfg=cfg)
     monkeypatch.undo()
@@ -75,7 +75,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, sample_corpus, monkey
 
 
 def test_non_finite_losses_are_skipped_then_abort(tmp_path, sample_corpus, monkeypatch):
-    real = trainer._step_losses
+    real = trainer.step_losses
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -85,14 +85,14 @@ def test_non_finite_losses_are_skipped_then_abort(tmp_path, sample_corpus, monke
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(trainer, "_step_losses", poisoned)
+    monkeypatch.setattr(trainer, "step_losses", poisoned)
     with pytest.warns(UserWarning, match="non-finite loss"), pytest.raises(trainer.TrainingDiverged, match="3 consecutive .* non-finite loss .* lower lr"):
         trainer.train(data=[sample_corpus[0]], out=str(tmp_path / "nan"), cfg=_cfg(nan_patience=3))
     assert len(_log(str(tmp_path / "nan"))) == 1  # only the finite step was logged
 
 
 def test_non_finite_gradients_of_a_finite_loss_are_skipped_then_abort(tmp_path, sample_corpus, monkeypatch):
-    real = trainer._step_losses
+    real = trainer.step_losses
 
     def nan_gradient(*args, **kwargs):
         out = real(*args, **kwargs)
@@ -100,7 +100,7 @@ def test_non_finite_gradients_of_a_finite_loss_are_skipped_then_abort(tmp_path, 
         out["loss"] = out["loss"] + torch.sqrt(out["loss"] - out["loss"].detach())
         return out
 
-    monkeypatch.setattr(trainer, "_step_losses", nan_gradient)
+    monkeypatch.setattr(trainer, "step_losses", nan_gradient)
     run = str(tmp_path / "nangrad")
     with pytest.warns(UserWarning, match=r"step 1 \(epoch 1\): finite loss .* non-finite gradients in encoder"), \
             pytest.raises(trainer.TrainingDiverged) as info:

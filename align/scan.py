@@ -1,0 +1,110 @@
+"""Scanning a dataset on Dask: every pair cut into patches, per-patch statistics kept in the
+store's scratch group batch by batch, then gathered as plain arrays (:class:`ScanResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossfuse.align import store as _store
+from crossfuse.align import tasks
+from crossfuse.align.tasks import ScannedPair
+from crossfuse.align.config import BuildParams, EngineConfig
+from crossfuse.errors import ManifestError, PairError, ParameterError
+from crossfuse.manifest import Manifest
+from crossfuse.progress import Progress
+from crossfuse.schema import Problem
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScanResult:
+    """Every patch of one dataset as plain arrays, in scan order (pair, then row-major origin)."""
+
+    origins: np.ndarray   # (n, 2) int32
+    means: np.ndarray     # (n, 3) float64
+    pair: np.ndarray      # (n,) int32, index into the manifest's pairs
+    batch: np.ndarray     # (n,) int32, scan batch holding the patch
+    local: np.ndarray     # (n,) int64, row within that batch
+    pairs: list[ScannedPair]  # pairs read successfully, in manifest order
+    problems: list[Problem]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PendingScan:
+    """A dataset's scan tasks, submitted: ``futures`` maps each to its batch of pairs; the
+    dataset has ``batches`` batches in all, some perhaps scanned by an earlier run."""
+
+    role: str
+    manifest: Manifest
+    batches: int
+    futures: dict
+    skip_bad: bool
+    label: str
+
+
+def _batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
+    return [(first, Manifest(name=manifest.name, root=manifest.root, origin=manifest.origin,
+                             pairs=manifest.pairs[first:first + size]))
+            for first in range(0, len(manifest.pairs), size)]
+
+
+def submit(client, url: str, role: str, manifest: Manifest, params: BuildParams, engine: EngineConfig,
+           *, stash: bool, skip_bad: bool, label: str) -> PendingScan:
+    """Submit the scan of every batch of ``manifest`` not already in the scratch group; ``stash``
+    keeps the patches' pixels too (for the pool the corpus is written from)."""
+    if not manifest.pairs:
+        raise ManifestError(f"{manifest.origin} lists no image pairs; a dataset needs at least one.")
+    batches = _batches(manifest, engine.batch)
+    futures = {client.submit(tasks.scan_batch, url, role, i, sub, first, patch=params.patch, stride=params.stride,
+                             stash=stash, skip_bad=skip_bad, pure=False): sub
+               for i, (first, sub) in enumerate(batches) if not _store.batch_done(url, role, i)}
+    return PendingScan(role=role, manifest=manifest, batches=len(batches), futures=futures, skip_bad=skip_bad,
+                       label=label)
+
+
+def _wait(pending: PendingScan, progress: Progress) -> None:
+    """Wait for the tasks; without ``skip_bad`` the first problem stops the build."""
+    import distributed
+
+    manifest, futures = pending.manifest, pending.futures
+    problems: list[dict] = []
+    with progress(pending.label, len(manifest.pairs)) as advance:
+        advance(len(manifest.pairs) - sum(len(sub.pairs) for sub in futures.values()))
+        for future in distributed.as_completed(futures):
+            problems.extend(future.result())
+            advance(len(futures[future].pairs))
+    if problems and not pending.skip_bad:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        raise PairError(f"{first['error']}{more} Pass --skip-bad to record bad pairs and go on.",
+                        pair_id=first["id"], path=first["path"])
+
+
+def collect(url: str, pending: PendingScan, params: BuildParams, *, progress: Progress) -> ScanResult:
+    """Wait for a submitted scan and gather its per-batch results as plain arrays."""
+    _wait(pending, progress)
+    names = _store.SCAN_ARRAYS
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in names + ("batch", "local")}
+    pairs: list[ScannedPair] = []
+    problems: list[Problem] = []
+    for i in range(pending.batches):
+        arrays, info = _store.read_batch(url, pending.role, i, names)
+        for n in names:
+            parts[n].append(arrays[n])
+        parts["batch"].append(np.full(len(arrays["pair"]), i, dtype=np.int32))
+        parts["local"].append(np.arange(len(arrays["pair"]), dtype=np.int64))
+        pairs.extend(ScannedPair.from_json(p) for p in info["pairs"])
+        problems.extend(Problem(**p, dataset=pending.role) for p in info["problems"])
+    result = ScanResult(**{n: np.concatenate(v) for n, v in parts.items()}, pairs=pairs, problems=problems)
+    if len(result.means) == 0:
+        _explain_empty(pending.manifest, pairs, params)
+    return result
+
+
+def _explain_empty(manifest: Manifest, pairs: list[ScannedPair], params: BuildParams) -> None:
+    if not pairs:
+        raise ManifestError(f"no pair of {manifest.origin} could be read; see the skipped list.")
+    largest = max(pairs, key=lambda p: p.height * p.width)
+    raise ParameterError(f"patch size {params.patch} is larger than every image of {manifest.origin} (the largest "
+                         f"is {largest.width}x{largest.height}); use a smaller --patch.")
