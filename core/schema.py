@@ -38,19 +38,15 @@ def array_specs(n: int, patch: int) -> dict[str, tuple[str, tuple[int, ...]]]:
 ARRAYS = tuple(array_specs(0, 1))
 
 
-class _Invalid(Exception):
-    """A field of the record that is missing or of the wrong type (turned into a StoreError)."""
-
-
 def _get(doc: Mapping, key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
     if key not in doc or doc[key] is None:
         if optional:
             return None
-        raise _Invalid(f"lacks '{key}'")
+        raise StoreError(f"lacks '{key}'")
     value = doc[key]
     numeric = kind in (float, (int, float))
     if isinstance(value, bool) and kind is not bool or not isinstance(value, (int, float) if numeric else kind):
-        raise _Invalid(f"has '{key}' = {value!r}, expected {getattr(kind, '__name__', kind)}")
+        raise StoreError(f"has '{key}' = {value!r}, expected {getattr(kind, '__name__', kind)}")
     return float(value) if kind is float else value
 
 
@@ -59,7 +55,7 @@ def _triple(doc: Mapping, key: str, *, optional: bool = False) -> tuple[float, f
     if values is None:
         return None
     if len(values) != 3 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        raise _Invalid(f"has '{key}' = {values!r}, expected three numbers (R, G, B)")
+        raise StoreError(f"has '{key}' = {values!r}, expected three numbers (R, G, B)")
     return tuple(float(v) for v in values)  # type: ignore[return-value]
 
 
@@ -263,7 +259,7 @@ class CorpusRecord:
             if not complete:
                 return cls(**header)
             return cls(**header, **_body(doc))
-        except _Invalid as exc:
+        except StoreError as exc:  # a field's check: say where, and what to do
             raise StoreError(f"{where}: the '{ATTR_KEY}' attribute {exc}; the store is damaged or was not written "
                              "by crossfuse. Rebuild it with `crossfuse-align build` or `pack`.") from exc
 
@@ -272,7 +268,7 @@ def _body(doc: Mapping) -> dict[str, Any]:
     """The fields of a complete record, validated."""
     reachable = _get(doc, "gamma_reachable", list, optional=True)
     if reachable is not None and (len(reachable) != 3 or not all(isinstance(r, bool) for r in reachable)):
-        raise _Invalid(f"has 'gamma_reachable' = {reachable!r}, expected three booleans")
+        raise StoreError(f"has 'gamma_reachable' = {reachable!r}, expected three booleans")
     target = _get(doc, "target", dict, optional=True)
     return {"params": Params.from_json(_get(doc, "params", dict)), "sources": _items(doc, "sources", Source),
             "aux": Dataset.from_json(_get(doc, "aux", dict)),

@@ -5,6 +5,8 @@ import pytest
 
 from benchmarks import gpu, network_cpu
 
+pytestmark = pytest.mark.slow
+
 
 def test_network_benchmark_default_path_keeps_the_numbers():
     out = network_cpu.main(["--smoke"])

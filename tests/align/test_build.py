@@ -218,3 +218,33 @@ def test_build_on_an_existing_cluster(tmp_path, sample_corpus, sample_target, sa
               engine=EngineConfig(scheduler=cluster.scheduler_address, batch=5))
     a, b = _arrays(sample_corpus[0]), _arrays(out)
     assert all(np.array_equal(a[n], b[n]) for n in ARRAYS)
+
+
+def test_older_stores_open_and_damaged_records_are_named(tmp_path, sample_corpus):
+    """A store written before the record grew its resume fields (no scan_fingerprint, inputs,
+    gamma_reachable) opens as before; a field of the wrong type is refused by name."""
+    import shutil
+
+    old = tmp_path / "old.zarr"
+    shutil.copytree(sample_corpus[0], old)
+    g = zarr.open_group(str(old), mode="r+")
+    attrs = dict(g.attrs["crossfuse"])
+    for key in ("scan_fingerprint", "inputs", "gamma_reachable"):
+        attrs.pop(key)
+    g.attrs["crossfuse"] = attrs
+    _, record = open_corpus(str(old))
+    assert record.inputs is None and record.gamma_reachable is None and record.counts.patches == SAMPLE_PARAMS["k"]
+    assert verify(str(old)).ok
+    g.attrs["crossfuse"] = {**attrs, "gamma": "1.0"}
+    with pytest.raises(StoreError, match=r"'gamma' = '1.0', expected list.*Rebuild"):
+        open_corpus(str(old))
+    g.attrs["crossfuse"] = {**attrs, "complete": "yes"}
+    with pytest.raises(StoreError, match="incomplete"):
+        open_corpus(str(old))
+
+
+def test_the_engine_caps_zarr_threads_only_while_it_runs(tmp_path, sample_target, engine):
+    before = zarr.config.get("threading.max_workers")
+    pack(dataset=sample_target, out=str(tmp_path / "p.zarr"), params=BuildParams(patch=64, stride=200, chunk=16),
+         engine=engine)
+    assert zarr.config.get("threading.max_workers") == before

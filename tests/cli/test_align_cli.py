@@ -66,6 +66,7 @@ def test_verify_says_when_sources_could_not_be_checked(tmp_path):
     assert r.exit_code == 0 and "source files not checked (--no-sources)" in r.output and "OK" in r.output
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_resume_without_engine_noise(tmp_path):
     """SIGINT during a real build: one line saying how to resume, no Dask cancellation warnings or
     traceback, exit status 130; the same command then finishes the build."""
@@ -117,6 +118,7 @@ def test_pack_and_manifest_commands(tmp_path):
     assert _run("manifest", SAMPLE_TARGET.parent / "sample" / "roadscene", "-o", m).exit_code == 1
 
 
+@pytest.mark.slow
 def test_killed_build_resumes_to_the_same_arrays(tmp_path):
     cmd = [sys.executable, "-m", "crossfuse.cli.align", *BUILD[:-3], "-j", "1", "-q"]
     whole, killed = tmp_path / "whole.zarr", tmp_path / "killed.zarr"

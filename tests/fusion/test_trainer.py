@@ -125,6 +125,7 @@ def test_a_checkpoint_with_non_finite_weights_is_never_written(tmp_path):
     assert open(good, "rb").read() == before and not os.path.exists(good + ".tmp")
 
 
+@pytest.mark.slow
 @needs_shared
 def test_tno_pairs_with_black_infrared_train_to_finite_weights(tmp_path):
     """The reproduction of the NaN report: TNO 18 and 31 packed at stride 64, the demo config."""
@@ -146,6 +147,7 @@ def test_tno_pairs_with_black_infrared_train_to_finite_weights(tmp_path):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, sample_corpus):
     run = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
