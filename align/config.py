@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from crossfuse.errors import ParameterError
+from crossfuse.schema import Params
 
 INDEXES = ("flat", "ivf")
 
@@ -35,14 +36,14 @@ class BuildParams:
         if self.index not in INDEXES:
             raise ParameterError(f"index must be one of {INDEXES}, got {self.index!r}.")
 
-    def record(self, *, kind: str) -> dict[str, Any]:
-        """The parameters as stored in the corpus attributes."""
-        out = {"patch": self.patch, "stride": self.stride, "chunk": self.chunk}
-        if kind == "aligned":
-            out.update(k=self.k, metric="L1", index=self.index)
-            if self.index == "ivf":
-                out.update(nlist=self.nlist, nprobe=self.nprobe)
-        return out
+    def record(self, *, kind: str) -> Params:
+        """The parameters as the corpus record stores them (selection ones for an aligned corpus
+        only, IVF ones for an IVF index only)."""
+        if kind != "aligned":
+            return Params(patch=self.patch, stride=self.stride, chunk=self.chunk)
+        ivf = self.index == "ivf"
+        return Params(patch=self.patch, stride=self.stride, chunk=self.chunk, k=self.k, metric="L1", index=self.index,
+                      nlist=self.nlist if ivf else None, nprobe=self.nprobe if ivf else None)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

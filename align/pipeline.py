@@ -29,7 +29,7 @@ from crossfuse.digest import json_sha256
 from crossfuse.errors import ManifestError
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress, no_progress
-from crossfuse.schema import Counts, CorpusRecord, Dataset, Params
+from crossfuse.schema import Counts, CorpusRecord, Dataset
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,7 +198,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         _write(client, group, out, ascan, ids, distances, luts, params, progress)
         clock["write"] = time.perf_counter()
         return CorpusRecord(
-            kind="aligned", params=Params(**params.record(kind="aligned")),
+            kind="aligned", params=params.record(kind="aligned"),
             sources=tuple(p.source() for p in ascan.pairs), aux=_dataset(aux, ascan),
             target=_dataset(target, tscan, means=tuple(float(v) for v in target_means), pairs=len(tscan.pairs),
                             patches=len(tscan.means)),
@@ -233,7 +233,7 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
         _write(client, group, out, result, ids, np.zeros(len(ids), np.float32), identity, params, progress)
         clock["write"] = time.perf_counter()
         means = tuple(float(v) for v in result.means.mean(axis=0))
-        return CorpusRecord(kind="packed", params=Params(**params.record(kind="packed")),
+        return CorpusRecord(kind="packed", params=params.record(kind="packed"),
                             sources=tuple(p.source() for p in result.pairs), aux=_dataset(dataset, result),
                             target=None, gamma=(1.0, 1.0, 1.0), means_before=means, means_after=means,
                             counts=Counts(aux_pairs=len(result.pairs), aux_patches=len(ids), patches=len(ids),
