@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from crossfuse import manifest as _manifest
-from crossfuse.digest import file_sha256
-from crossfuse.schema import ARRAYS, CorpusRecord, open_corpus
+from crossfuse.digest import file_sha256, object_digest
+from crossfuse.schema import ARRAYS, CorpusRecord, chunk_count, chunk_url, missing_chunks, open_corpus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +59,7 @@ class VerifyReport:
     sources_checked: int
     sources_unreachable: int
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -124,14 +125,46 @@ def _check_sources(record: CorpusRecord, root: str | None, problems: list[str]) 
     return checked, unreachable
 
 
+def _check_digests(url: str, group, record: CorpusRecord, problems: list[str], notes: list[str]) -> None:
+    """Every chunk present, of its recorded size and sha256 (a chunk swapped, truncated, or
+    changed by one byte that still decompresses is found), and the record's own digest (an
+    edited attribute is found)."""
+    problems += missing_chunks(url, group, record)
+    if record.chunks is None:
+        notes.append("this store records no chunk digests (made before crossfuse recorded them): chunks were read "
+                     "back but not checked against digests; rebuild it to record them")
+        return
+    for name in ARRAYS:
+        recorded = record.chunks.get(name, ())
+        expected = chunk_count(group[name].shape[0], group[name].chunks[0])
+        if len(recorded) != expected:
+            problems.append(f"array '{name}' has {expected} chunks but the record lists {len(recorded)} digests")
+            continue
+        for index, (size, sha) in enumerate(recorded):
+            try:
+                actual = object_digest(chunk_url(url, group[name], index))
+            except FileNotFoundError:
+                continue  # reported as missing above
+            if actual[1] != sha and actual[0] == size:
+                problems.append(f"array '{name}' chunk {index} differs from what was written (sha256 {actual[1][:12]}, "
+                                f"recorded {sha[:12]}): corrupted, or swapped with another chunk")
+    if record.record_sha256 is not None and record.content_sha256() != record.record_sha256:
+        problems.append("the store's attributes were changed after the build (their digest no longer matches the "
+                        "recorded record_sha256); rebuild the corpus, or restore its zarr.json")
+
+
 def verify(url: str, *, check_sources: bool = True, root: str | None = None) -> VerifyReport:
-    """Check schema, completeness and shapes; read every chunk back; check value ranges and the
-    recorded after-alignment means; and the sha256 of the source images (under the recorded root
-    or ``root``): sources that cannot be read are a problem, since they were not checked."""
+    """Check schema, completeness, attribute types and shapes; every chunk present with the size
+    and sha256 recorded when it was written, and the attributes' digest; read every chunk back;
+    check value ranges and the recorded after-alignment means; and the sha256 of the source images
+    (under the recorded root or ``root``): sources that cannot be read are a problem, since they
+    were not checked."""
     group, record = open_corpus(url)  # schema, completeness, attribute types, dtypes and shapes
     problems: list[str] = []
+    notes: list[str] = []
+    _check_digests(url, group, record, problems, notes)
     chunks_read = _check_chunks(group, record, problems)
     _check_rows(group, record, problems)
     checked, unreachable = _check_sources(record, root, problems) if check_sources else (0, 0)
     return VerifyReport(store=url, patches=record.counts.patches, chunks_read=chunks_read, sources_checked=checked,
-                        sources_unreachable=unreachable, problems=problems)
+                        sources_unreachable=unreachable, problems=problems, notes=notes)

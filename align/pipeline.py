@@ -29,7 +29,7 @@ from crossfuse.digest import json_sha256
 from crossfuse.errors import ManifestError
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress, no_progress
-from crossfuse.schema import Counts, CorpusRecord, Dataset
+from crossfuse.schema import ARRAYS, Counts, CorpusRecord, Dataset
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,9 +134,10 @@ def _selection_histogram(url: str, role: str, result: ScanResult, ids: np.ndarra
 
 
 def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distances: np.ndarray,
-           luts: np.ndarray, params: BuildParams, progress: Progress) -> None:
+           luts: np.ndarray, params: BuildParams, progress: Progress) -> dict[str, tuple[tuple[int, str], ...]]:
     """Write the per-patch arrays here and the pixel arrays as whole chunks on the engine, each
-    chunk recorded as written when its task returns (a resumed build skips those)."""
+    chunk recorded with its digest as written when its task returns (a resumed build skips those
+    whose objects are still there at their recorded size). Returns every array's chunk digests."""
     import distributed
 
     n = len(ids)
@@ -146,7 +147,7 @@ def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distanc
     group["origin"][...] = result.origins[ids]
     group["means"][...] = result.means[ids].astype(np.float32)
     group["distance"][...] = distances.astype(np.float32)
-    done = _store.written_chunks(group)
+    done = _store.written_chunks(url, group)
     with progress("write patches", n) as advance:
         futures = {}
         for c in range(-(-n // params.chunk)):
@@ -157,10 +158,22 @@ def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distanc
             sel = ids[start:stop]
             futures[client.submit(tasks.write_chunk, url, "aux", start, stop, result.batch[sel],
                                   result.local[sel], luts, pure=False)] = c
-        for future in distributed.as_completed(futures):
-            advance(future.result())
-            done.add(futures[future])
+        marked = time.perf_counter()
+        try:
+            for future in distributed.as_completed(futures):
+                rows, digests = future.result()
+                advance(rows)
+                done[futures[future]] = digests
+                # The list grows with the store: rewrite it at most once a second (a kill loses at
+                # most a second of marks, and those chunks are written again on resume).
+                if time.perf_counter() - marked > 1.0:
+                    _store.mark_written(group, done)
+                    marked = time.perf_counter()
+        finally:
             _store.mark_written(group, done)
+    digests = {name: tuple((int(done[c][name][0]), str(done[c][name][1])) for c in sorted(done))
+               for name in ("vis", "ir")}
+    return {name: digests[name] if name in digests else _store.chunk_digests(url, group, name) for name in ARRAYS}
 
 
 def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = BuildParams(),
@@ -195,7 +208,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         fits = _gamma.fit(_selection_histogram(out, "aux", ascan, ids), target_means)
         luts = np.stack([_gamma.lut(f.gamma) for f in fits])
         clock["select"] = time.perf_counter()
-        _write(client, group, out, ascan, ids, distances, luts, params, progress)
+        chunks = _write(client, group, out, ascan, ids, distances, luts, params, progress)
         clock["write"] = time.perf_counter()
         return CorpusRecord(
             kind="aligned", params=params.record(kind="aligned"),
@@ -207,7 +220,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
             counts=Counts(target_pairs=len(tscan.pairs), target_patches=len(tscan.means), aux_pairs=len(ascan.pairs),
                           aux_patches=len(ascan.means), patches=len(ids),
                           skipped=len(tscan.problems) + len(ascan.problems)),
-            skipped=tuple(tscan.problems + ascan.problems), ivf_recall=recall)
+            skipped=tuple(tscan.problems + ascan.problems), ivf_recall=recall, chunks=chunks)
 
     return _run(job, out, engine=engine, overwrite=overwrite, stages=stages)
 
@@ -230,7 +243,7 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
         clock["scan"] = time.perf_counter()
         ids = np.arange(len(result.means), dtype=np.int64)
         identity = np.tile(np.arange(256, dtype=np.uint8), (3, 1))
-        _write(client, group, out, result, ids, np.zeros(len(ids), np.float32), identity, params, progress)
+        chunks = _write(client, group, out, result, ids, np.zeros(len(ids), np.float32), identity, params, progress)
         clock["write"] = time.perf_counter()
         means = tuple(float(v) for v in result.means.mean(axis=0))
         return CorpusRecord(kind="packed", params=params.record(kind="packed"),
@@ -238,6 +251,6 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
                             target=None, gamma=(1.0, 1.0, 1.0), means_before=means, means_after=means,
                             counts=Counts(aux_pairs=len(result.pairs), aux_patches=len(ids), patches=len(ids),
                                           skipped=len(result.problems)),
-                            skipped=tuple(result.problems))
+                            skipped=tuple(result.problems), chunks=chunks)
 
     return _run(job, out, engine=engine, overwrite=overwrite, stages=stages)

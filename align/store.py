@@ -22,7 +22,9 @@ import zarr
 
 from crossfuse import __version__
 from crossfuse.errors import StoreError, StoreExistsError
-from crossfuse.schema import ATTR_KEY, PARTIAL_GROUP, CorpusRecord, array_specs
+from crossfuse.digest import object_digest
+from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, CorpusRecord, array_specs, chunk_count, chunk_key, chunk_url,
+                              stored_chunks)
 
 #: Arrays kept per scan batch in the scratch group. Pixel arrays only for the pool being aligned.
 SCAN_ARRAYS = ("origins", "means", "pair")
@@ -99,7 +101,7 @@ def _restart_selection(url: str, header: CorpusRecord, fingerprint: str, inputs:
         del group[name]
     if PARTIAL_GROUP not in group:
         group.create_group(PARTIAL_GROUP)
-    group[PARTIAL_GROUP].attrs["written"] = []
+    group[PARTIAL_GROUP].attrs["written"] = {}
     group.attrs[ATTR_KEY] = dataclasses.replace(header, fingerprint=fingerprint, inputs=inputs).to_json()
     return group
 
@@ -141,13 +143,31 @@ def create_arrays(group: zarr.Group, *, n: int, patch: int, chunk: int) -> None:
         group.create_array(name, shape=shape, chunks=(chunk,) + shape[1:], dtype=dtype, overwrite=True)
 
 
-def written_chunks(group: zarr.Group) -> set[int]:
-    """Output chunks of ``vis``/``ir`` finished so far."""
-    return set(group[PARTIAL_GROUP].attrs.get("written", []))
+def written_chunks(url: str, group: zarr.Group) -> dict[int, dict[str, list]]:
+    """Output chunks of ``vis``/``ir`` finished so far, with the (size, sha256) of each chunk
+    object, as far as they can be trusted: a chunk whose object is missing or of another size
+    than recorded (deleted, truncated, or written by an older crossfuse that did not record
+    digests) is left out, so that it is written again."""
+    recorded = group[PARTIAL_GROUP].attrs.get("written", {})
+    if not isinstance(recorded, dict) or not recorded:
+        return {}
+    present = {name: stored_chunks(url, name) for name in ("vis", "ir")}
+    trusted = {}
+    for key, digests in recorded.items():
+        index = int(key)
+        if all(present[name].get(chunk_key(group[name], index)) == digests[name][0] for name in ("vis", "ir")):
+            trusted[index] = digests
+    return trusted
 
 
-def mark_written(group: zarr.Group, chunks: set[int]) -> None:
-    group[PARTIAL_GROUP].attrs["written"] = sorted(chunks)
+def mark_written(group: zarr.Group, chunks: dict[int, dict[str, list]]) -> None:
+    group[PARTIAL_GROUP].attrs["written"] = {str(c): chunks[c] for c in sorted(chunks)}
+
+
+def chunk_digests(url: str, group: zarr.Group, name: str) -> tuple[tuple[int, str], ...]:
+    """(size, sha256) of every chunk object of array ``name``, read back from the store."""
+    arr = group[name]
+    return tuple(object_digest(chunk_url(url, arr, i)) for i in range(chunk_count(arr.shape[0], arr.chunks[0])))
 
 
 def finalize(group: zarr.Group, record: CorpusRecord) -> CorpusRecord:
@@ -156,7 +176,7 @@ def finalize(group: zarr.Group, record: CorpusRecord) -> CorpusRecord:
     header = CorpusRecord.from_json(group.attrs[ATTR_KEY], str(group.store), require_complete=False)
     record = dataclasses.replace(record, fingerprint=header.fingerprint, scan_fingerprint=header.scan_fingerprint,
                                  inputs=header.inputs, complete=True, tool_version=__version__,
-                                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+                                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")).sealed()
     group.attrs[ATTR_KEY] = record.to_json()
     if PARTIAL_GROUP in group:
         del group[PARTIAL_GROUP]

@@ -17,7 +17,8 @@ from crossfuse.align import store as _store
 from crossfuse.errors import PairError
 from crossfuse.imageio import read_pair
 from crossfuse.manifest import Manifest
-from crossfuse.schema import Source
+from crossfuse.digest import object_digest
+from crossfuse.schema import Source, chunk_url
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,11 +87,12 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
 
 
 def write_chunk(url: str, role: str, start: int, stop: int, batches: np.ndarray, rows: np.ndarray,
-                luts: np.ndarray) -> int:
+                luts: np.ndarray) -> tuple[int, dict[str, list]]:
     """Write output rows ``start:stop`` of ``vis`` and ``ir``: row ``start + i`` is patch
     ``rows[i]`` of scan batch ``batches[i]``, its visible channels passed through ``luts``
     (3, 256) uint8. The range must be exactly one whole chunk (or the array's last one), so
-    that no two tasks ever write the same chunk. Returns the number of rows written."""
+    that no two tasks ever write the same chunk. Returns the number of rows written and the
+    (size, sha256) of the two chunk objects as stored."""
     group = zarr.open_group(store=url, mode="r+")
     vis_out, ir_out = group["vis"], group["ir"]
     chunk = vis_out.chunks[0]
@@ -107,4 +109,6 @@ def write_chunk(url: str, role: str, start: int, stop: int, batches: np.ndarray,
         vis[:, c] = luts[c][vis[:, c]]
     vis_out[start:stop] = vis
     ir_out[start:stop] = ir
-    return stop - start
+    index = start // chunk
+    return stop - start, {name: list(object_digest(chunk_url(url, arr, index)))
+                          for name, arr in (("vis", vis_out), ("ir", ir_out))}

@@ -200,6 +200,8 @@ def verify(store, no_sources, root):
                f"{r.sources_checked} source files checked" + (f", {r.sources_unreachable} unreachable"
                                                               if r.sources_unreachable else ""))
     click.echo(f"{store}: {r.patches} patches, {r.chunks_read} chunks read back, {sources}")
+    for note in r.notes:
+        click.echo(f"  note: {note}")
     for problem in r.problems:
         click.echo(f"  PROBLEM: {problem}", err=True)
     if not r.ok:

@@ -21,3 +21,10 @@ def file_sha256(url: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def object_digest(url: str) -> tuple[int, str]:
+    """(size in bytes, sha256) of one stored object (a Zarr chunk file)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    data = fs.cat_file(path)
+    return len(data), hashlib.sha256(data).hexdigest()

@@ -11,9 +11,11 @@ Nothing here imports zarr at module level; :func:`open_corpus` does so lazily.
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from crossfuse.digest import json_sha256
 from crossfuse.errors import StoreError
 
 SCHEMA_VERSION = 1
@@ -36,6 +38,32 @@ def array_specs(n: int, patch: int) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 ARRAYS = tuple(array_specs(0, 1))
+
+
+def chunk_count(n: int, chunk: int) -> int:
+    """Chunks along N of an array of ``n`` rows in chunks of ``chunk`` rows."""
+    return -(-n // chunk)
+
+
+def chunk_key(array, index: int) -> str:
+    """The key of chunk ``index`` (along N) of a zarr ``array``, relative to the array's folder."""
+    return array.metadata.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
+
+
+def chunk_url(url: str, array, index: int) -> str:
+    """Where chunk ``index`` (along N) of the zarr ``array`` of the store at ``url`` is stored."""
+    return f"{url.rstrip('/')}/{array.basename}/{chunk_key(array, index)}"
+
+
+def stored_chunks(url: str, name: str) -> dict[str, int]:
+    """Every chunk object of array ``name`` of the store at ``url`` that exists: key -> size
+    (keys relative to the array's folder, as :func:`chunk_key` gives them)."""
+    import fsspec
+
+    fs, folder = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}")
+    if not fs.exists(f"{folder}/c"):
+        return {}
+    return {p[len(folder):].lstrip("/"): int(info["size"]) for p, info in fs.find(f"{folder}/c", detail=True).items()}
 
 
 def _get(doc: Mapping, key: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
@@ -189,7 +217,10 @@ class CorpusRecord:
     ``params``, ``sources``, the ``aux`` and (aligned) ``target`` datasets, the per-channel
     ``gamma`` (R, G, B; 1 for a packed corpus), ``gamma_reachable`` (aligned), the selection's
     ``means_before``/``means_after`` (0-255), ``counts``, the ``skipped`` pairs, the ``created``
-    time and, with an IVF index, ``ivf_recall``.
+    time and, with an IVF index, ``ivf_recall``. Integrity: ``chunks`` gives, per array, the
+    (size, sha256) of every chunk object as written, and ``record_sha256`` the digest of the rest
+    of the record (:meth:`sealed`), so that a missing, swapped or altered chunk and an edited
+    attribute are found (stores written before crossfuse recorded them have neither).
     """
 
     schema: int = SCHEMA_VERSION
@@ -211,6 +242,8 @@ class CorpusRecord:
     skipped: tuple[Problem, ...] = field(default=())
     ivf_recall: float | None = None
     created: str | None = None
+    chunks: dict[str, tuple[tuple[int, str], ...]] | None = None
+    record_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The attribute as stored (keys in the order corpora have always had; unset ones left out)."""
@@ -231,7 +264,21 @@ class CorpusRecord:
             out["ivf_recall"] = self.ivf_recall
         if self.created is not None:
             out["created"] = self.created
+        if self.chunks is not None:
+            out["chunks"] = {name: [list(c) for c in chunks] for name, chunks in self.chunks.items()}
+        if self.record_sha256 is not None:
+            out["record_sha256"] = self.record_sha256
         return out
+
+    def content_sha256(self) -> str:
+        """The digest of the record without its own ``record_sha256``."""
+        doc = self.to_json()
+        doc.pop("record_sha256", None)
+        return json_sha256(doc)
+
+    def sealed(self) -> CorpusRecord:
+        """The record with its ``record_sha256`` set (what finalisation stores)."""
+        return dataclasses.replace(self, record_sha256=self.content_sha256())
 
     @classmethod
     def from_json(cls, doc: Any, where: str, *, require_complete: bool = True) -> CorpusRecord:
@@ -277,7 +324,21 @@ def _body(doc: Mapping) -> dict[str, Any]:
             "means_before": _triple(doc, "means_before"), "means_after": _triple(doc, "means_after"),
             "counts": Counts.from_json(_get(doc, "counts", dict)), "skipped": _items(doc, "skipped", Problem),
             "ivf_recall": _get(doc, "ivf_recall", float, optional=True),
-            "created": _get(doc, "created", str, optional=True)}
+            "created": _get(doc, "created", str, optional=True), "chunks": _chunks(doc),
+            "record_sha256": _get(doc, "record_sha256", str, optional=True)}
+
+
+def _chunks(doc: Mapping) -> dict[str, tuple[tuple[int, str], ...]] | None:
+    chunks = _get(doc, "chunks", dict, optional=True)
+    if chunks is None:
+        return None
+    out = {}
+    for name, items in chunks.items():
+        if name not in ARRAYS or not isinstance(items, list) or not all(
+                isinstance(i, list) and len(i) == 2 and isinstance(i[0], int) and isinstance(i[1], str) for i in items):
+            raise StoreError(f"has a malformed 'chunks' entry for {name!r}")
+        out[name] = tuple((int(size), str(sha)) for size, sha in items)
+    return out
 
 
 def check_meta(meta: Any, where: str, *, require_complete: bool = True) -> CorpusRecord:
@@ -302,3 +363,22 @@ def open_corpus(url: str, *, require_complete: bool = True):
             if str(arr.dtype) != dtype or tuple(arr.shape) != shape:
                 raise StoreError(f"{url}: array '{name}' is {arr.dtype}{tuple(arr.shape)}, schema 1 says {dtype}{shape}.")
     return group, record
+
+
+def missing_chunks(url: str, group, record: CorpusRecord, names: tuple[str, ...] = ARRAYS) -> list[str]:
+    """Chunks of arrays ``names`` that are absent, or (where the record has digests) of another
+    size than written: one line each naming the array, the chunk and its rows. Zarr would read
+    such a chunk as zeros; a reader must refuse the store instead. One listing per array."""
+    found = []
+    for name in names:
+        arr = group[name]
+        present = stored_chunks(url, name)
+        recorded = (record.chunks or {}).get(name)
+        for index in range(chunk_count(arr.shape[0], arr.chunks[0])):
+            size = present.get(chunk_key(arr, index))
+            rows = f"rows {index * arr.chunks[0]}:{min(arr.shape[0], (index + 1) * arr.chunks[0])}"
+            if size is None:
+                found.append(f"array '{name}' chunk {index} ({rows}) is missing")
+            elif recorded is not None and index < len(recorded) and size != recorded[index][0]:
+                found.append(f"array '{name}' chunk {index} ({rows}) is {size} bytes, {recorded[index][0]} were written")
+    return found

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from crossfuse.errors import ParameterError, StoreError
-from crossfuse.schema import open_corpus
+from crossfuse.schema import missing_chunks, open_corpus
 
 #: Luma weights of the visible image (ITU-R 601), as the release converts RGB to Y.
 LUMA = (0.299, 0.587, 0.114)
@@ -55,6 +55,11 @@ class Corpora:
         self.lengths, self.chunks, self.records, patches = [], [], [], set()
         for url in self.urls:
             group, record = open_corpus(url)
+            lost = missing_chunks(url, group, record, FIELDS)
+            if lost:
+                raise StoreError(f"{url} has lost data: {'; '.join(lost[:3])}{' ...' if len(lost) > 3 else ''}. Zarr "
+                                 "would read it as zeros, so it is not trained on; run `crossfuse-align verify "
+                                 f"{url}` and rebuild the corpus.")
             self.lengths.append(int(group["vis"].shape[0]))
             self.chunks.append(int(group["vis"].chunks[0]))
             self.records.append(record)
@@ -84,7 +89,8 @@ class Corpora:
             self._cache = None
             self._pid = os.getpid()
             if self.in_memory:
-                self._cache = [{name: g[name][...] for name in FIELDS} for g in self._groups]
+                self._cache = [{name: self._read_array(g, Block(corpus=c, start=0, stop=n), name) for name in FIELDS}
+                               for c, (g, n) in enumerate(zip(self._groups, self.lengths))]
 
     def read(self, block: Block, fields: tuple[str, ...] = PIXELS) -> tuple[np.ndarray, ...]:
         """The arrays ``fields`` of one block, in that order: by default uint8 ``vis`` (n, 3, P, P)
@@ -93,7 +99,16 @@ class Corpora:
         if self._cache is not None:
             return tuple(self._cache[block.corpus][name][block.start:block.stop] for name in fields)
         g = self._groups[block.corpus]
-        return tuple(g[name][block.start:block.stop] for name in fields)
+        return tuple(self._read_array(g, block, name) for name in fields)
+
+    def _read_array(self, group, block: Block, name: str) -> np.ndarray:
+        try:
+            return group[name][block.start:block.stop]
+        except Exception as exc:  # any codec or I/O failure: name the store, array and chunk
+            url = self.urls[block.corpus]
+            raise StoreError(f"{url}: array '{name}' (rows {block.start}:{block.stop}) cannot be read "
+                             f"({type(exc).__name__}: {exc}); run `crossfuse-align verify {url}` and rebuild "
+                             "the corpus.") from exc
 
     def blocks(self) -> list[Block]:
         return [Block(corpus=c, start=s, stop=min(n, s + step))

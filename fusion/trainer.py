@@ -293,7 +293,17 @@ def _read_history(path: Path, upto_step: int) -> list[dict[str, float]]:
     kill interrupted; the log file is rewritten to match."""
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if number < len(lines):
+                raise ConfigError(f"{path} line {number} is not a JSON record ({exc}); the log is damaged. Restore "
+                                  "it, or remove the line to resume without that step's record.") from exc
+            warnings.warn(f"{path}: its last line was cut off (a kill during a write); dropped it and resuming",
+                          stacklevel=3)
     kept = [r for r in records if r["step"] <= upto_step]
     path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     return kept

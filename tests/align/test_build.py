@@ -99,7 +99,7 @@ def test_interrupted_build_resumes_without_redoing_work(tmp_path, monkeypatch, s
         build(target=sample_target, aux=sample_aux, out=out, params=sample_params, engine=engine)
     with pytest.raises(StoreError, match="incomplete"):
         open_corpus(out)
-    written = set(zarr.open_group(out)[PARTIAL_GROUP].attrs.get("written", []))
+    written = {int(k) for k in zarr.open_group(out)[PARTIAL_GROUP].attrs.get("written", {})}
     assert 2 not in written
 
     def counting_write(url, role, start, stop, *args):
@@ -221,20 +221,22 @@ def test_build_on_an_existing_cluster(tmp_path, sample_corpus, sample_target, sa
 
 
 def test_older_stores_open_and_damaged_records_are_named(tmp_path, sample_corpus):
-    """A store written before the record grew its resume fields (no scan_fingerprint, inputs,
-    gamma_reachable) opens as before; a field of the wrong type is refused by name."""
+    """A store written before the record grew its resume and integrity fields (no scan_fingerprint,
+    inputs, gamma_reachable, chunks, record_sha256) opens and verifies (saying it has no digests);
+    a field of the wrong type is refused by name."""
     import shutil
 
     old = tmp_path / "old.zarr"
     shutil.copytree(sample_corpus[0], old)
     g = zarr.open_group(str(old), mode="r+")
     attrs = dict(g.attrs["crossfuse"])
-    for key in ("scan_fingerprint", "inputs", "gamma_reachable"):
+    for key in ("scan_fingerprint", "inputs", "gamma_reachable", "chunks", "record_sha256"):
         attrs.pop(key)
     g.attrs["crossfuse"] = attrs
     _, record = open_corpus(str(old))
     assert record.inputs is None and record.gamma_reachable is None and record.counts.patches == SAMPLE_PARAMS["k"]
-    assert verify(str(old)).ok
+    report = verify(str(old))
+    assert report.ok and "records no chunk digests" in report.notes[0]
     g.attrs["crossfuse"] = {**attrs, "gamma": "1.0"}
     with pytest.raises(StoreError, match=r"'gamma' = '1.0', expected list.*Rebuild"):
         open_corpus(str(old))

@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 
-from crossfuse.errors import OutputExistsError
+from crossfuse.errors import ConfigError, OutputExistsError
 from crossfuse.fusion import checkpoint, trainer
 from crossfuse.fusion.config import TrainConfig, load
 from crossfuse.fusion.data import Corpora, plan_epoch
@@ -175,3 +175,19 @@ def test_bf16_and_channels_last_paths_run(tmp_path, sample_corpus):
     cfg = _cfg(epochs=2, phase1_epochs=1, steps_per_epoch=1, bf16=True, channels_last=True)
     result = trainer.train(data=[sample_corpus[0]], out=str(tmp_path / "bf16"), cfg=cfg)
     assert result.steps == 2 and all(torch.isfinite(torch.tensor(r["loss"])) for r in _log(str(tmp_path / "bf16")))
+
+
+def test_a_torn_last_log_line_does_not_block_resume(tmp_path, sample_corpus):
+    run = tmp_path / "torn"
+    cfg = _cfg(epochs=2, phase1_epochs=1, steps_per_epoch=1)
+    trainer.train(data=[sample_corpus[0]], out=str(run), cfg=cfg)
+    log = run / "log.jsonl"
+    log.write_text(log.read_text() + '{"epoch": 2, "step": 3, "pha')  # a kill in the middle of a write
+    longer = _cfg(epochs=3, phase1_epochs=1, steps_per_epoch=1)
+    with pytest.warns(UserWarning, match="last line was cut off"):
+        result = trainer.train(data=[sample_corpus[0]], out=str(run), cfg=longer, resume=True)
+    assert result.steps == 3 and [r["step"] for r in _log(str(run))] == [1, 2, 3]
+    log.write_text("not json\n" + log.read_text())
+    with pytest.raises(ConfigError, match="line 1 is not a JSON record"):
+        trainer.train(data=[sample_corpus[0]], out=str(run), cfg=_cfg(epochs=4, phase1_epochs=1, steps_per_epoch=1),
+                      resume=True)
