@@ -24,6 +24,7 @@ from crossfuse.align import retrieval, scan, tasks
 from crossfuse.align import store as _store
 from crossfuse.align.config import BuildParams, EngineConfig
 from crossfuse.align.engine import dask_client
+from crossfuse.align.lock import new_token, store_lock
 from crossfuse.align.scan import ScanResult
 from crossfuse.digest import json_sha256
 from crossfuse.errors import ManifestError
@@ -103,17 +104,20 @@ def _dataset(manifest: Manifest, result: ScanResult, **stats: Any) -> Dataset:
     return Dataset(name=manifest.name, root=manifest.root, sha256=sha, **stats)
 
 
-def _run(job: _Job, out: str, *, engine: EngineConfig, overwrite: bool,
+def _run(job: _Job, out: str, *, engine: EngineConfig, overwrite: bool, break_lock: bool,
          stages: Callable[..., CorpusRecord]) -> BuildSummary:
-    """The skeleton of both commands: open (or resume) the store, run ``stages(client, group,
-    clock)`` on the engine to get the corpus record, finalise the store with it."""
+    """The skeleton of both commands: take the store's writer lock, open (or resume) the store,
+    run ``stages(client, group, clock)`` on the engine to get the corpus record, finalise the
+    store with it."""
     clock = {"start": time.perf_counter()}
-    group, resumed = _store.open_for_build(out, kind=job.kind, fingerprint=job.fingerprint,
-                                           scan_fingerprint=job.scan_fingerprint, inputs=job.inputs,
-                                           overwrite=overwrite)
-    with dask_client(engine) as client:
-        record = stages(client, group, clock)
-    record = _store.finalize(group, record)
+    token = new_token()
+    with store_lock(out, break_lock=break_lock):
+        group, resumed = _store.open_for_build(out, kind=job.kind, fingerprint=job.fingerprint,
+                                               scan_fingerprint=job.scan_fingerprint, inputs=job.inputs,
+                                               overwrite=overwrite, token=token)
+        with dask_client(engine) as client:
+            record = stages(client, group, clock)
+        record = _store.finalize(group, record, token)
     clock["end"] = time.perf_counter()
     marks = list(clock)
     seconds = {b: clock[b] - clock[a] for a, b in zip(marks, marks[1:]) if b != "end"}
@@ -178,9 +182,10 @@ def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distanc
 
 def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = BuildParams(),
           engine: EngineConfig = EngineConfig(), overwrite: bool = False, skip_bad: bool = False,
-          progress: Progress = no_progress) -> BuildSummary:
+          break_lock: bool = False, progress: Progress = no_progress) -> BuildSummary:
     """Build an aligned corpus at ``out``: the ``params.k`` patches of ``aux`` whose visible RGB
-    means are closest (L1) to ``target``'s, gamma-corrected per channel to match them."""
+    means are closest (L1) to ``target``'s, gamma-corrected per channel to match them. One build
+    per store at a time (``break_lock`` takes over a lock whose holder cannot be checked)."""
     out = _manifest.absolute(out)
     _check_not_empty(target, aux)  # everything that can be checked before anything is written
     scan_fp = json_sha256(dict(kind="aligned", patch=params.patch, stride=params.stride, batch=engine.batch,
@@ -222,11 +227,12 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
                           skipped=len(tscan.problems) + len(ascan.problems)),
             skipped=tuple(tscan.problems + ascan.problems), ivf_recall=recall, chunks=chunks)
 
-    return _run(job, out, engine=engine, overwrite=overwrite, stages=stages)
+    return _run(job, out, engine=engine, overwrite=overwrite, break_lock=break_lock, stages=stages)
 
 
 def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), engine: EngineConfig = EngineConfig(),
-         overwrite: bool = False, skip_bad: bool = False, progress: Progress = no_progress) -> BuildSummary:
+         overwrite: bool = False, skip_bad: bool = False, break_lock: bool = False,
+         progress: Progress = no_progress) -> BuildSummary:
     """Write every patch of ``dataset`` to a corpus at ``out`` as it is (kind ``packed``)."""
     out = _manifest.absolute(out)
     _check_not_empty(dataset)
@@ -253,4 +259,4 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
                                           skipped=len(result.problems)),
                             skipped=tuple(result.problems), chunks=chunks)
 
-    return _run(job, out, engine=engine, overwrite=overwrite, stages=stages)
+    return _run(job, out, engine=engine, overwrite=overwrite, break_lock=break_lock, stages=stages)

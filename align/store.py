@@ -21,7 +21,7 @@ import numpy as np
 import zarr
 
 from crossfuse import __version__
-from crossfuse.errors import StoreError, StoreExistsError
+from crossfuse.errors import StoreError, StoreExistsError, StoreLockedError
 from crossfuse.digest import object_digest
 from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, CorpusRecord, array_specs, chunk_count, chunk_key, chunk_url,
                               stored_chunks)
@@ -46,7 +46,7 @@ def _path_is_occupied(url: str) -> bool:
 
 
 def open_for_build(url: str, *, kind: str, fingerprint: str, scan_fingerprint: str, inputs: dict[str, Any],
-                   overwrite: bool) -> tuple[zarr.Group, bool]:
+                   overwrite: bool, token: str) -> tuple[zarr.Group, bool]:
     """Open the output store for writing; returns ``(group, resumed)``.
 
     A complete corpus is replaced only with ``overwrite``. An incomplete one with the same
@@ -54,8 +54,17 @@ def open_for_build(url: str, *, kind: str, fingerprint: str, scan_fingerprint: s
     (same ``scan_fingerprint``: datasets, patch, stride) but whose selection or output parameters
     differ keeps its scan and restarts selection and writing. Any other is replaced only with
     ``overwrite``, and the refusal names the ``inputs`` that differ. Anything at ``url`` that is
-    not a crossfuse store is never deleted.
+    not a crossfuse store is never deleted. The build's writer ``token`` goes into the scratch
+    group (see :func:`finalize`).
     """
+    group, resumed = _open_or_create(url, kind=kind, fingerprint=fingerprint, scan_fingerprint=scan_fingerprint,
+                                     inputs=inputs, overwrite=overwrite)
+    group[PARTIAL_GROUP].attrs["writer"] = token
+    return group, resumed
+
+
+def _open_or_create(url: str, *, kind: str, fingerprint: str, scan_fingerprint: str, inputs: dict[str, Any],
+                    overwrite: bool) -> tuple[zarr.Group, bool]:
     existing = _open_existing(url)
     if existing is None:
         if _path_is_occupied(url):
@@ -170,9 +179,16 @@ def chunk_digests(url: str, group: zarr.Group, name: str) -> tuple[tuple[int, st
     return tuple(object_digest(chunk_url(url, arr, i)) for i in range(chunk_count(arr.shape[0], arr.chunks[0])))
 
 
-def finalize(group: zarr.Group, record: CorpusRecord) -> CorpusRecord:
+def finalize(group: zarr.Group, record: CorpusRecord, token: str) -> CorpusRecord:
     """Record the corpus attributes (the build's header kept), mark the store complete, then drop
-    the scratch group. Returns the record as stored."""
+    the scratch group. Returns the record as stored. Refused when the scratch group holds another
+    writer's ``token``: another build took the store over while this one ran (object stores have
+    no lock file; this is the single-writer rule's check)."""
+    holder = group[PARTIAL_GROUP].attrs.get("writer") if PARTIAL_GROUP in group else None
+    if holder != token:
+        raise StoreLockedError(f"{group.store}: another build took this store over while this one ran (its writer "
+                               "token changed); it is not marked complete. Run one build per --out, then rerun the "
+                               "command that should own it.")
     header = CorpusRecord.from_json(group.attrs[ATTR_KEY], str(group.store), require_complete=False)
     record = dataclasses.replace(record, fingerprint=header.fingerprint, scan_fingerprint=header.scan_fingerprint,
                                  inputs=header.inputs, complete=True, tool_version=__version__,

@@ -29,6 +29,9 @@ def _engine_options(func):
                      help="Worker threads of the local engine [default: one per core]."),
         click.option("--scheduler", default=None, metavar="ADDR", help=_ENGINE_HELP),
         click.option("--overwrite", is_flag=True, help="Replace an existing corpus at --out."),
+        click.option("--break-lock", is_flag=True,
+                     help="Take over the store's lock (STORE.lock) although its holder cannot be checked (another "
+                          "host); only when that build is surely gone."),
         click.option("--skip-bad", is_flag=True,
                      help="Record unreadable, mismatched or unpaired images in the store and go on."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
@@ -71,7 +74,7 @@ def main() -> None:
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
 def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patch, stride, chunk, workers,
-          scheduler, overwrite, skip_bad, quiet):
+          scheduler, overwrite, break_lock, skip_bad, quiet):
     """Select the K auxiliary patches closest to the target's colour statistics, gamma-correct
     them per channel to match, and write them to a corpus store."""
     from crossfuse import manifest
@@ -80,7 +83,8 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patc
     params = BuildParams(patch=patch, stride=stride, k=k, index=index, nlist=nlist, nprobe=nprobe, chunk=chunk)
     summary = run_build(target=manifest.load(target, root=target_root), aux=manifest.load(aux, root=aux_root),
                         out=out, params=params, engine=EngineConfig(workers=workers, scheduler=scheduler),
-                        overwrite=overwrite, skip_bad=skip_bad, progress=progress_factory(quiet))
+                        overwrite=overwrite, skip_bad=skip_bad, break_lock=break_lock,
+                        progress=progress_factory(quiet))
     _print_summary(summary)
 
 
@@ -90,7 +94,7 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patc
 @click.option("--root", default=None, help="Override the manifest's root.")
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
-def pack(dataset, out, root, patch, stride, chunk, workers, scheduler, overwrite, skip_bad, quiet):
+def pack(dataset, out, root, patch, stride, chunk, workers, scheduler, overwrite, break_lock, skip_bad, quiet):
     """Write every patch of one dataset to a corpus as it is (e.g. the target's own training split)."""
     from crossfuse import manifest
     from crossfuse.align import BuildParams, EngineConfig, pack as run_pack
@@ -98,7 +102,7 @@ def pack(dataset, out, root, patch, stride, chunk, workers, scheduler, overwrite
     summary = run_pack(dataset=manifest.load(dataset, root=root), out=out,
                        params=BuildParams(patch=patch, stride=stride, chunk=chunk),
                        engine=EngineConfig(workers=workers, scheduler=scheduler), overwrite=overwrite,
-                       skip_bad=skip_bad, progress=progress_factory(quiet))
+                       skip_bad=skip_bad, break_lock=break_lock, progress=progress_factory(quiet))
     _print_summary(summary)
 
 

@@ -41,6 +41,10 @@ class StoreError(CrossfuseError, ValueError):
     """A corpus store is incomplete, of an unknown schema, or does not match what it claims."""
 
 
+class StoreLockedError(StoreError):
+    """Another build is writing the same store (or took it over while this one ran)."""
+
+
 class OutputExistsError(CrossfuseError, FileExistsError):
     """An output (run folder, fused image, manifest, score file) already exists and replacing it
     was not asked for."""
