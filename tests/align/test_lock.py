@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zarr
 
-from crossfuse.align import BuildParams, build, pack, tasks, verify
+from crossfuse.align import BuildParams, pack, tasks, verify
 from crossfuse.align.lock import lock_path, store_lock
 from crossfuse.errors import StoreLockedError
 from crossfuse.schema import ARRAYS
