@@ -52,13 +52,16 @@ class BuildParams:
 @dataclass(frozen=True, kw_only=True)
 class EngineConfig:
     """Where the per-image work runs: ``scheduler`` address of a Dask cluster, or an
-    in-process LocalCluster with ``workers`` threads (None: one per core)."""
+    in-process LocalCluster with ``workers`` threads (None: one per core). A build fails (and
+    stays resumable) when its cluster has had no worker for ``worker_timeout`` seconds."""
 
     workers: int | None = None
     scheduler: str | None = None
     # Pairs per scan task: fewer, larger Dask tasks measured faster (BENCHMARKS.md); part of the
     # build's fingerprint, so a resumed build finds its own scratch.
     batch: int = 32
+    #: Seconds without any connected worker after which a build fails instead of waiting.
+    worker_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from crossfuse.align.config import EngineConfig
+from crossfuse.errors import EngineError
 from crossfuse.system import available_cores
 
 #: zarr settings for the engine's work: Dask owns the cores, so zarr's own thread pool runs one
@@ -50,3 +52,49 @@ def dask_client(engine: EngineConfig) -> Iterator["distributed.Client"]:  # noqa
             distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=workers,
                                      dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
         yield client
+
+
+def completed(client, futures, *, worker_timeout: float, poll: float = 2.0) -> Iterator[tuple[Any, Any]]:
+    """``(future, result)`` for each of ``futures`` as it completes (``distributed.as_completed``),
+    but never waiting forever on a dead cluster: a scheduler that is gone, or no worker connected
+    for ``worker_timeout`` seconds, raises :class:`EngineError` (the store keeps what was done, so
+    the same command resumes once the cluster is back). A task's own error is raised as it is."""
+    import concurrent.futures
+    import distributed
+
+    pending, idle_since = set(futures), None
+    lost = (concurrent.futures.CancelledError, distributed.comm.core.CommClosedError, OSError)
+    while pending:
+        try:
+            done = distributed.wait(list(pending), timeout=poll, return_when="FIRST_COMPLETED").done
+        except (TimeoutError, distributed.TimeoutError):
+            idle_since = _check_workers(client, idle_since, worker_timeout)
+            continue
+        except lost as exc:
+            raise EngineError(_LOST.format(what=f"the Dask scheduler went away ({type(exc).__name__})")) from exc
+        for future in done:
+            pending.discard(future)
+            try:
+                yield future, future.result()
+            except lost as exc:
+                raise EngineError(_LOST.format(what=f"the cluster lost a task ({type(exc).__name__}: {exc})")) from exc
+
+
+_LOST = ("{what}; the store keeps every finished batch and chunk, so rerun the same command to resume once the "
+         "cluster is back (or without --scheduler, on this machine).")
+
+
+def _check_workers(client, idle_since: float | None, worker_timeout: float) -> float | None:
+    """When no worker has been connected for ``worker_timeout`` seconds, fail instead of hanging."""
+    import time
+
+    try:
+        workers = client.scheduler_info().get("workers", {})
+    except Exception as exc:  # the scheduler itself is unreachable
+        raise EngineError(_LOST.format(what=f"the Dask scheduler cannot be reached ({type(exc).__name__})")) from exc
+    if workers:
+        return None
+    now = time.monotonic()
+    if idle_since is not None and now - idle_since > worker_timeout:
+        raise EngineError(_LOST.format(what=f"no Dask worker has been connected for {worker_timeout:.0f} s"))
+    return idle_since if idle_since is not None else now

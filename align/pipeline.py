@@ -10,6 +10,7 @@ the engine, finalise the record.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from crossfuse.align import patches as _patches
 from crossfuse.align import retrieval, scan, tasks
 from crossfuse.align import store as _store
 from crossfuse.align.config import BuildParams, EngineConfig
-from crossfuse.align.engine import dask_client
+from crossfuse.align.engine import completed, dask_client
 from crossfuse.align.lock import new_token, store_lock
 from crossfuse.align.scan import ScanResult
 from crossfuse.digest import json_sha256
@@ -138,12 +139,11 @@ def _selection_histogram(url: str, role: str, result: ScanResult, ids: np.ndarra
 
 
 def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distances: np.ndarray,
-           luts: np.ndarray, params: BuildParams, progress: Progress) -> dict[str, tuple[tuple[int, str], ...]]:
+           luts: np.ndarray, params: BuildParams, engine: EngineConfig,
+           progress: Progress) -> dict[str, tuple[tuple[int, str], ...]]:
     """Write the per-patch arrays here and the pixel arrays as whole chunks on the engine, each
     chunk recorded with its digest as written when its task returns (a resumed build skips those
     whose objects are still there at their recorded size). Returns every array's chunk digests."""
-    import distributed
-
     n = len(ids)
     _store.create_arrays(group, n=n, patch=params.patch, chunk=params.chunk)
     source_of_pair = {p.index: s for s, p in enumerate(result.pairs)}
@@ -164,8 +164,7 @@ def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distanc
                                   result.local[sel], luts, pure=False)] = c
         marked = time.perf_counter()
         try:
-            for future in distributed.as_completed(futures):
-                rows, digests = future.result()
+            for future, (rows, digests) in completed(client, futures, worker_timeout=engine.worker_timeout):
                 advance(rows)
                 done[futures[future]] = digests
                 # The list grows with the store: rewrite it at most once a second (a kill loses at
@@ -203,7 +202,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
                                label=f"scan target ({target.name})"),
                    scan.submit(client, out, "aux", aux, params, engine, stash=True, skip_bad=skip_bad,
                                label=f"scan auxiliary ({aux.name})")]
-        tscan, ascan = (scan.collect(out, p, params, progress=progress) for p in pending)
+        tscan, ascan = (scan.collect(client, out, p, params, engine, progress=progress) for p in pending)
         clock["scan"] = time.perf_counter()
         target_means = tscan.means.mean(axis=0)
         sel = retrieval.top_k(ascan.means, target_means, params)
@@ -213,10 +212,10 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         fits = _gamma.fit(_selection_histogram(out, "aux", ascan, ids), target_means)
         luts = np.stack([_gamma.lut(f.gamma) for f in fits])
         clock["select"] = time.perf_counter()
-        chunks = _write(client, group, out, ascan, ids, distances, luts, params, progress)
+        chunks = _write(client, group, out, ascan, ids, distances, luts, params, engine, progress)
         clock["write"] = time.perf_counter()
         return CorpusRecord(
-            kind="aligned", params=params.record(kind="aligned"),
+            kind="aligned", params=dataclasses.replace(params.record(kind="aligned"), nlist=sel.nlist),
             sources=tuple(p.source() for p in ascan.pairs), aux=_dataset(aux, ascan),
             target=_dataset(target, tscan, means=tuple(float(v) for v in target_means), pairs=len(tscan.pairs),
                             patches=len(tscan.means)),
@@ -243,13 +242,14 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
                        "chunk": params.chunk, "skip_bad": skip_bad})
 
     def stages(client, group, clock: dict[str, float]) -> CorpusRecord:
-        result = scan.collect(out, scan.submit(client, out, "aux", dataset, params, engine, stash=True,
-                                               skip_bad=skip_bad, label=f"scan ({dataset.name})"),
-                              params, progress=progress)
+        result = scan.collect(client, out, scan.submit(client, out, "aux", dataset, params, engine, stash=True,
+                                                       skip_bad=skip_bad, label=f"scan ({dataset.name})"),
+                              params, engine, progress=progress)
         clock["scan"] = time.perf_counter()
         ids = np.arange(len(result.means), dtype=np.int64)
         identity = np.tile(np.arange(256, dtype=np.uint8), (3, 1))
-        chunks = _write(client, group, out, result, ids, np.zeros(len(ids), np.float32), identity, params, progress)
+        chunks = _write(client, group, out, result, ids, np.zeros(len(ids), np.float32), identity, params, engine,
+                        progress)
         clock["write"] = time.perf_counter()
         means = tuple(float(v) for v in result.means.mean(axis=0))
         return CorpusRecord(kind="packed", params=params.record(kind="packed"),

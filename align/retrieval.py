@@ -23,10 +23,17 @@ class Selection:
 
     ids: np.ndarray
     distances: np.ndarray
+    nlist: int | None = None  # IVF lists actually used (FAISS wants about 39 points per list)
 
 
 def _as_faiss(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def ivf_lists(n: int, requested: int) -> int:
+    """The IVF lists used for ``n`` points: ``requested``, but at most one per ~39 points (FAISS
+    trains each list on at least 39 points)."""
+    return max(1, min(requested, n // 39 or 1))
 
 
 def make_index(means: np.ndarray, *, index: str, nlist: int = 0, nprobe: int = 0):
@@ -39,7 +46,7 @@ def make_index(means: np.ndarray, *, index: str, nlist: int = 0, nprobe: int = 0
     if index == "flat":
         idx = faiss.IndexFlat(dim, faiss.METRIC_L1)
     elif index == "ivf":
-        nlist = max(1, min(nlist, len(data) // 39 or 1))  # FAISS wants ~39 points per list
+        nlist = ivf_lists(len(data), nlist)
         quantizer = faiss.IndexFlat(dim, faiss.METRIC_L1)
         idx = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_L1)
         idx.train(data)
@@ -72,7 +79,8 @@ def top_k(means: np.ndarray, target: np.ndarray, params: BuildParams) -> Selecti
             f"the {index} index returned only {len(ids)} of K = {k} patches; raise --nprobe or use the "
             "exact flat index (the scan is kept, and rerunning with other index options reuses it).")
     order = np.lexsort((ids, distances))[:k]
-    return Selection(ids=ids[order].astype(np.int64), distances=distances[order].astype(np.float32))
+    return Selection(ids=ids[order].astype(np.int64), distances=distances[order].astype(np.float32),
+                     nlist=ivf_lists(n, params.nlist) if index == "ivf" else None)
 
 
 def ivf_recall(means: np.ndarray, params: BuildParams, *, queries: int = 32, seed: int = 0) -> float:

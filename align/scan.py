@@ -11,6 +11,7 @@ from crossfuse.align import store as _store
 from crossfuse.align import tasks
 from crossfuse.align.tasks import ScannedPair
 from crossfuse.align.config import BuildParams, EngineConfig
+from crossfuse.align.engine import completed
 from crossfuse.errors import ManifestError, PairError, ParameterError
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress
@@ -63,16 +64,14 @@ def submit(client, url: str, role: str, manifest: Manifest, params: BuildParams,
                        label=label)
 
 
-def _wait(pending: PendingScan, progress: Progress) -> None:
+def _wait(client, pending: PendingScan, engine: EngineConfig, progress: Progress) -> None:
     """Wait for the tasks; without ``skip_bad`` the first problem stops the build."""
-    import distributed
-
     manifest, futures = pending.manifest, pending.futures
     problems: list[dict] = []
     with progress(pending.label, len(manifest.pairs)) as advance:
         advance(len(manifest.pairs) - sum(len(sub.pairs) for sub in futures.values()))
-        for future in distributed.as_completed(futures):
-            problems.extend(future.result())
+        for future, found in completed(client, futures, worker_timeout=engine.worker_timeout):
+            problems.extend(found)
             advance(len(futures[future].pairs))
     if problems and not pending.skip_bad:
         first = problems[0]
@@ -81,9 +80,10 @@ def _wait(pending: PendingScan, progress: Progress) -> None:
                         pair_id=first["id"], path=first["path"])
 
 
-def collect(url: str, pending: PendingScan, params: BuildParams, *, progress: Progress) -> ScanResult:
+def collect(client, url: str, pending: PendingScan, params: BuildParams, engine: EngineConfig, *,
+            progress: Progress) -> ScanResult:
     """Wait for a submitted scan and gather its per-batch results as plain arrays."""
-    _wait(pending, progress)
+    _wait(client, pending, engine, progress)
     names = _store.SCAN_ARRAYS
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names + ("batch", "local")}
     pairs: list[ScannedPair] = []

@@ -13,7 +13,9 @@ import dataclasses
 import datetime as _dt
 import io
 import json
+import os
 import posixpath
+import stat
 from typing import Any
 
 import fsspec
@@ -36,6 +38,10 @@ def _open_existing(url: str) -> zarr.Group | None:
         return zarr.open_group(store=url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return None
+    except (ValueError, TypeError, KeyError) as exc:  # junk zarr.json: not ours to replace
+        raise StoreExistsError(f"{url} holds damaged Zarr metadata ({type(exc).__name__}: {exc}); crossfuse does "
+                               "not replace what it cannot recognise as its own. Remove it, or choose another "
+                               "--out.") from exc
 
 
 def _path_is_occupied(url: str) -> bool:
@@ -88,7 +94,10 @@ def _open_or_create(url: str, *, kind: str, fingerprint: str, scan_fingerprint: 
             raise StoreError(f"{url} holds an unfinished build made with other inputs or parameters "
                              f"({_differences(header.inputs, inputs)}); rerun that command to resume it, "
                              "or pass --overwrite to start over with these.")
+    mode = os.stat(url).st_mode if "://" not in url and os.path.isdir(url) else None
     group = zarr.open_group(store=url, mode="w")
+    if mode is not None:  # zarr's "w" recreates the folder: an empty one the user made keeps its mode
+        os.chmod(url, stat.S_IMODE(mode))
     group.attrs[ATTR_KEY] = CorpusRecord(kind=kind, fingerprint=fingerprint, scan_fingerprint=scan_fingerprint,
                                          inputs=inputs, tool_version=__version__).to_json()
     group.create_group(PARTIAL_GROUP)

@@ -7,7 +7,7 @@ import json
 import click
 
 from crossfuse import __version__
-from crossfuse.align.config import INDEXES, BuildParams
+from crossfuse.align.config import INDEXES, BuildParams, EngineConfig
 from crossfuse.cli.common import progress_factory, reports_errors
 
 #: The defaults of every build option live in BuildParams; the options show them.
@@ -28,6 +28,9 @@ def _engine_options(func):
         click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
                      help="Worker threads of the local engine [default: one per core]."),
         click.option("--scheduler", default=None, metavar="ADDR", help=_ENGINE_HELP),
+        click.option("--worker-timeout", type=click.FloatRange(min=1), default=EngineConfig().worker_timeout,
+                     show_default=True, metavar="SECONDS",
+                     help="Fail (resumably) when the cluster has had no worker for this long, instead of waiting."),
         click.option("--overwrite", is_flag=True, help="Replace an existing corpus at --out."),
         click.option("--break-lock", is_flag=True,
                      help="Take over the store's lock (STORE.lock) although its holder cannot be checked (another "
@@ -74,7 +77,7 @@ def main() -> None:
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
 def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patch, stride, chunk, workers,
-          scheduler, overwrite, break_lock, skip_bad, quiet):
+          scheduler, worker_timeout, overwrite, break_lock, skip_bad, quiet):
     """Select the K auxiliary patches closest to the target's colour statistics, gamma-correct
     them per channel to match, and write them to a corpus store."""
     from crossfuse import manifest
@@ -82,7 +85,8 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patc
 
     params = BuildParams(patch=patch, stride=stride, k=k, index=index, nlist=nlist, nprobe=nprobe, chunk=chunk)
     summary = run_build(target=manifest.load(target, root=target_root), aux=manifest.load(aux, root=aux_root),
-                        out=out, params=params, engine=EngineConfig(workers=workers, scheduler=scheduler),
+                        out=out, params=params,
+                        engine=EngineConfig(workers=workers, scheduler=scheduler, worker_timeout=worker_timeout),
                         overwrite=overwrite, skip_bad=skip_bad, break_lock=break_lock,
                         progress=progress_factory(quiet))
     _print_summary(summary)
@@ -94,14 +98,16 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patc
 @click.option("--root", default=None, help="Override the manifest's root.")
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
-def pack(dataset, out, root, patch, stride, chunk, workers, scheduler, overwrite, break_lock, skip_bad, quiet):
+def pack(dataset, out, root, patch, stride, chunk, workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad,
+         quiet):
     """Write every patch of one dataset to a corpus as it is (e.g. the target's own training split)."""
     from crossfuse import manifest
     from crossfuse.align import BuildParams, EngineConfig, pack as run_pack
 
     summary = run_pack(dataset=manifest.load(dataset, root=root), out=out,
                        params=BuildParams(patch=patch, stride=stride, chunk=chunk),
-                       engine=EngineConfig(workers=workers, scheduler=scheduler), overwrite=overwrite,
+                       engine=EngineConfig(workers=workers, scheduler=scheduler, worker_timeout=worker_timeout),
+                       overwrite=overwrite,
                        skip_bad=skip_bad, break_lock=break_lock, progress=progress_factory(quiet))
     _print_summary(summary)
 

@@ -26,6 +26,9 @@ def reports_errors(func: Callable[..., Any] | None = None, *,
                     return f(*args, **kwargs)
             except CrossfuseError as exc:
                 raise click.ClickException(str(exc)) from exc
+            except PermissionError as exc:  # an output folder (or its parent) that may not be written
+                raise click.ClickException(f"permission denied: {exc.filename or exc}; choose a location you can "
+                                           "write to (or read, for inputs).") from exc
             except KeyboardInterrupt:
                 quiet_shutdown()
                 click.echo(f"\n{interrupted}", err=True)

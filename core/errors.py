@@ -33,6 +33,15 @@ def _make_pair_error(message: str, pair_id: str, path: str) -> PairError:
     return PairError(message, pair_id=pair_id, path=path)
 
 
+class ImageError(CrossfuseError, ValueError):
+    """An image file that cannot be used: not an image, truncated, not 8-bit, or too large."""
+
+
+class EngineError(CrossfuseError, RuntimeError):
+    """The Dask cluster failed under a build (scheduler gone, no worker left); the store stays
+    resumable."""
+
+
 class ParameterError(CrossfuseError, ValueError):
     """Parameters that cannot work with the data (K larger than the pool, patch too large...)."""
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 
 import fsspec
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from crossfuse.errors import PairError
+from crossfuse.errors import ImageError, PairError
 from crossfuse.manifest import Manifest, Pair
 
 _HIGH_DEPTH_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N", "I;16S")
@@ -43,32 +44,56 @@ def read_bytes(url: str, *, pair_id: str) -> bytes:
                         pair_id=pair_id, path=url) from exc
 
 
+#: Images above this many pixels are refused (decompression bombs; images too large to fuse whole).
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``CROSSFUSE_MAX_PIXELS`` when set (read in every process, Dask workers
+    included), else :data:`DEFAULT_MAX_PIXELS`. Pillow's own ceiling (about 179 million) applies too."""
+    value = os.environ.get("CROSSFUSE_MAX_PIXELS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
+
+
+def load_image(data: bytes, *, url: str) -> Image.Image:
+    """Decode the bytes of ``url`` to a loaded 8-bit Pillow image, checking its size from the
+    header before decoding. Raises :class:`ImageError` naming the file: not an image, truncated,
+    16-bit or float, or more pixels than :func:`max_pixels`."""
+    limit = max_pixels()
+    try:
+        im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{url} is too large to decode safely ({exc}).") from exc
+    except UnidentifiedImageError as exc:
+        # Pillow's own message names our in-memory buffer (<_io.BytesIO object at 0x...>), not the file
+        raise ImageError(f"{url} is not an image file Pillow can read.") from exc
+    width, height = im.size
+    if width * height > limit:
+        raise ImageError(f"{url} is {width}x{height}, {width * height / 1e6:.0f} million pixels, above the limit of "
+                         f"{limit / 1e6:.0f} million (a decompression bomb, or too large to fuse whole); if the file "
+                         "is trusted, raise the limit with CROSSFUSE_MAX_PIXELS=N.")
+    if im.mode in _HIGH_DEPTH_MODES:
+        depth = "16-bit" if "16" in im.mode or im.mode == "I" else "float"
+        raise ImageError(f"{url} is a {im.mode} ({depth}) image; crossfuse reads 8-bit images only. Convert it to 8 "
+                         "bits per channel (choosing your own scaling) and try again.")
+    try:
+        im.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{url} is unreadable or truncated ({exc}).") from exc
+    return im
+
+
 def decode(data: bytes, *, mode: str, url: str, pair_id: str) -> np.ndarray:
     """Decode image bytes to uint8: ``mode`` "RGB" gives (H, W, 3), "L" gives (H, W)."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.mode in _HIGH_DEPTH_MODES:
-                raise PairError(
-                    f"pair {pair_id!r}: {url} is a {im.mode} ({'16-bit' if '16' in im.mode or im.mode == 'I' else 'float'}) "
-                    "image; crossfuse reads 8-bit images only. Convert it to 8 bits per channel "
-                    "(choosing your own scaling) and try again.",
-                    pair_id=pair_id, path=url)
-            im.load()
-            if mode == "RGB" and im.mode == "L":
-                gray = np.asarray(im)
-                return np.repeat(gray[:, :, None], 3, axis=2)
-            if im.mode != mode:
-                im = im.convert(mode)
-            return np.asarray(im)
-    except PairError:
-        raise
-    except UnidentifiedImageError as exc:
-        # Pillow's own message names our in-memory buffer (<_io.BytesIO object at 0x...>), not the file
-        raise PairError(f"pair {pair_id!r}: {url} is not an image file Pillow can read; replace the file "
-                        "or drop the pair.", pair_id=pair_id, path=url) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise PairError(f"pair {pair_id!r}: {url} is unreadable or truncated ({exc}). Replace the file or "
-                        "drop the pair.", pair_id=pair_id, path=url) from exc
+        im = load_image(data, url=url)
+    except ImageError as exc:
+        raise PairError(f"pair {pair_id!r}: {exc} Replace the file or drop the pair.", pair_id=pair_id,
+                        path=url) from exc
+    with im:
+        if mode == "RGB" and im.mode == "L":
+            return np.repeat(np.asarray(im)[:, :, None], 3, axis=2)
+        return np.asarray(im if im.mode == mode else im.convert(mode))
 
 
 def read_pair(manifest: Manifest, pair: Pair) -> LoadedPair:

@@ -65,6 +65,29 @@ class Manifest:
         return {"name": self.name, "root": self.root, "pairs": pairs}
 
 
+def _contained(value: str) -> bool:
+    """Whether ``value`` is a relative path that stays inside its folder: no absolute path, drive,
+    URL, backslash, NUL, empty part, ``.`` or ``..``."""
+    if not value or "\\" in value or "\0" in value or "://" in value or value.startswith("/") or ":" in value[:3]:
+        return False
+    return all(part not in ("", ".", "..") for part in value.split("/"))
+
+
+def check_pair(spec: str, pair: Pair) -> None:
+    """Refuse a pair whose id is not a plain (relative, contained) name, or whose paths leave the
+    dataset root. Ids become output file names (fuse writes ``OUT/<id>.png``) and paths are read
+    from disk, so a manifest from elsewhere must not reach outside the folders the user named."""
+    if not _contained(pair.id):
+        raise ManifestError(f"{spec}: pair id {pair.id!r} is not a plain name (ids become file names under --out: "
+                            "letters, digits and sub-folders only, no '..', no absolute path). Rename the pair.")
+    for side in ("ir", "vis"):
+        path = getattr(pair, side)
+        if path and not _contained(path):
+            raise ManifestError(f"{spec}: pair {pair.id!r}: {side} path {path!r} leaves the dataset root (absolute, "
+                                "a URL, or '..'). Put the images under the root, or give --root the folder that "
+                                "holds them.")
+
+
 def join(root: str, relative: str) -> str:
     """Join a relative path onto a local root or a URL root."""
     if "://" in root:
@@ -135,8 +158,9 @@ def _from_file(spec: str, fs: Any, path: str, root: str | None) -> Manifest:
         sha = item.get("sha256") or {}
         if not isinstance(sha, dict):
             raise ManifestError(f"{spec}: pair {item['id']!r}: 'sha256' must be {{\"ir\": ..., \"vis\": ...}}.")
-        pairs.append(Pair(id=item["id"], ir=item["ir"], vis=item["vis"],
-                          ir_sha256=sha.get("ir"), vis_sha256=sha.get("vis")))
+        pair = Pair(id=item["id"], ir=item["ir"], vis=item["vis"], ir_sha256=sha.get("ir"), vis_sha256=sha.get("vis"))
+        check_pair(spec, pair)
+        pairs.append(pair)
     return Manifest(name=str(name), root=base, pairs=tuple(pairs), origin=spec)
 
 
@@ -158,6 +182,8 @@ def _from_folder(spec: str, fs: Any, path: str, root: str | None) -> Manifest:
         Pair(id=stem, ir=ir_files.get(stem, ""), vis=vis_files.get(stem, ""))
         for stem in sorted(set(ir_files) | set(vis_files))
     )
+    for pair in pairs:
+        check_pair(spec, pair)
     name = posixpath.basename(path.rstrip("/")) or spec
     if root is None:
         root = absolute(spec)

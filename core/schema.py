@@ -354,6 +354,9 @@ def open_corpus(url: str, *, require_complete: bool = True):
         group = zarr.open_group(store=url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise StoreError(f"no Zarr group at {url}: {exc}. Check the path.") from exc
+    except (ValueError, TypeError, KeyError) as exc:  # junk zarr.json (JSONDecodeError is a ValueError)
+        raise StoreError(f"{url} is not a readable Zarr store: its metadata is damaged ({type(exc).__name__}: "
+                         f"{exc}). Rebuild it, or restore its zarr.json.") from exc
     record = CorpusRecord.from_json(group.attrs.get(ATTR_KEY), url, require_complete=require_complete)
     if record.complete:
         for name, (dtype, shape) in array_specs(record.counts.patches, record.params.patch).items():

@@ -83,8 +83,8 @@ def read(path: str) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist.") from exc
     except Exception as exc:  # torch raises many types for a damaged or foreign file
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({exc}).") from exc
-    if not isinstance(payload, dict) or any(k not in payload for k in CHECKPOINT_PARTS):
-        raise CheckpointError(f"{path} is not a CrossFuse checkpoint: it needs the entries {list(CHECKPOINT_PARTS)}.")
+    if not isinstance(payload, dict) or any(not isinstance(payload.get(k), dict) for k in CHECKPOINT_PARTS):
+        raise CheckpointError(f"{path} is not a CrossFuse checkpoint: it needs the state dicts {list(CHECKPOINT_PARTS)}.")
     return payload
 
 
@@ -100,11 +100,17 @@ def read_state(path: str) -> tuple[dict[str, Any], TrainingState]:
 def load_model(path: str) -> CrossFuse:
     """A network with the weights of an official checkpoint or one of ours (whose sizes it records)."""
     payload = read(path)
-    state = TrainingState.from_payload(payload, path)
+    state = TrainingState.from_payload(payload, path)  # validates the recorded network sizes first
+    broken = [f"{part}.{key}" for part in CHECKPOINT_PARTS for key, t in payload[part].items()
+              if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:
+        raise CheckpointError(f"{path} holds NaN or infinite weights ({', '.join(broken[:3])}"
+                              f"{' ...' if len(broken) > 3 else ''}); it would fuse to garbage. Use an earlier "
+                              "checkpoint of the run.")
     model = CrossFuse(state.config.network if state else NetworkConfig())
     try:
         model.load_official(payload)
-    except (RuntimeError, KeyError) as exc:
+    except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
         raise CheckpointError(f"{path} does not fit the network: {exc}") from exc
     return model
 

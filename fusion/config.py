@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 import typing
@@ -58,6 +59,16 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
         if self.blur_width % 2 == 0 or self.blur_height % 2 == 0:
             raise ConfigError("blur_width and blur_height must be odd.")
+        for name, low, high, closed in (("lr", 0.0, 10.0, False), ("min_lr", 0.0, 10.0, True),
+                                        ("weight_decay", 0.0, 1.0, True), ("lr_gamma", 0.0, 1.0, False),
+                                        ("clip_norm", 0.0, 1e6, False), ("beta_max", 0.0, 100.0, True),
+                                        ("sigma_min", 0.0, 100.0, False), ("sigma_max", 0.0, 100.0, False)):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and (low <= value if closed else low < value) and value <= high):
+                raise ConfigError(f"{name} must be a finite number in {'[' if closed else '('}{low}, {high}], "
+                                  f"got {value!r}.")
+        if self.sigma_max < self.sigma_min:
+            raise ConfigError(f"sigma_max ({self.sigma_max}) must be at least sigma_min ({self.sigma_min}).")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

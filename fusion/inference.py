@@ -175,6 +175,8 @@ def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: t
     if not dataset.pairs:
         raise ManifestError(f"{dataset.origin} lists no image pairs to fuse.")
     record = _record(checkpoint_sha256, options)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise OutputExistsError(f"--out {out_dir} is a file; fused images go into a folder: choose another --out.")
     done = _check_outputs(dataset, out_dir, record, overwrite=overwrite, resume=resume)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, RECORD), "w") as fh:

@@ -13,7 +13,9 @@ import math
 
 import numpy as np
 import torch
-from PIL import Image
+
+from crossfuse.errors import EvalError, ImageError
+from crossfuse.imageio import load_image
 
 NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE")
 
@@ -23,7 +25,16 @@ def read_gray(path: str) -> np.ndarray:
     Returns (H, W) float64 on 0-255."""
     import fsspec
 
-    with fsspec.open(path, "rb") as fh, Image.open(fh) as im:
+    try:
+        with fsspec.open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise EvalError(f"cannot read {path} ({exc}).") from exc
+    try:
+        im = load_image(data, url=path)
+    except ImageError as exc:
+        raise EvalError(f"{exc} The protocol scores 8-bit images; write or convert it as one.") from exc
+    with im:
         if im.mode == "L":
             return np.asarray(im, dtype=np.float64)
         rgb = np.asarray(im.convert("RGB"), dtype=np.float64)

@@ -33,6 +33,14 @@ class NetworkConfig:
     fuse_detail_nodes: int = 1
 
     def __post_init__(self) -> None:
+        # Bounds first: a checkpoint's config comes from a file, and dim=200000 would ask for ~480 GB.
+        bounds = {"dim": (2, 1024), "heads": (1, 64), "encoder_blocks": (1, 32), "decoder_blocks": (1, 32),
+                  "detail_nodes": (1, 32), "fuse_detail_nodes": (1, 32), "ffn_expansion": (0.25, 16),
+                  "base_ffn_expansion": (0.25, 16)}
+        for name, (lo, hi) in bounds.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise ValueError(f"network {name} must lie in {lo}..{hi}, got {value!r}")
         if self.dim % self.heads or self.dim % 2:
             raise ValueError(f"dim ({self.dim}) must be even and divisible by heads ({self.heads})")
 

@@ -250,3 +250,12 @@ def test_the_engine_caps_zarr_threads_only_while_it_runs(tmp_path, sample_target
     pack(dataset=sample_target, out=str(tmp_path / "p.zarr"), params=BuildParams(patch=64, stride=200, chunk=16),
          engine=engine)
     assert zarr.config.get("threading.max_workers") == before
+
+
+def test_ivf_records_the_lists_it_used(tmp_path, sample_target, sample_aux, sample_params, engine):
+    """752 auxiliary patches allow at most 752 // 39 = 19 lists: asking for 64 uses 19, and the
+    store says 19."""
+    out = str(tmp_path / "ivf64.zarr")
+    params = dataclasses.replace(sample_params, index="ivf", nlist=64, nprobe=64)
+    build(target=sample_target, aux=sample_aux, out=out, params=params, engine=engine)
+    assert describe(out).record.params.nlist == 752 // 39
