@@ -36,13 +36,14 @@ def _zarr_settings_plugin():
 def dask_client(engine: EngineConfig) -> Iterator["distributed.Client"]:  # noqa: F821
     """A ``distributed.Client``: connected to ``engine.scheduler`` if given, else to an in-process
     LocalCluster (threads; its status server on a free port) with ``engine.workers`` threads.
-    zarr's thread pool is capped at one thread for the engine's work only: in the workers of a
-    remote cluster, and for the duration of the block in this process (restored afterwards)."""
+    The zarr settings (one thread; every chunk stored) hold for the engine's work only: in the
+    workers of a remote cluster, and for the duration of the block in this process (restored
+    afterwards)."""
     import distributed
     import zarr
 
     if engine.scheduler:
-        with distributed.Client(engine.scheduler) as client:
+        with zarr.config.set(_ZARR_SETTINGS), distributed.Client(engine.scheduler) as client:
             client.register_plugin(_zarr_settings_plugin())
             yield client
         return

@@ -8,7 +8,7 @@ import click
 
 from crossfuse import __version__
 from crossfuse.align.config import INDEXES, BuildParams, EngineConfig
-from crossfuse.cli.common import progress_factory, reports_errors
+from crossfuse.cli.common import progress_factory, quiet_client_logging, reports_errors
 
 #: The defaults of every build option live in BuildParams; the options show them.
 _DEFAULT = BuildParams()
@@ -83,6 +83,7 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patc
     from crossfuse import manifest
     from crossfuse.align import BuildParams, EngineConfig, build as run_build
 
+    quiet_client_logging()
     params = BuildParams(patch=patch, stride=stride, k=k, index=index, nlist=nlist, nprobe=nprobe, chunk=chunk)
     summary = run_build(target=manifest.load(target, root=target_root), aux=manifest.load(aux, root=aux_root),
                         out=out, params=params,
@@ -104,6 +105,7 @@ def pack(dataset, out, root, patch, stride, chunk, workers, scheduler, worker_ti
     from crossfuse import manifest
     from crossfuse.align import BuildParams, EngineConfig, pack as run_pack
 
+    quiet_client_logging()
     summary = run_pack(dataset=manifest.load(dataset, root=root), out=out,
                        params=BuildParams(patch=patch, stride=stride, chunk=chunk),
                        engine=EngineConfig(workers=workers, scheduler=scheduler, worker_timeout=worker_timeout),

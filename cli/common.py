@@ -61,6 +61,18 @@ def _quiet_on_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def quiet_client_logging() -> None:
+    """Dask's client logs a traceback of every failed reconnection when its scheduler goes away;
+    the engine turns that into one clear error (what happened, how to resume), so the commands
+    keep the client's and the comms' logs to critical ones."""
+    import logging
+
+    import distributed  # noqa: F401 - importing it configures its loggers; set ours after that
+
+    for name in ("distributed.client", "distributed.comm"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def quiet_shutdown() -> None:
     """Silence Dask's logging of the tasks an interrupt cancels ("Task ... cancelled", CancelledError)
     while its cluster shuts down: they are expected, not errors."""
