@@ -61,6 +61,7 @@ def stored_chunks(url: str, name: str) -> dict[str, int]:
     import fsspec
 
     fs, folder = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{name}")
+    fs.invalidate_cache(folder)  # object-store listings are cached; chunks may have been written since
     if not fs.exists(f"{folder}/c"):
         return {}
     return {p[len(folder):].lstrip("/"): int(info["size"]) for p, info in fs.find(f"{folder}/c", detail=True).items()}
