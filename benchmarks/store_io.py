@@ -64,7 +64,7 @@ def compare_codecs(store: str, repeats: int = 20) -> dict:
     chunk = g["vis"].chunks[0]
     arrays = [np.ascontiguousarray(g[name][:chunk]) for name in ("vis", "ir")]
     n, raw = len(arrays[0]), sum(a.nbytes for a in arrays)
-    candidates = {"zstd level 0 (default: 3)": Zstd(0), "zstd level 0 + frame checksum, chosen": Zstd(0, checksum=True),
+    candidates = {"zstd level 0 (default: 3), chosen": Zstd(0), "zstd level 0 + frame checksum": Zstd(0, checksum=True),
                   "zstd level 1": Zstd(1), "lz4": LZ4(),
                   "blosc lz4hc bitshuffle": Blosc("lz4hc", 5, Blosc.BITSHUFFLE),
                   "blosc zstd bitshuffle": Blosc("zstd", 1, Blosc.BITSHUFFLE), "none": None}
