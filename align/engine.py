@@ -75,10 +75,18 @@ def completed(client, futures, *, worker_timeout: float, poll: float = 2.0) -> I
             raise EngineError(_LOST.format(what=f"the Dask scheduler went away ({type(exc).__name__})")) from exc
         for future in done:
             pending.discard(future)
-            try:
-                yield future, future.result()
-            except lost as exc:
-                raise EngineError(_LOST.format(what=f"the cluster lost a task ({type(exc).__name__}: {exc})")) from exc
+            # A result held by a worker that dies before we fetch it is computed again, and waits
+            # for a worker like any pending task: fetch with the same watch on the cluster.
+            while True:
+                try:
+                    value = future.result(timeout=poll)
+                    break
+                except (TimeoutError, distributed.TimeoutError):
+                    idle_since = _check_workers(client, idle_since, worker_timeout)
+                except lost as exc:
+                    raise EngineError(_LOST.format(what=f"the cluster lost a task ({type(exc).__name__}: {exc})")) \
+                        from exc
+            yield future, value
 
 
 _LOST = ("{what}; the store keeps every finished batch and chunk, so rerun the same command to resume once the "

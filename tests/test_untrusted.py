@@ -18,11 +18,17 @@ from crossfuse import manifest
 from crossfuse.cli.align import main as align_main
 from crossfuse.cli.main import main
 from crossfuse.errors import ManifestError
-from tests.helpers import REFERENCE, SAMPLE_TARGET
+from tests.helpers import SAMPLE_TARGET
 
 
 def _run(cli, *args):
     return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    """A checkpoint of a tiny network (these tests need no particular weights, nor ../shared)."""
+    return _tampered_checkpoint(tmp_path, lambda payload: None)
 
 
 def _png_header(path, width, height):
@@ -56,18 +62,18 @@ def test_manifests_cannot_reach_outside_their_root(tmp_path, field, value):
         manifest.load(str(path))
 
 
-def test_fuse_never_writes_outside_out(tmp_path):
+def test_fuse_never_writes_outside_out(tmp_path, ckpt):
     root, ids = _dataset(tmp_path, n=1)
     m = {"name": "evil", "root": str(root), "pairs": [{"id": "../escaped", "ir": f"ir/{ids[0]}.png",
                                                        "vis": f"vis/{ids[0]}.png"}]}
     (tmp_path / "m.json").write_text(json.dumps(m))
-    r = _run(main, "fuse", "--checkpoint", REFERENCE / "official_net_seed0.pth", "--pairs", tmp_path / "m.json",
+    r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", tmp_path / "m.json",
              "-o", tmp_path / "out", "-q")
     assert r.exit_code == 1 and "not a plain name" in r.output and not (tmp_path / "escaped.png").exists()
 
 
 @pytest.mark.parametrize("width,height", [(12000, 12000), (100000, 100000)])
-def test_image_bombs_are_refused_naming_the_file_and_skipped_with_skip_bad(tmp_path, width, height):
+def test_image_bombs_are_refused_naming_the_file_and_skipped_with_skip_bad(tmp_path, ckpt, width, height):
     root, ids = _dataset(tmp_path)
     _png_header(root / "vis" / f"{ids[1]}.png", width, height)
     r = _run(align_main, "pack", "-m", root, "-o", tmp_path / "p.zarr", "-s", "32", "-q")
@@ -75,7 +81,7 @@ def test_image_bombs_are_refused_naming_the_file_and_skipped_with_skip_bad(tmp_p
     assert ("above the limit" in r.output) if width == 12000 else ("too large to decode safely" in r.output)
     r = _run(align_main, "pack", "-m", root, "-o", tmp_path / "q.zarr", "-s", "32", "-q", "--skip-bad")
     assert r.exit_code == 0 and "skipped 1 bad pair(s)" in r.output
-    r = _run(main, "fuse", "--checkpoint", REFERENCE / "official_net_seed0.pth", "--pairs", root, "-o",
+    r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", root, "-o",
              tmp_path / "f", "--skip-bad", "-q")
     assert r.exit_code == 0 and "wrote 2 fused image(s)" in r.output and f"{ids[1]}: " in r.output
 
@@ -117,7 +123,7 @@ def _tampered_checkpoint(tmp_path, change):
     opt = torch.optim.Adam(model.parameters())
     state = checkpoint.TrainingState(epoch=0, step=0, optimizer=opt.state_dict(), scheduler={}, rng={},
                                      config=TrainConfig(network=tiny))
-    path = tmp_path / "c.pth"
+    path = tmp_path / f"c{len(list(tmp_path.glob('c*.pth')))}.pth"
     checkpoint.save(str(path), model, state)
     payload = torch.load(path, weights_only=True)
     change(payload)
@@ -140,7 +146,7 @@ def test_a_malformed_checkpoint_is_refused_before_a_network_is_built(tmp_path, c
     assert not (tmp_path / "f").exists() or not list((tmp_path / "f").glob("*.png"))
 
 
-def test_one_line_errors_instead_of_tracebacks(tmp_path, sample_corpus, monkeypatch):
+def test_one_line_errors_instead_of_tracebacks(tmp_path, sample_corpus, monkeypatch, ckpt):
     junk = tmp_path / "junk.zarr"
     junk.mkdir()
     (junk / "zarr.json").write_text("{not json")
@@ -154,7 +160,7 @@ def test_one_line_errors_instead_of_tracebacks(tmp_path, sample_corpus, monkeypa
         r = _run(cli, *args)
         assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output, (args, r.output)
     (tmp_path / "afile").write_text("x")
-    r = _run(main, "fuse", "--checkpoint", REFERENCE / "official_net_seed0.pth", "--pairs", SAMPLE_TARGET,
+    r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", SAMPLE_TARGET,
              "-o", tmp_path / "afile", "-q")
     assert r.exit_code == 1 and "is a file" in r.output
     assert (tmp_path / "afile").read_text() == "x"
@@ -163,7 +169,7 @@ def test_one_line_errors_instead_of_tracebacks(tmp_path, sample_corpus, monkeypa
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(os, "makedirs", read_only)
-    r = _run(main, "fuse", "--checkpoint", REFERENCE / "official_net_seed0.pth", "--pairs", SAMPLE_TARGET,
+    r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", SAMPLE_TARGET,
              "-o", tmp_path / "ro" / "out", "-q")
     assert r.exit_code == 1 and "permission denied" in r.output and "ro/out" in r.output
 
