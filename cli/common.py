@@ -62,14 +62,15 @@ def _quiet_on_interrupt() -> Iterator[None]:
 
 
 def quiet_client_logging() -> None:
-    """Dask's client logs a traceback of every failed reconnection when its scheduler goes away;
-    the engine turns that into one clear error (what happened, how to resume), so the commands
-    keep the client's and the comms' logs to critical ones."""
+    """Dask's client logs a traceback of every failed reconnection when its scheduler goes away,
+    and asyncio one for each of the client's waits left behind when it closes on a dead cluster
+    ("Task exception was never retrieved ... AllExit"); the engine turns all of that into one clear
+    error (what happened, how to resume), so the commands keep those logs to critical ones."""
     import logging
 
     import distributed  # noqa: F401 - importing it configures its loggers; set ours after that
 
-    for name in ("distributed.client", "distributed.comm"):
+    for name in ("distributed.client", "distributed.comm", "asyncio"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
