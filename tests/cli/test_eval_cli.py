@@ -53,8 +53,11 @@ def test_table_csv_and_json(tmp_path, fused_dir):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1 and "m.csv already exist" in r.output and "--overwrite" in r.output
     assert (tmp_path / "m.csv").read_bytes() == before
+    (tmp_path / "m.csv").write_text("stale")
     r = CliRunner().invoke(main, args + ["--overwrite"])
-    assert r.exit_code == 0 and (tmp_path / "m.csv").read_bytes() == before  # same scores, written again
+    again = list(csv.reader(open(tmp_path / "m.csv")))
+    assert r.exit_code == 0 and again[0] == rows[0] and len(again) == len(rows)  # replaced with the scores
+    assert all(float(a) == pytest.approx(float(b), rel=1e-9) for a, b in zip(again[1][2:], rows[1][2:]))
 
 
 def test_missing_and_missized_fused_images_are_named(tmp_path, fused_dir):
