@@ -53,9 +53,8 @@ def _batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
 def submit(client, url: str, role: str, manifest: Manifest, params: BuildParams, engine: EngineConfig,
            *, stash: bool, skip_bad: bool, label: str) -> PendingScan:
     """Submit the scan of every batch of ``manifest`` not already in the scratch group; ``stash``
-    keeps the patches' pixels too (for the pool the corpus is written from)."""
-    if not manifest.pairs:
-        raise ManifestError(f"{manifest.origin} lists no image pairs; a dataset needs at least one.")
+    keeps the patches' pixels too (for the pool the corpus is written from). An empty dataset is
+    refused before the store is opened (``pipeline._check_not_empty``)."""
     batches = _batches(manifest, engine.batch)
     futures = {client.submit(tasks.scan_batch, url, role, i, sub, first, patch=params.patch, stride=params.stride,
                              stash=stash, skip_bad=skip_bad, pure=False): sub

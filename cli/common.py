@@ -66,20 +66,21 @@ def quiet_client_logging() -> None:
     and asyncio one for each of the client's waits left behind when it closes on a dead cluster
     ("Task exception was never retrieved ... AllExit"); the engine turns all of that into one clear
     error (what happened, how to resume), so the commands keep those logs to critical ones."""
-    import logging
-
     import distributed  # noqa: F401 - importing it configures its loggers; set ours after that
 
-    for name in ("distributed.client", "distributed.comm", "asyncio"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    _critical_only("distributed.client", "distributed.comm", "asyncio")
 
 
 def quiet_shutdown() -> None:
     """Silence Dask's logging of the tasks an interrupt cancels ("Task ... cancelled", CancelledError)
     while its cluster shuts down: they are expected, not errors."""
+    _critical_only("distributed", "dask", "tornado", "asyncio")
+
+
+def _critical_only(*names: str) -> None:
     import logging
 
-    for name in ("distributed", "dask", "tornado", "asyncio"):
+    for name in names:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 

@@ -58,16 +58,22 @@ class TrainingState:
                                   "its weights still load for fusing, but a run cannot resume from it.") from exc
 
 
+def _non_finite_weights(parts: Mapping[str, Mapping[str, Any]]) -> str:
+    """The weight tensors of the state dicts ``parts`` that hold NaN or infinite values, named
+    (the first three and a count), or "" when every weight is finite."""
+    broken = [f"{part}.{key}" for part, sd in parts.items() for key, t in sd.items()
+              if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    return f"{len(broken)}: {', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''}" if broken else ""
+
+
 def save(path: str, model: CrossFuse, state: TrainingState | None = None) -> None:
     """Write atomically (temporary file, then rename), so a kill never leaves half a checkpoint.
     Weights that are not all finite are refused: a NaN checkpoint is never written."""
     payload: dict[str, Any] = model.official_state()
-    broken = [f"{part}.{key}" for part, sd in payload.items() for key, t in sd.items()
-              if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    broken = _non_finite_weights(payload)
     if broken:
-        raise CheckpointError(f"refusing to write {path}: {len(broken)} weight tensor(s) hold NaN or infinite "
-                              f"values ({', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''}); the "
-                              "previous checkpoint is kept.")
+        raise CheckpointError(f"refusing to write {path}: weight tensors hold NaN or infinite values ({broken}); "
+                              "the previous checkpoint is kept.")
     if state is not None:
         payload[STATE_KEY] = state.to_payload()
     tmp = f"{path}.tmp"
@@ -101,12 +107,10 @@ def load_model(path: str) -> CrossFuse:
     """A network with the weights of an official checkpoint or one of ours (whose sizes it records)."""
     payload = read(path)
     state = TrainingState.from_payload(payload, path)  # validates the recorded network sizes first
-    broken = [f"{part}.{key}" for part in CHECKPOINT_PARTS for key, t in payload[part].items()
-              if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    broken = _non_finite_weights({part: payload[part] for part in CHECKPOINT_PARTS})
     if broken:
-        raise CheckpointError(f"{path} holds NaN or infinite weights ({', '.join(broken[:3])}"
-                              f"{' ...' if len(broken) > 3 else ''}); it would fuse to garbage. Use an earlier "
-                              "checkpoint of the run.")
+        raise CheckpointError(f"{path} holds NaN or infinite weights ({broken}); it would fuse to garbage. Use an "
+                              "earlier checkpoint of the run.")
     model = CrossFuse(state.config.network if state else NetworkConfig())
     try:
         model.load_official(payload)

@@ -135,18 +135,23 @@ def _record(checkpoint_sha256: str | None, options: FuseOptions) -> dict:
             "tile": options.tile, "overlap": options.overlap if options.tile else None, "bf16": options.bf16}
 
 
+def output_path(out_dir: str, pair_id: str) -> str:
+    """Where the fused image of ``pair_id`` goes (ids are plain names: they stay under ``out_dir``)."""
+    return os.path.join(out_dir, f"{pair_id}.png")
+
+
 def _check_outputs(dataset: Manifest, out_dir: str, record: dict, *, overwrite: bool, resume: bool) -> set[str]:
     """Ids whose output exists; refuses (before any work) when that would replace or mix results."""
     if overwrite and resume:
         raise FuseError("--resume keeps finished images and --overwrite replaces them; pass one of them.")
-    existing = {p.id for p in dataset.pairs if os.path.exists(os.path.join(out_dir, f"{p.id}.png"))}
+    existing = {p.id for p in dataset.pairs if os.path.exists(output_path(out_dir, p.id))}
     if not existing:
         return set()
     if overwrite:
         # Every image left in the folder must have been made with the record about to be written,
         # or a --resume after a kill would keep stale ones.
         for pair_id in existing:
-            os.remove(os.path.join(out_dir, f"{pair_id}.png"))
+            os.remove(output_path(out_dir, pair_id))
         return set()
     if not resume:
         some = sorted(existing)[:3]
@@ -199,7 +204,7 @@ def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: t
                 advance(1, f"skipped {pair.id}")
                 continue
             image = fuse_images(model, loaded.vis, loaded.ir, device=device, options=options)
-            path = os.path.join(out_dir, f"{pair.id}.png")
+            path = output_path(out_dir, pair.id)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             image.save(path + ".tmp", format="PNG")
             os.replace(path + ".tmp", path)

@@ -49,6 +49,21 @@ def plain_lut(gamma: float) -> np.ndarray:
     return np.array([int(((v / 255.0) ** (1.0 / gamma)) * 255) for v in range(256)], dtype=np.uint8)
 
 
+def crash_writes_at(monkeypatch, start: int, *, write=None) -> None:
+    """Make the build's chunk-writing task raise "simulated crash" for the chunk starting at row
+    ``start`` (a build killed mid-write); ``write`` is the real task (default: the current one)."""
+    from crossfuse.align import tasks
+
+    real = write or tasks.write_chunk
+
+    def crashing_write(url, role, first, stop, *args):
+        if first == start:
+            raise RuntimeError("simulated crash")
+        return real(url, role, first, stop, *args)
+
+    monkeypatch.setattr(tasks, "write_chunk", crashing_write)
+
+
 REFERENCE = SHARED / "reference"
 needs_reference = pytest.mark.skipif(not (REFERENCE / "official_net_seed0.pth").is_file(),
                                      reason="../shared/reference is absent")

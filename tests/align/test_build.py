@@ -9,7 +9,7 @@ import zarr
 from crossfuse.align import BuildParams, build, describe, pack, tasks, verify
 from crossfuse.errors import ParameterError, StoreError, StoreExistsError
 from crossfuse.schema import ARRAYS, PARTIAL_GROUP, open_corpus
-from tests.helpers import SAMPLE_PARAMS, plain_alignment, plain_lut, plain_patches
+from tests.helpers import SAMPLE_PARAMS, crash_writes_at, plain_alignment, plain_lut, plain_patches
 
 
 def _arrays(url):
@@ -89,12 +89,7 @@ def test_interrupted_build_resumes_without_redoing_work(tmp_path, monkeypatch, s
     real_write, real_scan = tasks.write_chunk, tasks.scan_batch
     log = tmp_path / "calls.txt"  # Dask pickles the wrappers, so they report through a file
 
-    def crashing_write(url, role, start, stop, *args):
-        if start == 2 * sample_params.chunk:
-            raise RuntimeError("simulated crash")
-        return real_write(url, role, start, stop, *args)
-
-    monkeypatch.setattr(tasks, "write_chunk", crashing_write)
+    crash_writes_at(monkeypatch, 2 * sample_params.chunk)
     with pytest.raises(RuntimeError, match="simulated crash"):
         build(target=sample_target, aux=sample_aux, out=out, params=sample_params, engine=engine)
     with pytest.raises(StoreError, match="incomplete"):

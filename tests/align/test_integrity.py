@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import zarr
 
-from crossfuse.align import build, tasks, verify
+from crossfuse.align import build, verify
 from crossfuse.errors import StoreError
 from crossfuse.schema import ARRAYS, open_corpus
+from tests.helpers import crash_writes_at
 
 
 @pytest.fixture
@@ -111,14 +112,7 @@ def test_a_resumed_build_rewrites_chunks_deleted_since(tmp_path, monkeypatch, sa
     """Kill a build after some chunks, delete every IR chunk, rerun: the written list is not
     trusted for chunks that are gone, and the result equals an uninterrupted build."""
     out = tmp_path / "resume.zarr"
-    real_write = tasks.write_chunk
-
-    def crashing_write(url, role, start, stop, *args):
-        if start == 3 * sample_params.chunk:
-            raise RuntimeError("simulated crash")
-        return real_write(url, role, start, stop, *args)
-
-    monkeypatch.setattr(tasks, "write_chunk", crashing_write)
+    crash_writes_at(monkeypatch, 3 * sample_params.chunk)
     with pytest.raises(RuntimeError, match="simulated crash"):
         build(target=sample_target, aux=sample_aux, out=str(out), params=sample_params, engine=engine)
     monkeypatch.undo()
