@@ -18,6 +18,7 @@ from typing import Any
 
 from crossfuse.errors import ConfigError
 from crossfuse.manifest import absolute
+from crossfuse.fusion.losses import AGGRESSIVE_VIEWS
 from crossfuse.fusion.network import NetworkConfig
 
 
@@ -42,6 +43,8 @@ class TrainConfig:
     blur_height: int = 21
     sigma_min: float = 0.1
     sigma_max: float = 5.0
+    consistency: bool = True  # the weak/aggressive self-supervision term (false: the ablation without it)
+    aggressive: str = "blur"  # the aggressive view: blur (the paper's), jpeg, noise or cutout
     steps_per_epoch: int = 0  # 0: every batch of the corpora; >0: at most this many (brief runs)
     loader_workers: int = 0
     buffer_chunks: int = 4
@@ -67,6 +70,8 @@ class TrainConfig:
             if not (math.isfinite(value) and (low <= value if closed else low < value) and value <= high):
                 raise ConfigError(f"{name} must be a finite number in {'[' if closed else '('}{low}, {high}], "
                                   f"got {value!r}.")
+        if self.aggressive not in AGGRESSIVE_VIEWS:
+            raise ConfigError(f"aggressive must be one of {', '.join(AGGRESSIVE_VIEWS)}, got {self.aggressive!r}.")
         if self.sigma_max < self.sigma_min:
             raise ConfigError(f"sigma_max ({self.sigma_max}) must be at least sigma_min ({self.sigma_min}).")
 

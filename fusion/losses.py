@@ -4,10 +4,13 @@ Fixed kernels are buffers of small modules or built on the input's device and dt
 
 from __future__ import annotations
 
+import io
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
@@ -146,17 +149,66 @@ def beta_schedule(t: float, total: float, beta_max: float = 0.1) -> float:
     return beta_max * (1.0 + math.cos(math.pi * min(max(t / total, 0.0), 1.0))) / 2.0
 
 
+#: The aggressive views the consistency term can compare the weak view with (``TrainConfig.aggressive``).
+AGGRESSIVE_VIEWS = ("blur", "jpeg", "noise", "cutout")
+
+
+def jpeg_view(x: torch.Tensor, quality: int) -> torch.Tensor:
+    """Each image of (B, 1, H, W) in [0, 1] re-encoded as a gray JPEG of ``quality`` by Pillow and
+    decoded (not differentiable: the result carries no gradient)."""
+    out = []
+    for img in (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()[:, 0]:
+        buf = io.BytesIO()
+        Image.fromarray(img, mode="L").save(buf, format="JPEG", quality=quality)
+        out.append(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L")))
+    return torch.from_numpy(np.stack(out)[:, None]).to(x.device, x.dtype) / 255.0
+
+
+def aggressive_view(weak: torch.Tensor, kind: str, *, generator: torch.Generator, blur: tuple[int, int] = (9, 21),
+                    sigma_range: tuple[float, float] = (0.1, 5.0)) -> torch.Tensor:
+    """The aggressive view of the weak crop, one random strength per batch:
+    ``blur`` (the paper's): Gaussian blur ``blur`` = (width, height), sigma ~ U(``sigma_range``);
+    ``jpeg``: JPEG re-encoding at quality ~ U{10..50}, a fixed target (no gradient through it);
+    ``noise``: additive Gaussian noise of sd ~ U(0.01, 0.1) (its MSE to the weak view does not
+    depend on the weights, so the term has no gradient: a control that trains as consistency off);
+    ``cutout``: one random square of half the crop's side set to 0."""
+    u = float(torch.rand((), generator=generator))
+    if kind == "blur":
+        lo, hi = sigma_range
+        return gaussian_blur(weak, width=blur[0], height=blur[1], sigma=lo + (hi - lo) * u)
+    if kind == "jpeg":
+        return jpeg_view(weak, 10 + int(u * 41))  # u < 1, so quality 10..50
+    if kind == "noise":
+        sd = 0.01 + 0.09 * u
+        noise = torch.randn(weak.shape, generator=generator, dtype=torch.float32).to(weak.device, weak.dtype)
+        return weak + sd * noise
+    if kind == "cutout":
+        h, w = weak.shape[-2:]
+        side_h, side_w = max(1, h // 2), max(1, w // 2)
+        top = int(torch.randint(0, h - side_h + 1, (1,), generator=generator))
+        left = int(torch.randint(0, w - side_w + 1, (1,), generator=generator))
+        mask = torch.ones_like(weak)
+        mask[..., top:top + side_h, left:left + side_w] = 0
+        return weak * mask
+    raise ValueError(f"unknown aggressive view {kind!r}; choose one of {', '.join(AGGRESSIVE_VIEWS)}")
+
+
 def fusion_loss(vis: torch.Tensor, ir: torch.Tensor, fused: torch.Tensor, features: dict[str, torch.Tensor], *,
                 beta: float, generator: torch.Generator, crop: int = 32, blur: tuple[int, int] = (9, 21),
-                sigma_range: tuple[float, float] = (0.1, 5.0)) -> dict[str, torch.Tensor]:
+                sigma_range: tuple[float, float] = (0.1, 5.0), consistency: bool = True,
+                aggressive: str = "blur") -> dict[str, torch.Tensor]:
     """Phase II: ``L1(max(V, I), F) + 10 L1(max(S(V), S(I)), S(F)) + 2 * decomposition
-    + beta * MSE(weak(F), aggressive(weak(F)))``, weak = random ``crop`` crop, aggressive =
-    Gaussian blur ``blur`` = (width, height) with sigma ~ U(``sigma_range``)."""
+    + beta * MSE(weak(F), aggressive(weak(F)))``, weak = random ``crop`` crop, aggressive = by
+    default Gaussian blur ``blur`` = (width, height) with sigma ~ U(``sigma_range``) (see
+    :func:`aggressive_view` for the others). ``consistency=False`` drops the last term (the
+    ablation without weak/aggressive self-supervision)."""
     intensity, gradient = intensity_gradient_loss(vis, ir, fused)
     decomp = decomposition_loss(features["base_v"], features["base_i"], features["detail_v"], features["detail_i"])
-    weak = random_crop(fused, crop, generator)
-    lo, hi = sigma_range
-    sigma = lo + (hi - lo) * float(torch.rand((), generator=generator))
-    consistency = F.mse_loss(weak, gaussian_blur(weak, width=blur[0], height=blur[1], sigma=sigma))
-    loss = intensity + 10 * gradient + 2 * decomp + beta * consistency
-    return {"loss": loss, "intensity": intensity, "gradient": gradient, "decomp": decomp, "consistency": consistency}
+    loss = intensity + 10 * gradient + 2 * decomp
+    terms = {"intensity": intensity, "gradient": gradient, "decomp": decomp}
+    if consistency:
+        weak = random_crop(fused, crop, generator)
+        view = aggressive_view(weak, aggressive, generator=generator, blur=blur, sigma_range=sigma_range)
+        terms["consistency"] = F.mse_loss(weak, view)
+        loss = loss + beta * terms["consistency"]
+    return {"loss": loss, **terms}

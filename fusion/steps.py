@@ -30,7 +30,8 @@ def step_losses(parts: dict[str, nn.Module], vis: torch.Tensor, ir: torch.Tensor
     fused_detail = parts["detail_fuse"](feats["detail_v"] + feats["detail_i"])
     fused, _ = parts["decoder"](vis, fused_base, fused_detail)
     return losses.fusion_loss(vis, ir, fused.float(), feats, beta=beta, generator=generator, crop=cfg.crop,
-                              blur=(cfg.blur_width, cfg.blur_height), sigma_range=(cfg.sigma_min, cfg.sigma_max))
+                              blur=(cfg.blur_width, cfg.blur_height), sigma_range=(cfg.sigma_min, cfg.sigma_max),
+                              consistency=cfg.consistency, aggressive=cfg.aggressive)
 
 
 def _non_finite(values: dict[str, torch.Tensor]) -> list[str]:

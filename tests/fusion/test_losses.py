@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from crossfuse.fusion import losses
+from crossfuse.fusion.losses import AGGRESSIVE_VIEWS, fusion_loss
+from tests.helpers import SAMPLE_TARGET
 
 
 def test_ssim_of_identical_images_is_one_and_loss_zero():
@@ -178,3 +180,44 @@ def test_network_and_losses_give_finite_gradients_on_a_constant_batch(channels_l
         terms["loss"].backward()
         bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
         assert not bad, (phase, bad[:5])
+
+
+@pytest.mark.parametrize("kind", AGGRESSIVE_VIEWS)
+def test_each_aggressive_view_changes_the_crop_and_keeps_its_shape(kind):
+    from crossfuse.fusion.losses import aggressive_view
+
+    weak = _real_patch_batch()[:, :, :32, :32]
+    changes = []
+    for seed in range(4):  # the strength is random: a small blur sigma barely changes a crop
+        view = aggressive_view(weak, kind, generator=torch.Generator().manual_seed(seed))
+        assert view.shape == weak.shape and torch.isfinite(view).all()
+        changes.append(float((view - weak).abs().mean()))
+    assert 1e-3 < max(changes) < 0.5
+
+
+def test_consistency_off_drops_the_term_and_blur_is_the_default():
+    vis, ir = _real_patch_batch(), _real_patch_batch().flip(0)
+    fused = (vis + ir) / 2
+    feats = {k: torch.randn(vis.shape[0], 4, 8, 8, generator=torch.Generator().manual_seed(i))
+             for i, k in enumerate(("base_v", "base_i", "detail_v", "detail_i"))}
+    on = fusion_loss(vis, ir, fused, feats, beta=0.1, generator=torch.Generator().manual_seed(0))
+    off = fusion_loss(vis, ir, fused, feats, beta=0.1, generator=torch.Generator().manual_seed(0), consistency=False)
+    assert "consistency" not in off and on["consistency"] > 0
+    assert torch.allclose(on["loss"] - 0.1 * on["consistency"], off["loss"])
+    with pytest.raises(ValueError, match="unknown aggressive view"):
+        fusion_loss(vis, ir, fused, feats, beta=0.1, generator=torch.Generator(), aggressive="rotate")
+
+
+def _real_patch_batch() -> torch.Tensor:
+    """Four 64x64 visible-gray crops of the bundled sample, (4, 1, 64, 64) in [0, 1]."""
+    import numpy as np
+    from PIL import Image
+
+    from crossfuse import manifest
+
+    ds = manifest.load(str(SAMPLE_TARGET))
+    crops = []
+    for pair in ds.pairs[:2]:
+        img = np.asarray(Image.open(ds.url(pair.vis)).convert("L"), dtype=np.float32) / 255
+        crops += [img[40:104, 40:104], img[100:164, 120:184]]
+    return torch.from_numpy(np.stack(crops)[:, None])

@@ -191,3 +191,11 @@ def test_a_torn_last_log_line_does_not_block_resume(tmp_path, sample_corpus):
     with pytest.raises(ConfigError, match="line 1 is not a JSON record"):
         trainer.train(data=[sample_corpus[0]], out=str(run), cfg=_cfg(epochs=4, phase1_epochs=1, steps_per_epoch=1),
                       resume=True)
+
+
+def test_ablation_switches_are_saved_and_read_back(tmp_path):
+    from crossfuse.fusion.config import TrainConfig, load, to_toml
+
+    cfg = TrainConfig(consistency=False, aggressive="jpeg")
+    (tmp_path / "c.toml").write_text(to_toml(cfg))
+    assert load(str(tmp_path / "c.toml")) == cfg
