@@ -20,8 +20,7 @@ import numpy as np
 
 from crossfuse import manifest as _manifest
 from crossfuse.align import gamma as _gamma
-from crossfuse.align import patches as _patches
-from crossfuse.align import retrieval, scan, tasks
+from crossfuse.align import quality, retrieval, scan, tasks
 from crossfuse.align import store as _store
 from crossfuse.align.config import BuildParams, EngineConfig
 from crossfuse.align.engine import completed, dask_client
@@ -126,16 +125,16 @@ def _run(job: _Job, out: str, *, engine: EngineConfig, overwrite: bool, break_lo
     return BuildSummary(store=out, resumed=resumed, record=record, seconds=seconds)
 
 
-def _selection_histogram(url: str, role: str, result: ScanResult, ids: np.ndarray) -> np.ndarray:
-    """(3, 256) counts of the visible channels over the patches ``ids`` of ``result``, from the
-    stashed pixels of the batches holding them (only the selected patches are counted)."""
-    total = np.zeros((3, 256), dtype=np.int64)
+def _selection_counts(url: str, role: str, result: ScanResult, ids: np.ndarray) -> np.ndarray:
+    """(K, 3, 256) counts of each visible channel of each patch ``ids`` of ``result`` (in the
+    order of ``ids``), from the stashed pixels of the batches holding them."""
+    counts = np.zeros((len(ids), 3, 256), dtype=np.int64)
     batches = result.batch[ids]
     for batch in np.unique(batches):
-        rows = result.local[ids[batches == batch]]
+        where = np.flatnonzero(batches == batch)
         stash, _ = _store.read_batch(url, role, int(batch), ("vis",))
-        total += _patches.channel_counts(stash["vis"][rows])
-    return total
+        counts[where] = quality.per_patch_counts(stash["vis"][result.local[ids[where]]])
+    return counts
 
 
 def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distances: np.ndarray,
@@ -209,8 +208,12 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         recall = retrieval.ivf_recall(ascan.means, params) if params.index == "ivf" else None
         order = np.argsort(sel.ids, kind="stable")  # output rows by source, then origin
         ids, distances = sel.ids[order], sel.distances[order]
-        fits = _gamma.fit(_selection_histogram(out, "aux", ascan, ids), target_means)
+        counts = _selection_counts(out, "aux", ascan, ids)
+        fits = _gamma.fit(counts.sum(axis=0), target_means)
         luts = np.stack([_gamma.lut(f.gamma) for f in fits])
+        w1 = quality.alignment_distances(tscan.means, ascan.means, ascan.means[ids],
+                                         quality.corrected_means(counts, luts))
+        _store.write_stats(group, target_means=tscan.means, pool_means=ascan.means)
         clock["select"] = time.perf_counter()
         chunks = _write(client, group, out, ascan, ids, distances, luts, params, engine, progress)
         clock["write"] = time.perf_counter()
@@ -224,7 +227,8 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
             counts=Counts(target_pairs=len(tscan.pairs), target_patches=len(tscan.means), aux_pairs=len(ascan.pairs),
                           aux_patches=len(ascan.means), patches=len(ids),
                           skipped=len(tscan.problems) + len(ascan.problems)),
-            skipped=tuple(tscan.problems + ascan.problems), ivf_recall=recall, chunks=chunks)
+            skipped=tuple(tscan.problems + ascan.problems), ivf_recall=recall, chunks=chunks,
+            w1=w1)
 
     return _run(job, out, engine=engine, overwrite=overwrite, break_lock=break_lock, stages=stages)
 

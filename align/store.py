@@ -25,7 +25,7 @@ import zarr
 from crossfuse import __version__
 from crossfuse.errors import StoreError, StoreExistsError, StoreLockedError
 from crossfuse.digest import object_digest
-from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, CorpusRecord, array_specs, chunk_count, chunk_key, chunk_url,
+from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, STATS_GROUP, CorpusRecord, array_specs, chunk_count, chunk_key, chunk_url,
                               stored_chunks)
 
 #: Arrays kept per scan batch in the scratch group. Pixel arrays only for the pool being aligned.
@@ -159,6 +159,15 @@ def create_arrays(group: zarr.Group, *, n: int, patch: int, chunk: int) -> None:
         if name in group and tuple(group[name].shape) == shape:
             continue
         group.create_array(name, shape=shape, chunks=(chunk,) + shape[1:], dtype=dtype, overwrite=True)
+
+
+def write_stats(group: zarr.Group, **means: np.ndarray) -> None:
+    """Store (n, 3) patch-mean arrays in the ``stats`` group (replacing any from an earlier try)."""
+    stats = group.require_group(STATS_GROUP)
+    for name, values in means.items():
+        values = np.asarray(values, dtype=np.float32)
+        stats.create_array(name, shape=values.shape, chunks=(max(1, min(len(values), 65536)), 3), dtype="float32",
+                           overwrite=True)[...] = values
 
 
 def written_chunks(url: str, group: zarr.Group) -> dict[int, dict[str, list]]:

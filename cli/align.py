@@ -123,7 +123,19 @@ def _alignment_lines(record) -> list[str]:
     return [f"  target means   {_rgb(record.target.means)}",
             f"  before gamma   {_rgb(record.means_before)}",
             f"  after gamma    {_rgb(record.means_after)}",
-            "  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", record.gamma))]
+            "  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", record.gamma)),
+            *_w1_lines(record)]
+
+
+def _w1_lines(record) -> list[str]:
+    """W1 from the target's patch-mean distribution, per channel (absent in older corpora)."""
+    if record.w1 is None:
+        return []
+    w = record.w1
+    return ["  W1 to target (distribution of patch means, 0-255 units, lower is closer):",
+            f"    whole pool     {_rgb(w.pool)}",
+            f"    selection      {_rgb(w.before)}",
+            f"    after gamma    {_rgb(w.after)}"]
 
 
 def _skipped_line(record, label: str) -> list[str]:
@@ -150,6 +162,22 @@ def _print_summary(s) -> None:
     lines += _skipped_line(record, "skipped")
     lines.append("  time           " + "  ".join(f"{k} {v:.2f}s" for k, v in s.seconds.items()))
     click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("store")
+@click.option("--out", "-o", required=True, metavar="DIR", help="Folder for index.html and its PNG figures.")
+@click.option("--root", default=None,
+              help="Where the source images are, if not at the recorded root (for the 'before' patches).")
+@reports_errors
+def report(store, out, root):
+    """Write an HTML report of what a corpus' alignment did: W1 per channel, distributions and point
+    clouds of patch means (target, pool, selection before and after gamma), the gamma curves and a
+    grid of selected patches before | after. Open DIR/index.html in a browser."""
+    from crossfuse.align.report import write
+
+    result = write(store, out, root=root)
+    click.echo(f"wrote {result.index} with {len(result.figures)} figures")
 
 
 @main.command("manifest")

@@ -21,6 +21,10 @@ from crossfuse.errors import StoreError
 SCHEMA_VERSION = 1
 ATTR_KEY = "crossfuse"
 KINDS = ("aligned", "packed")
+#: Group of an aligned corpus holding the patch means its alignment was judged on:
+#: ``target_means`` (every target patch) and ``pool_means`` (every auxiliary patch), (n, 3)
+#: float32 R, G, B on 0-255. The selection's own are the corpus' ``means`` array.
+STATS_GROUP = "stats"
 #: Scratch group used while a build runs; removed when the store is complete.
 PARTIAL_GROUP = "_partial"
 
@@ -210,6 +214,24 @@ def _items(doc: Mapping, key: str, kind: type) -> tuple:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Distances:
+    """Alignment quality of an aligned corpus: per channel (R, G, B), the 1-D Wasserstein distance
+    W1 (0-255 units) from the target's distribution of patch means to the whole auxiliary
+    ``pool``'s, the selection's ``before`` and ``after`` the gamma correction."""
+
+    pool: tuple[float, float, float]
+    before: tuple[float, float, float]
+    after: tuple[float, float, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pool": list(self.pool), "before": list(self.before), "after": list(self.after)}
+
+    @classmethod
+    def from_json(cls, doc: Mapping) -> Distances:
+        return cls(pool=_triple(doc, "pool"), before=_triple(doc, "before"), after=_triple(doc, "after"))
+
+
+@dataclass(frozen=True, kw_only=True)
 class CorpusRecord:
     """The ``crossfuse`` attribute of a corpus store.
 
@@ -218,7 +240,8 @@ class CorpusRecord:
     ``params``, ``sources``, the ``aux`` and (aligned) ``target`` datasets, the per-channel
     ``gamma`` (R, G, B; 1 for a packed corpus), ``gamma_reachable`` (aligned), the selection's
     ``means_before``/``means_after`` (0-255), ``counts``, the ``skipped`` pairs, the ``created``
-    time and, with an IVF index, ``ivf_recall``. Integrity: ``chunks`` gives, per array, the
+    time, with an IVF index ``ivf_recall``, and (aligned corpora built since W1 was recorded) the
+    alignment quality ``w1`` (:class:`Distances`). Integrity: ``chunks`` gives, per array, the
     (size, sha256) of every chunk object as written, and ``record_sha256`` the digest of the rest
     of the record (:meth:`sealed`), so that a missing, swapped or altered chunk and an edited
     attribute are found (stores written before crossfuse recorded them have neither).
@@ -242,6 +265,7 @@ class CorpusRecord:
     counts: Counts | None = None
     skipped: tuple[Problem, ...] = field(default=())
     ivf_recall: float | None = None
+    w1: Distances | None = None
     created: str | None = None
     chunks: dict[str, tuple[tuple[int, str], ...]] | None = None
     record_sha256: str | None = None
@@ -263,6 +287,8 @@ class CorpusRecord:
                    counts=self.counts.to_json() if self.counts else None, skipped=[p.to_json() for p in self.skipped])
         if self.ivf_recall is not None:
             out["ivf_recall"] = self.ivf_recall
+        if self.w1 is not None:
+            out["w1"] = self.w1.to_json()
         if self.created is not None:
             out["created"] = self.created
         if self.chunks is not None:
@@ -325,6 +351,7 @@ def _body(doc: Mapping) -> dict[str, Any]:
             "means_before": _triple(doc, "means_before"), "means_after": _triple(doc, "means_after"),
             "counts": Counts.from_json(_get(doc, "counts", dict)), "skipped": _items(doc, "skipped", Problem),
             "ivf_recall": _get(doc, "ivf_recall", float, optional=True),
+            "w1": Distances.from_json(w1) if (w1 := _get(doc, "w1", dict, optional=True)) is not None else None,
             "created": _get(doc, "created", str, optional=True), "chunks": _chunks(doc),
             "record_sha256": _get(doc, "record_sha256", str, optional=True)}
 

@@ -1,0 +1,237 @@
+"""``crossfuse-align report``: what an alignment did, as an ``index.html`` with PNG figures.
+
+For an aligned corpus: the W1 table (target against pool, selection before and after the gamma
+correction) at the top; per channel the distributions of patch means of the target, the pool,
+the selection before and after; the patch means as point clouds in two projections; the three
+gamma curves; and a grid of selected patches before | after with their distances (the "before"
+pixels are cut from the source images at the recorded origins, so the sources must be
+reachable; otherwise the grid shows the stored patches alone). For a packed corpus: its channel
+distributions and a grid of its patches. Everything is read from the store itself.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from crossfuse import manifest as _manifest
+from crossfuse.align import gamma as _gamma
+from crossfuse.errors import CrossfuseError
+from crossfuse.imageio import decode, read_bytes
+from crossfuse.plotting import pyplot
+from crossfuse.schema import STATS_GROUP, CorpusRecord, open_corpus
+
+CHANNELS = ("R", "G", "B")
+COLOURS = {"target": "black", "pool": "0.6", "selection": "tab:blue", "after gamma": "tab:orange"}
+#: At most this many points of a distribution are drawn in a point cloud (a seeded subsample).
+MAX_POINTS = 20_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """What was written: the page and its figures (paths)."""
+
+    index: str
+    figures: tuple[str, ...]
+
+
+def _means(group: zarr.Group, record: CorpusRecord) -> dict[str, np.ndarray]:
+    """(n, 3) patch means, 0-255, per population (those the store holds)."""
+    out = {}
+    if STATS_GROUP in group:
+        stats = group[STATS_GROUP]
+        for key, name in (("target_means", "target"), ("pool_means", "pool")):
+            if key in stats:
+                out[name] = np.asarray(stats[key][...], dtype=np.float64)
+    before = np.asarray(group["means"][...], dtype=np.float64)
+    if record.kind == "packed":
+        return {"corpus": before}
+    out["selection"] = before
+    out["after gamma"] = _stored_means(group)
+    return out
+
+
+def _stored_means(group: zarr.Group) -> np.ndarray:
+    """Each stored visible patch's channel means, read chunk by chunk."""
+    vis = group["vis"]
+    step = vis.chunks[0]
+    return np.concatenate([vis[i:i + step].reshape(-1, 3, vis.shape[2] * vis.shape[3]).mean(axis=2)
+                           for i in range(0, vis.shape[0], step)]) if vis.shape[0] else np.zeros((0, 3))
+
+
+def _distributions(means: dict[str, np.ndarray], path: str, title: str) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    bins = np.linspace(0, 255, 65)
+    for c, ax in enumerate(axes):
+        for name, values in means.items():
+            if len(values):
+                ax.hist(values[:, c], bins=bins, density=True, histtype="step", linewidth=1.6,
+                        color=COLOURS.get(name, "tab:green"), label=f"{name} ({len(values)})")
+        ax.set_xlabel(f"patch mean of {CHANNELS[c]} (0-255)")
+        ax.set_ylabel("density (fraction of patches per unit)")
+        ax.set_title(f"channel {CHANNELS[c]}")
+        ax.set_xlim(0, 255)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _subsample(values: np.ndarray) -> np.ndarray:
+    if len(values) <= MAX_POINTS:
+        return values
+    return values[np.sort(np.random.default_rng(0).choice(len(values), MAX_POINTS, replace=False))]
+
+
+def _clouds(means: dict[str, np.ndarray], path: str, title: str) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, (x, y) in zip(axes, ((0, 1), (2, 1))):
+        for name in ("pool", "corpus", "selection", "after gamma", "target"):
+            if name in means and len(means[name]):
+                pts = _subsample(means[name])
+                ax.scatter(pts[:, x], pts[:, y], s=4 if name != "target" else 6, alpha=0.5,
+                           color=COLOURS.get(name, "tab:green"), label=f"{name} ({len(means[name])})")
+        ax.set_xlabel(f"patch mean of {CHANNELS[x]} (0-255)")
+        ax.set_ylabel(f"patch mean of {CHANNELS[y]} (0-255)")
+        ax.set_xlim(0, 255)
+        ax.set_ylim(0, 255)
+        ax.set_aspect("equal")
+    axes[0].legend(fontsize=8, markerscale=3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _gamma_curves(record: CorpusRecord, path: str) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    levels = np.arange(256)
+    ax.plot(levels, levels, color="0.7", linestyle="--", label="identity")
+    for c, (name, colour) in enumerate(zip(CHANNELS, ("tab:red", "tab:green", "tab:blue"))):
+        ax.plot(levels, _gamma.lut(record.gamma[c]), color=colour, label=f"{name}: gamma {record.gamma[c]:.3f}")
+    ax.set_xlabel("input intensity (0-255)")
+    ax.set_ylabel("output intensity (0-255)")
+    ax.set_title("gamma per channel: out = floor(255 (v/255)^(1/gamma))", fontsize=10)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _source_patch(record: CorpusRecord, root: str | None, source: int, origin: np.ndarray) -> np.ndarray | None:
+    """The visible patch as the source image holds it (before correction), or None if unreadable."""
+    src = record.sources[source]
+    base = root or record.aux.root
+    url = _manifest.join(base, src.vis) if base else src.vis
+    try:
+        rgb = decode(read_bytes(url, pair_id=src.id), mode="RGB", url=url, pair_id=src.id)
+    except (CrossfuseError, OSError):
+        return None
+    y, x = int(origin[0]), int(origin[1])
+    p = record.params.patch
+    return rgb[y:y + p, x:x + p]
+
+
+def _patch_grid(group: zarr.Group, record: CorpusRecord, root: str | None, path: str, count: int = 12) -> None:
+    """Selected patches (closest first, then evenly up to the farthest) before | after, or for a
+    packed corpus evenly spaced patches, visible | infrared."""
+    plt = pyplot()
+    n = group["vis"].shape[0]
+    distance = np.asarray(group["distance"][...])
+    order = np.argsort(distance, kind="stable") if record.kind == "aligned" else np.arange(n)
+    picks = order[np.unique(np.linspace(0, n - 1, min(count, n)).round().astype(int))]
+    cols = 4
+    rows = -(-len(picks) // cols)
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.6, rows * 1.9), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    origins, sources = group["origin"], group["source"]
+    for i, row in enumerate(picks):
+        row = int(row)
+        stored = np.moveaxis(group["vis"][row], 0, -1)
+        if record.kind == "aligned":
+            left = _source_patch(record, root, int(sources[row]), origins[row])
+            label = f"d={distance[row]:.1f}"
+            titles = (f"before {label}", "after")
+        else:
+            left, stored = stored, group["ir"][row][0]
+            titles = (f"#{row} visible", "infrared")
+        r, c = divmod(i, cols)
+        for k, (img, title) in enumerate(((left, titles[0]), (stored, titles[1]))):
+            ax = axes[r][2 * c + k]
+            if img is None:
+                ax.text(0.5, 0.5, "source\nunreadable", ha="center", va="center", fontsize=7)
+            else:
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+            ax.set_title(title, fontsize=7)
+    fig.suptitle("selected patches, closest first: as in the source | as stored (gamma-corrected); d = L1 "
+                 "distance of RGB means to the target's" if record.kind == "aligned" else "patches of the corpus",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _w1_table(record: CorpusRecord) -> str:
+    if record.w1 is None:
+        return "<p>This corpus records no W1 (built before crossfuse measured it); rebuild it to see them.</p>"
+    rows = "".join(f"<tr><th>{label}</th>" + "".join(f"<td>{v:.2f}</td>" for v in values) + "</tr>"
+                   for label, values in (("whole auxiliary pool", record.w1.pool),
+                                         ("selection (Top-K)", record.w1.before),
+                                         ("selection after gamma", record.w1.after)))
+    return ("<table><caption>W1 (1-D Wasserstein distance, 0-255 units) from the target's distribution of patch "
+            "means, per channel; lower is closer</caption><tr><th></th><th>R</th><th>G</th><th>B</th></tr>"
+            f"{rows}</table>")
+
+
+def _facts(url: str, record: CorpusRecord) -> str:
+    c, p = record.counts, record.params
+    items = [f"kind: {record.kind}", f"patches: {c.patches} of {p.patch}x{p.patch}, stride {p.stride}",
+             f"auxiliary: {html.escape(record.aux.name)} ({c.aux_pairs} pairs, {c.aux_patches} patches)"]
+    if record.kind == "aligned":
+        t = record.target
+        items += [f"target: {html.escape(t.name)} ({t.pairs} pairs, {t.patches} patches), means "
+                  + ", ".join(f"{ch} {v:.2f}" for ch, v in zip(CHANNELS, t.means)),
+                  f"retrieval: Top-{p.k} by {p.metric} ({p.index} index)",
+                  "gamma: " + ", ".join(f"{ch} {g:.4f}" for ch, g in zip(CHANNELS, record.gamma)),
+                  "selection means before / after: " + ", ".join(
+                      f"{ch} {a:.2f} / {b:.2f}" for ch, a, b in zip(CHANNELS, record.means_before, record.means_after))]
+    return f"<h2>{html.escape(url)}</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def write(url: str, out: str, *, root: str | None = None) -> Report:
+    """Write ``out/index.html`` and its figures for the corpus at ``url``; ``root`` overrides the
+    recorded root of the source images (for the "before" patches)."""
+    group, record = open_corpus(url)
+    os.makedirs(out, exist_ok=True)
+    means = _means(group, record)
+    figures = []
+    name = record.aux.name if record.kind == "packed" else f"{record.aux.name} aligned to {record.target.name}"
+    jobs = [("distributions.png", lambda p: _distributions(means, p, f"distribution of patch means: {name}")),
+            ("clouds.png", lambda p: _clouds(means, p, f"patch means: {name}"))]
+    if record.kind == "aligned":
+        jobs.append(("gamma.png", lambda p: _gamma_curves(record, p)))
+    jobs.append(("patches.png", lambda p: _patch_grid(group, record, root, p)))
+    for filename, draw in jobs:
+        path = os.path.join(out, filename)
+        draw(path)
+        figures.append(path)
+    body = _facts(url, record) + (_w1_table(record) if record.kind == "aligned" else "")
+    body += "".join(f'<figure><img src="{os.path.basename(f)}" alt="{os.path.basename(f)}"></figure>' for f in figures)
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>crossfuse report</title><style>"
+            "body{font-family:sans-serif;max-width:1400px;margin:1em auto}table{border-collapse:collapse;margin:1em 0}"
+            "td,th{border:1px solid #999;padding:.3em .8em;text-align:right}caption{text-align:left;padding:.3em 0}"
+            "img{max-width:100%}</style></head><body><h1>What the alignment did</h1>" + body + "</body></html>\n")
+    index = os.path.join(out, "index.html")
+    with open(index + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write(page)
+    os.replace(index + ".tmp", index)
+    return Report(index=index, figures=tuple(figures))
