@@ -19,23 +19,25 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
-# The main job on the bundled sample: align the auxiliary pairs to the target, pack the target,
-# train briefly on both corpora (configs/demo.toml), fuse the target pairs, evaluate the fusions.
+# The main job on the bundled sample: align the auxiliary pairs to the target, report what the
+# alignment did, pack the target, train briefly on both corpora (configs/demo.toml), fuse the
+# target pairs (with a comparison sheet), evaluate the fusions.
 demo: install
 	$(BIN)/crossfuse-align build --target data_manifests/sample-target.json \
 		--aux data_manifests/sample-aux.json --out $(DEMO)/sample-aligned.zarr \
 		-k 256 --stride 64 --overwrite
 	$(BIN)/crossfuse-align inspect $(DEMO)/sample-aligned.zarr
 	$(BIN)/crossfuse-align verify $(DEMO)/sample-aligned.zarr
+	$(BIN)/crossfuse-align report $(DEMO)/sample-aligned.zarr --out $(DEMO)/report
 	$(BIN)/crossfuse-align pack --manifest data_manifests/sample-target.json \
 		--out $(DEMO)/sample-target.zarr --stride 64 --overwrite
 	$(BIN)/crossfuse train --data $(DEMO)/sample-aligned.zarr --data $(DEMO)/sample-target.zarr \
 		--out $(DEMO)/run --config configs/demo.toml --overwrite
 	$(BIN)/crossfuse fuse --checkpoint $(DEMO)/run/checkpoints/latest.pth \
-		--pairs data_manifests/sample-target.json --out $(DEMO)/fused --overwrite
+		--pairs data_manifests/sample-target.json --out $(DEMO)/fused --overwrite --sheet $(DEMO)/sheet.png
 	$(BIN)/crossfuse eval --fused $(DEMO)/fused --pairs data_manifests/sample-target.json \
 		--csv $(DEMO)/metrics.csv --overwrite
-	@echo "pictures: $(DEMO)/fused/*.png, $(DEMO)/run/loss_phase1.png, $(DEMO)/run/loss_phase2.png"
+	@echo "pictures: $(DEMO)/report/index.html, $(DEMO)/sheet.png, $(DEMO)/fused/*.png, $(DEMO)/run/*.png"
 
 test: install
 	$(BIN)/python -m pytest -q

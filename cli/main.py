@@ -108,10 +108,14 @@ def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, *
 @click.option("--overwrite", is_flag=True, help="Replace fused images already in DIR.")
 @click.option("--resume", is_flag=True, help="Fuse only the pairs DIR lacks (same checkpoint and options).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mismatched pairs, list them, and go on.")
+@click.option("--sheet", default=None, metavar="FILE.png",
+              help="Also write a comparison sheet: infrared | visible | fused, one row per pair.")
+@click.option("--sheet-pairs", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Rows of the --sheet (the first pairs of the manifest).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors(interrupted="interrupted; every image written is whole: rerun with --resume to fuse the rest.")
 def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channels_last, device, overwrite, resume,
-         skip_bad, quiet):
+         skip_bad, sheet, sheet_pairs, quiet):
     """Fuse IR/VIS pairs as the official test script does, pixel for pixel: the visible image's Y, Cr
     and Cb by OpenCV's 8-bit arithmetic, the output min-max normalised and truncated, colour back
     through OpenCV's YCrCb->RGB. A gray visible image gives a gray result."""
@@ -134,6 +138,11 @@ def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channe
         click.echo(f"skipped {len(result.skipped)} bad pair(s):", err=True)
         for bad in result.skipped:
             click.echo(f"  {bad['id']}: {bad['error']}", err=True)
+    if sheet:
+        from crossfuse.fusion.plots import fused_sheet
+
+        rows = fused_sheet(dataset, out, sheet, pairs=sheet_pairs)
+        click.echo(f"wrote the comparison sheet {sheet} ({rows} pairs)")
 
 
 @main.command("eval")
@@ -161,6 +170,40 @@ def evaluate(fused, pairs, csv_path, json_path, overwrite, workers, quiet):
         ev.write_csv(rows, csv_path)
     if json_path:
         ev.write_json(rows, json_path)
+
+
+@main.command()
+@click.argument("spec_file", metavar="SPEC.toml")
+@click.option("--out", "-o", required=True, metavar="DIR",
+              help="Experiment folder: corpora, runs, fused images, scores, results.md, plots.")
+@click.option("--only", multiple=True, metavar="VARIANT",
+              help="Run only this variant (repeat for several); other processes may run the rest in the same DIR.")
+@click.option("--device", default="auto", show_default=True, help="Device for fusing: auto, cpu, cuda ...")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Processes for scoring and threads for building [default: one per core].")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars (the stage lines are still printed).")
+@reports_errors(interrupted="interrupted; rerun the same command to continue: finished stages are kept.")
+def experiment(spec_file, out, only, device, workers, quiet):
+    """Run an experiment from SPEC.toml: build each corpus once, train every variant at every seed,
+    fuse and score every test set, and write results.csv, results.md and plots to DIR.
+
+    \b
+    Rerunning the same command continues a killed experiment (finished stages are reused).
+    Recipes: recipes/smoke.toml (minutes), recipes/cpu.toml (about an hour on 2 cores),
+    recipes/paper.toml (the paper's setting, for a GPU).
+    """
+    from crossfuse.align.config import EngineConfig
+    from crossfuse.experiment import runner, spec as spec_mod
+    from crossfuse.fusion.runtime import keep_freed_memory
+
+    keep_freed_memory()
+    spec = spec_mod.load(spec_file)
+    for name in only:
+        spec.variant(name)  # an unknown name is refused before anything runs
+    layout = runner.run(spec, out, only=tuple(only), engine=EngineConfig(workers=workers), device=device,
+                        workers=workers, log=lambda line: click.echo(line, err=True),
+                        progress=progress_factory(quiet))
+    click.echo(f"results: {layout.root}/results.md")
 
 
 if __name__ == "__main__":

@@ -184,6 +184,20 @@ def plan_epoch(corpora: Corpora, *, seed: int, epoch: int, batch_size: int, rank
     return EpochPlan(blocks=blocks, block=block, row=row, batch_size=batch_size, mine=mine)
 
 
+def fixed_patches(urls: Sequence[str], count: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` patches spread evenly over the corpora (the same ones every time): uint8 visible
+    (n, 3, P, P) and infrared (n, 1, P, P), for the trainer's sample sheets."""
+    vis, ir = [], []
+    for i, url in enumerate(urls[:count]):
+        group, _ = open_corpus(url)
+        n = group["vis"].shape[0]
+        share = count // len(urls[:count]) + (1 if i < count % len(urls[:count]) else 0)
+        for row in np.unique(np.linspace(0, n - 1, share).round().astype(int)):
+            vis.append(group["vis"][int(row)])
+            ir.append(group["ir"][int(row)])
+    return torch.from_numpy(np.stack(vis)), torch.from_numpy(np.stack(ir))
+
+
 def to_model_inputs(vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 (n, 3, P, P) RGB and (n, 1, P, P) infrared -> float32 visible Y and infrared in [0, 1],
     each (n, 1, P, P): ``Y = (0.299 R + 0.587 G + 0.114 B) / 255``, not rounded. Runs on the

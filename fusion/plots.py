@@ -1,36 +1,90 @@
-"""A loss curve as a PNG, drawn with Pillow (no plotting library needed)."""
+"""The trainer's pictures: loss curves (matplotlib) and sample sheets of fixed patches."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+import torch
+
+from crossfuse.plotting import comparison_sheet, pyplot
 
 
-def loss_curve(values: Sequence[float], path: str, *, title: str, size: tuple[int, int] = (640, 360)) -> None:
-    """Plot ``values`` (one per step; a running mean over ~1/50 of them is drawn over the raw ones)."""
-    w, h = size
-    left, right, top, bottom = 60, 16, 28, 36
-    img = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(img)
-    draw.text((left, 8), title, fill="black")
-    y = np.asarray([v for v in values if np.isfinite(v)], dtype=np.float64)
-    draw.rectangle([left, top, w - right, h - bottom], outline="black")
-    if len(y) >= 2:
-        lo, hi = float(y.min()), float(y.max())
-        hi = hi if hi > lo else lo + 1.0
-        xs = left + (w - left - right) * np.arange(len(y)) / (len(y) - 1)
+def loss_curve(history: Sequence[dict[str, float]], path: str, *, title: str) -> None:
+    """Plot the total loss of each logged step (and a running mean over ~1/50 of them) and each
+    loss term, against the step number; epochs are marked."""
+    plt = pyplot()
+    steps = np.array([r["step"] for r in history], dtype=np.int64)
+    fig, (ax, terms_ax) = plt.subplots(1, 2, figsize=(12, 4))
+    loss = np.array([r["loss"] for r in history], dtype=np.float64)
+    ax.plot(steps, loss, color="0.75", linewidth=0.8, label="loss per step")
+    k = max(1, len(loss) // 50)
+    if k > 1:
+        ax.plot(steps[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), color="tab:blue", linewidth=2,
+                label=f"running mean of {k}")
+    names = [n for n in history[0] if n not in ("epoch", "step", "phase", "lr", "beta", "loss")] if history else []
+    for name in names:
+        terms_ax.plot(steps, [r.get(name, np.nan) for r in history], linewidth=1, label=name)
+    for axis in (ax, terms_ax):
+        for first in [r["step"] for a, r in zip([None] + list(history), history) if a is None or a["epoch"] != r["epoch"]]:
+            axis.axvline(first, color="0.9", linewidth=0.8, zorder=0)
+        axis.set_xlabel("step (vertical lines: epoch starts)")
+        axis.legend(fontsize=8)
+    ax.set_ylabel("total loss")
+    terms_ax.set_ylabel("loss term (unweighted)")
+    terms_ax.set_yscale("log")
+    ax.set_title(title)
+    terms_ax.set_title("terms")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
-        def ys(v: np.ndarray) -> np.ndarray:
-            return top + (h - top - bottom) * (1 - (v - lo) / (hi - lo))
 
-        draw.line(list(zip(xs, ys(y))), fill=(170, 190, 230), width=1)
-        k = max(1, len(y) // 50)
-        smooth = np.convolve(y, np.ones(k) / k, mode="valid")
-        draw.line(list(zip(xs[k - 1:], ys(smooth))), fill=(20, 60, 160), width=2)
-        draw.text((4, top), f"{hi:.4g}", fill="black")
-        draw.text((4, h - bottom - 10), f"{lo:.4g}", fill="black")
-        draw.text((left, h - bottom + 8), "step 1", fill="black")
-        draw.text((w - right - 60, h - bottom + 8), f"step {len(y)}", fill="black")
-    img.save(path)
+def _u8(t: torch.Tensor) -> np.ndarray:
+    return (t.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
+@torch.no_grad()
+def sample_sheet(model, vis: torch.Tensor, ir: torch.Tensor, path: str, *, phase: int, title: str) -> None:
+    """Fixed patches through ``model`` in eval mode: phase I visible Y | infrared | their
+    reconstructions; phase II visible Y | infrared | fused. ``vis``/``ir``: (n, 1, P, P) in [0, 1]."""
+    was_training = model.training
+    model.eval()
+    if phase == 1:
+        both = torch.cat([vis, ir])
+        base, detail, _ = model.encoder(both)
+        rec, _ = model.decoder(both, base, detail)
+        outputs, titles = [rec[:len(vis)], rec[len(vis):]], ["visible Y", "infrared", "rec. visible", "rec. infrared"]
+    else:
+        outputs, titles = [model(ir, vis)], ["visible Y", "infrared", "fused"]
+    model.train(was_training)
+    columns = [_u8(vis), _u8(ir)] + [_u8(o) for o in outputs]
+    rows = [(f"patch {i + 1}", [col[i, 0] for col in columns]) for i in range(len(vis))]
+    comparison_sheet(rows, titles, path, cell_inches=1.8, suptitle=title)
+
+
+def fused_sheet(dataset, fused_dir: str, path: str, *, pairs: int = 4) -> int:
+    """IR | VIS | fused for the first ``pairs`` pairs of ``dataset`` that have a fused image in
+    ``fused_dir``; returns the number of rows drawn (0: nothing written)."""
+    import os
+
+    from PIL import Image
+
+    from crossfuse.fusion.inference import output_path
+    from crossfuse.imageio import decode, read_bytes
+
+    rows = []
+    for pair in dataset.pairs:
+        fused = output_path(fused_dir, pair.id)
+        if len(rows) == pairs or not os.path.exists(fused):
+            continue
+        ir = decode(read_bytes(dataset.url(pair.ir), pair_id=pair.id), mode="L", url=dataset.url(pair.ir), pair_id=pair.id)
+        vis = decode(read_bytes(dataset.url(pair.vis), pair_id=pair.id), mode="RGB", url=dataset.url(pair.vis),
+                     pair_id=pair.id)
+        with Image.open(fused) as img:
+            out = np.asarray(img.convert("RGB") if img.mode != "L" else img)
+        rows.append((pair.id, [ir, vis, out]))
+    if rows:
+        comparison_sheet(rows, ["infrared", "visible", "fused"], path, cell_inches=3.2,
+                         suptitle=f"{dataset.name}: {fused_dir}")
+    return len(rows)

@@ -30,9 +30,9 @@ from crossfuse.errors import ConfigError, OutputExistsError, ParameterError, Tra
 from crossfuse.fusion import checkpoint, losses
 from crossfuse.fusion.checkpoint import TrainingState
 from crossfuse.fusion.config import RunData, TrainConfig, to_toml
-from crossfuse.fusion.data import Corpora, PatchBatches, to_model_inputs
+from crossfuse.fusion.data import Corpora, PatchBatches, fixed_patches, to_model_inputs
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse
-from crossfuse.fusion.plots import loss_curve
+from crossfuse.fusion.plots import loss_curve, sample_sheet
 from crossfuse.fusion.runtime import Dist, barrier, init_distributed, pick_device
 from crossfuse.fusion.steps import optimise, step_losses
 from crossfuse.manifest import absolute
@@ -64,7 +64,8 @@ def make_optimizer(parts: dict[str, nn.Module], cfg: TrainConfig):
 
 
 #: What a run folder holds (the checkpoints folder: only ``epoch_*.pth`` and ``latest.pth``).
-RUN_FILES = ("config.toml", "log.jsonl", "loss_phase1.png", "loss_phase2.png")
+RUN_FILES = ("config.toml", "log.jsonl", "loss_phase1.png", "loss_phase2.png", "samples_phase1.png",
+             "samples_phase2.png")
 
 
 def clear_run(run: Path) -> None:
@@ -120,6 +121,7 @@ class Trainer:
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     last_checkpoint: str = ""
+    samples: tuple[torch.Tensor, torch.Tensor] | None = None  # fixed uint8 patches for the sample sheets
     _bad_streak: int = 0
     _log: Any = None
 
@@ -158,7 +160,8 @@ class Trainer:
         loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=cfg.loader_workers,
                                              persistent_workers=False, pin_memory=device.type == "cuda")
         trainer = cls(cfg=cfg, run=run, device=device, dist=dist_info, model=model, parts=parts, opt=opt,
-                      sched=sched, dataset=dataset, loader=loader, last_checkpoint=str(run / "checkpoints" / "latest.pth"))
+                      sched=sched, dataset=dataset, loader=loader, last_checkpoint=str(run / "checkpoints" / "latest.pth"),
+                      samples=fixed_patches(corpora.urls) if dist_info.main else None)
         if resume:
             trainer.restore(str(run / "checkpoints" / "latest.pth"))
         trainer._wrap_ddp()
@@ -253,6 +256,11 @@ class Trainer:
             checkpoint.save(self.last_checkpoint, self.model, state)
             checkpoint.save(str(self.run / "checkpoints" / "latest.pth"), self.model, state)
             _plot(self.history, self.run)
+            phase, _ = self.phase(epoch)
+            if epoch + 1 in (self.cfg.phase1_epochs, self.cfg.epochs) and self.samples is not None:
+                vis, ir = (t.to(self.device) for t in to_model_inputs(*self.samples))
+                sample_sheet(self.model, vis, ir, str(self.run / f"samples_phase{phase}.png"), phase=phase,
+                             title=f"{self.run.name}: phase {'I' if phase == 1 else 'II'} after epoch {epoch + 1}")
         barrier(self.dist)
 
     def close(self) -> None:
@@ -311,6 +319,6 @@ def _read_history(path: Path, upto_step: int) -> list[dict[str, float]]:
 
 def _plot(history: list[dict[str, float]], run: Path) -> None:
     for phase, name in ((1, "I"), (2, "II")):
-        values = [r["loss"] for r in history if r["phase"] == phase]
-        if values:
-            loss_curve(values, str(run / f"loss_phase{phase}.png"), title=f"phase {name} loss per step")
+        records = [r for r in history if r["phase"] == phase]
+        if records:
+            loss_curve(records, str(run / f"loss_phase{phase}.png"), title=f"phase {name} loss per step")

@@ -36,8 +36,15 @@ def test_train_resume_and_fuse(tmp_path, sample_corpus):
     assert r.exit_code == 1 and "--overwrite" in r.output and "--resume" in r.output
     assert {p.name: p.read_bytes() for p in out.glob("*.png")} == before  # nothing lost
     r = _run("fuse", "--checkpoint", run / "checkpoints" / "latest.pth", "--pairs", SAMPLE_TARGET, "-o", tmp_path / "g",
-             "--gray", "--tile", "128", "--overlap", "16", "-q")
+             "--gray", "--tile", "128", "--overlap", "16", "-q", "--sheet", tmp_path / "sheet.png", "--sheet-pairs", 3)
     assert r.exit_code == 0 and Image.open(next((tmp_path / "g").glob("*.png"))).mode == "L"
+    assert "comparison sheet" in r.output and "(3 pairs)" in r.output
+    with Image.open(tmp_path / "sheet.png") as sheet:  # three rows of IR | VIS | fused
+        assert sheet.format == "PNG" and sheet.width > 600 and sheet.height > sheet.width / 2
+    # The trainer drew its loss curves and a sample sheet at the end of each phase.
+    for name in ("loss_phase1.png", "loss_phase2.png", "samples_phase1.png", "samples_phase2.png"):
+        with Image.open(run / name) as img:
+            assert img.format == "PNG" and img.width >= 300 and img.height >= 300
 
 
 def test_resume_takes_the_runs_config_and_corpora_and_flags_over_them(tmp_path, sample_corpus):

@@ -1,0 +1,104 @@
+"""An experiment's plots: each metric against K per test set (the aligned variants at each K,
+with the other variants and the baselines as horizontal lines), and a comparison sheet per test
+set (IR | VIS | mean fusion | max fusion | each variant, seed 0 or the first seed, a few pairs)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from crossfuse import manifest
+from crossfuse.experiment.results import TABLE_METRICS, Score, summarise
+from crossfuse.experiment.runner import BASELINES, Layout
+from crossfuse.experiment.spec import Spec
+from crossfuse.fusion.inference import output_path
+from crossfuse.fusion.metrics import read_gray
+from crossfuse.plotting import comparison_sheet, pyplot
+
+
+def _families_with_k(spec: Spec) -> dict[str, list[tuple[int, str]]]:
+    """Variant families that were expanded over several K: family -> [(K, variant name)]."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for v in spec.variants.values():
+        if v.k is not None and v.name != v.family:
+            out.setdefault(v.family, []).append((v.k, v.name))
+    return {f: sorted(ks) for f, ks in out.items()}
+
+
+def metric_vs_k(spec: Spec, scores: list[Score], test: str, path: str) -> bool:
+    """One panel per metric: mean +- sd over seeds against K; False when no variant varies K."""
+    families = _families_with_k(spec)
+    if not families:
+        return False
+    plt = pyplot()
+    cols = 5
+    fig, axes = plt.subplots(2, cols, figsize=(3.2 * cols, 6.0), squeeze=False)
+    flat_lines = [v for v in spec.variants if not any(v in [n for _, n in ks] for ks in families.values())]
+    flat_lines += [f"{b} fusion" for b in BASELINES]
+    for ax, metric in zip(axes.flat, TABLE_METRICS):
+        ax.set_xscale("log")
+        for family, ks in families.items():
+            pts = [(k, summarise(scores, name, test)) for k, name in ks]
+            pts = [(k, s) for k, s in pts if s is not None]
+            if pts:
+                xs = [k for k, _ in pts]
+                ax.errorbar(xs, [s.mean[metric] for _, s in pts], yerr=[np.nan_to_num(s.sd[metric]) for _, s in pts],
+                            marker="o", capsize=3, label=f"{family} (at each K)")
+                ax.set_xticks(xs, [str(k) for k in xs])
+                ax.minorticks_off()
+        for i, name in enumerate(flat_lines):
+            s = summarise(scores, name, test)
+            if s is not None:
+                ax.axhline(s.mean[metric], linestyle="--" if "fusion" in name else "-", linewidth=1,
+                           color=f"C{(i + len(families)) % 10}", label=name)
+        ax.set_xlabel("K (patches retrieved)")
+        ax.set_ylabel(f"{metric}, mean of {test}", fontsize=8)
+        ax.set_title(metric, fontsize=10)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)
+    fig.suptitle(f"{spec.name}: metrics on {test} against K (error bars: sd over seeds)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.96))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def _as_array(path: str) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
+
+
+def sheet(spec: Spec, layout: Layout, test: str, path: str) -> bool:
+    """IR | VIS | baselines | each variant (its first seed) for the first ``sheet_pairs`` pairs."""
+    dataset = manifest.load(spec.tests[test].pairs)
+    seed = spec.seeds[0]
+    columns = [("mean fusion", layout.baseline_fused("mean", test)), ("max fusion", layout.baseline_fused("max", test))]
+    columns += [(f"{v} (seed {seed})", layout.fused(v, seed, test)) for v in spec.variants]
+    rows = []
+    for pair in dataset.pairs[:spec.sheet_pairs]:
+        present = [(t, output_path(d, pair.id)) for t, d in columns if os.path.exists(output_path(d, pair.id))]
+        rows.append((pair.id, [read_gray(dataset.url(pair.ir)).astype(np.uint8), _as_array(dataset.url(pair.vis))]
+                     + [_as_array(p) for _, p in present], ["IR", "VIS"] + [t for t, _ in present]))
+    titles = max((r[2] for r in rows), key=len, default=[])
+    rows = [(label, images) for label, images, t in rows if len(t) == len(titles)]
+    if not rows:
+        return False
+    comparison_sheet(rows, titles, path, suptitle=f"{spec.name}: {test}")
+    return True
+
+
+def draw(spec: Spec, layout: Layout, scores: list[Score]) -> list[str]:
+    """Every plot the scores allow; returns the paths written."""
+    folder = os.path.join(layout.root, "plots")
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for test in spec.tests:
+        path = os.path.join(folder, f"metrics_vs_k_{test}.png")
+        if metric_vs_k(spec, scores, test, path):
+            written.append(path)
+        path = os.path.join(folder, f"sheet_{test}.png")
+        if sheet(spec, layout, test, path):
+            written.append(path)
+    return written

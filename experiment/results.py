@@ -1,0 +1,143 @@
+"""Gather an experiment's scores into ``results.csv`` (one line per variant, seed, test set and
+image, every metric), ``results.md`` (mean +- sd over seeds of the per-seed means, per variant and
+test set, next to mean and max fusion and published numbers) and plots (see
+:mod:`crossfuse.experiment.plots`). Whatever has been scored is gathered; what is still missing
+is listed, so a partial experiment (``--only``, or one still running) reports honestly."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossfuse.experiment.published import METRICS as PUBLISHED_METRICS
+from crossfuse.experiment.published import PUBLISHED, SOURCE
+from crossfuse.experiment.runner import BASELINES, Layout
+from crossfuse.experiment.spec import Spec
+from crossfuse.fusion.metrics import NAMES
+
+#: The columns of results.md (the paper's table: CDDFuse's eight, plus AG and CC).
+TABLE_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Score:
+    """One scored image: ``variant`` (or ``baseline:mean``), ``seed`` (None for baselines)."""
+
+    variant: str
+    seed: int | None
+    dataset: str
+    image: str
+    metrics: dict[str, float]
+
+
+def read_scores(path: str, *, variant: str, seed: int | None, dataset: str) -> list[Score]:
+    """The per-image lines of a score file written by ``crossfuse eval`` (mean lines skipped)."""
+    with open(path, newline="") as fh:
+        return [Score(variant=variant, seed=seed, dataset=dataset, image=row["name"],
+                      metrics={k: float(row[k]) for k in NAMES})
+                for row in csv.DictReader(fh) if row["name"] != "mean"]
+
+
+def collect(spec: Spec, layout: Layout) -> tuple[list[Score], list[str]]:
+    """Every score present, and the (variant, seed, test) stages still missing, as text."""
+    scores: list[Score] = []
+    missing: list[str] = []
+    for name in BASELINES:
+        for test in spec.tests:
+            path = layout.baseline_scores(name, test)
+            if os.path.exists(path):
+                scores += read_scores(path, variant=f"{name} fusion", seed=None, dataset=test)
+    for variant in spec.variants:
+        for seed in spec.seeds:
+            for test in spec.tests:
+                path = layout.scores(variant, seed, test)
+                if os.path.exists(path):
+                    scores += read_scores(path, variant=variant, seed=seed, dataset=test)
+                else:
+                    missing.append(f"{variant} seed {seed} on {test}")
+    return scores, missing
+
+
+def write_csv(scores: list[Score], path: str) -> None:
+    with open(path + ".tmp", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(("variant", "seed", "dataset", "image") + NAMES)
+        for s in scores:
+            w.writerow([s.variant, "" if s.seed is None else s.seed, s.dataset, s.image]
+                       + [repr(s.metrics[k]) for k in NAMES])
+    os.replace(path + ".tmp", path)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    """A variant's result on one test set: per metric the mean over seeds of each seed's mean over
+    images, the sample sd of those seed means (NaN with one seed), and how many seeds."""
+
+    mean: dict[str, float]
+    sd: dict[str, float]
+    seeds: int
+
+
+def summarise(scores: list[Score], variant: str, dataset: str) -> Summary | None:
+    mine = [s for s in scores if s.variant == variant and s.dataset == dataset]
+    if not mine:
+        return None
+    seeds = sorted({s.seed for s in mine}, key=lambda x: -1 if x is None else x)
+    per_seed = {k: [float(np.mean([s.metrics[k] for s in mine if s.seed == seed])) for seed in seeds] for k in NAMES}
+    return Summary(mean={k: float(np.mean(v)) for k, v in per_seed.items()},
+                   sd={k: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan") for k, v in per_seed.items()},
+                   seeds=len(seeds))
+
+
+def _cell(summary: Summary, k: str) -> str:
+    if np.isnan(summary.sd[k]):
+        return f"{summary.mean[k]:.3f}"
+    return f"{summary.mean[k]:.3f} ± {summary.sd[k]:.3f}"
+
+
+def markdown(spec: Spec, scores: list[Score], missing: list[str]) -> str:
+    """results.md: a table per test set (rows: variants, then the baselines and published numbers)."""
+    lines = [f"# Experiment {spec.name}", "",
+             f"Spec: `{spec.path}`; seeds {', '.join(map(str, spec.seeds))}. Each cell: mean over seeds of the "
+             "seed's mean over the test images, ± the sample standard deviation of those seed means. "
+             "Higher is better for every metric shown.", ""]
+    for test in spec.tests.values():
+        count = len({s.image for s in scores if s.dataset == test.name})
+        lines += [f"## {test.name} ({count} images)", "",
+                  "| variant | seeds | " + " | ".join(TABLE_METRICS) + " |",
+                  "|---|---|" + "---|" * len(TABLE_METRICS)]
+        for variant in list(spec.variants) + [f"{b} fusion" for b in BASELINES]:
+            summary = summarise(scores, variant, test.name)
+            if summary is not None:
+                lines.append(f"| {variant} | {summary.seeds if variant in spec.variants else '-'} | "
+                             + " | ".join(_cell(summary, k) for k in TABLE_METRICS) + " |")
+        if test.published:
+            row = PUBLISHED[test.published]
+            lines.append(f"| {SOURCE} ({test.published}) | - | "
+                         + " | ".join(f"{row[k]:.2f}" if k in PUBLISHED_METRICS else "" for k in TABLE_METRICS)
+                         + " |")
+        lines.append("")
+    if missing:
+        lines += ["## Not yet scored", ""] + [f"- {m}" for m in missing] + [""]
+    return "\n".join(lines)
+
+
+def gather(spec: Spec, layout: Layout, *, log: Callable[[str], None] = lambda _: None) -> tuple[str, str]:
+    """Write results.csv, results.md and the plots of what ``layout`` holds; returns the two paths."""
+    from crossfuse.experiment import plots
+
+    scores, missing = collect(spec, layout)
+    csv_path = os.path.join(layout.root, "results.csv")
+    md_path = os.path.join(layout.root, "results.md")
+    write_csv(scores, csv_path)
+    with open(md_path + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write(markdown(spec, scores, missing))
+    os.replace(md_path + ".tmp", md_path)
+    written = plots.draw(spec, layout, scores)
+    log(f"results: {md_path}, {csv_path}, {len(written)} plot(s) in {os.path.join(layout.root, 'plots')}"
+        + (f"; {len(missing)} stage(s) not yet scored" if missing else ""))
+    return csv_path, md_path

@@ -1,0 +1,202 @@
+"""Run an experiment: build each corpus once, train each variant and seed, fuse and score every
+test set, then gather the results. The stages are the library's own functions; each one reuses
+what a previous run of the same spec finished and resumes what it left half done, so a killed
+experiment is continued by running the same command again.
+
+The experiment folder::
+
+    spec.toml                          the spec as read (a rerun must use the same one)
+    corpora/NAME.zarr                  each corpus, shared by every variant that uses it
+    runs/VARIANT/seedN/                a trainer run folder (checkpoints, log, curves)
+    runs/VARIANT/seedN/fused/TEST/     fused images of test set TEST
+    runs/VARIANT/seedN/scores/TEST.csv their scores (written last: the stage's mark of completion)
+    baselines/{mean,max}/...           plain mean and max fusion of the same test images, scored
+    results.csv, results.md, plots/    the gathered results (see crossfuse.experiment.results)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from crossfuse import manifest
+from crossfuse.align.config import BuildParams, EngineConfig
+from crossfuse.align.pipeline import build, pack
+from crossfuse.digest import file_sha256
+from crossfuse.errors import ConfigError, StoreError, StoreLockedError
+from crossfuse.experiment.spec import Spec, VariantSpec
+from crossfuse.fusion import evaluate as ev
+from crossfuse.fusion.checkpoint import load_model
+from crossfuse.fusion.inference import fuse_dataset, output_path
+from crossfuse.fusion.metrics import read_gray
+from crossfuse.fusion.runtime import pick_device
+from crossfuse.fusion.trainer import train
+from crossfuse.progress import Progress, no_progress
+from crossfuse.schema import open_corpus
+
+#: The plain fusions scored next to the variants: name -> f(visible gray, infrared), 0-255 float.
+BASELINES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "mean": lambda v, i: np.floor((v + i) / 2 + 0.5),
+    "max": np.maximum,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """Where everything of an experiment lives under ``root``."""
+
+    root: str
+
+    def corpus(self, name: str) -> str:
+        return os.path.join(self.root, "corpora", f"{name}.zarr")
+
+    def run(self, variant: str, seed: int) -> str:
+        return os.path.join(self.root, "runs", variant, f"seed{seed}")
+
+    def fused(self, variant: str, seed: int, test: str) -> str:
+        return os.path.join(self.run(variant, seed), "fused", test)
+
+    def scores(self, variant: str, seed: int, test: str) -> str:
+        return os.path.join(self.run(variant, seed), "scores", f"{test}.csv")
+
+    def baseline_fused(self, name: str, test: str) -> str:
+        return os.path.join(self.root, "baselines", name, "fused", test)
+
+    def baseline_scores(self, name: str, test: str) -> str:
+        return os.path.join(self.root, "baselines", name, "scores", f"{test}.csv")
+
+
+def claim(spec: Spec, root: str) -> Layout:
+    """Make the experiment folder, or check that an existing one was made with this spec."""
+    os.makedirs(root, exist_ok=True)
+    saved = os.path.join(root, "spec.toml")
+    if os.path.exists(saved):
+        with open(saved, encoding="utf-8") as fh:
+            if fh.read() != spec.text:
+                raise ConfigError(f"{root} holds an experiment made with another spec ({saved} differs from "
+                                  f"{spec.path}); rerun with that spec to continue it, or choose another --out.")
+    else:
+        _write_text(saved, spec.text)
+    return Layout(root=root)
+
+
+def _write_text(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def build_corpus(spec: Spec, name: str, layout: Layout, *, engine: EngineConfig, log: Callable[[str], None],
+                 progress: Progress = no_progress, poll: float = 5.0) -> str:
+    """The corpus ``name``, built unless a complete one is there (an unfinished build resumes).
+    When another process of the same experiment is building it, wait for that build."""
+    url = layout.corpus(name)
+    c = spec.corpora[name]
+    params = BuildParams(patch=spec.patch, stride=spec.stride, chunk=spec.chunk, k=c.k or 1)
+    while True:
+        try:
+            open_corpus(url)
+            log(f"corpus {name}: reusing {url}")
+            return url
+        except (StoreError, FileNotFoundError, ValueError):
+            pass
+        try:
+            log(f"corpus {name}: {'aligning' if c.kind == 'aligned' else 'packing'} {c.manifest}")
+            if c.kind == "aligned":
+                build(target=manifest.load(c.target), aux=manifest.load(c.manifest), out=url, params=params,
+                      engine=engine, progress=progress)
+            else:
+                pack(dataset=manifest.load(c.manifest), out=url, params=params, engine=engine, progress=progress)
+            return url
+        except StoreLockedError:
+            log(f"corpus {name}: another process is building it; waiting")
+            time.sleep(poll)
+
+
+def train_variant(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, *,
+                  log: Callable[[str], None], progress: Progress = no_progress) -> str:
+    """Train (or finish training) one variant at one seed; returns its final checkpoint (always
+    ``latest.pth``: the epoch files hold the same weights but not the same bytes, and the fused
+    images record the digest of the file they were made with)."""
+    run = layout.run(variant.name, seed)
+    cfg = dataclasses.replace(variant.config, seed=seed)
+    resume = os.path.exists(os.path.join(run, "config.toml"))
+    log(f"train {variant.name} seed {seed}: {'continuing' if resume else 'starting'} in {run}")
+    train(data=[layout.corpus(c) for c in variant.corpora], out=run, cfg=cfg, weights=list(variant.weights),
+          resume=resume, progress=progress)
+    return os.path.join(run, "checkpoints", "latest.pth")
+
+
+def fuse_and_score(spec: Spec, checkpoint: str, fused_dir: Callable[[str], str], scores: Callable[[str], str], *,
+                   device: str, workers: int | None, log: Callable[[str], None],
+                   progress: Progress = no_progress) -> None:
+    """Fuse every test set with ``checkpoint`` (missing images only) and score it, unless scored."""
+    model = None
+    for test in spec.tests.values():
+        if os.path.exists(scores(test.name)):
+            continue
+        dataset = manifest.load(test.pairs)
+        if model is None:
+            model = load_model(checkpoint)
+        log(f"fuse {test.name} into {fused_dir(test.name)}")
+        fuse_dataset(model, dataset, fused_dir(test.name), device=pick_device(device), resume=True,
+                     checkpoint_sha256=file_sha256(checkpoint), progress=progress)
+        _score(fused_dir(test.name), dataset, scores(test.name), workers=workers, progress=progress)
+
+
+def _score(fused: str, dataset: manifest.Manifest, path: str, *, workers: int | None, progress: Progress) -> None:
+    rows = ev.evaluate(fused, [dataset], workers=workers, progress=progress)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    ev.write_csv(rows, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def baselines(spec: Spec, layout: Layout, *, workers: int | None, log: Callable[[str], None],
+              progress: Progress = no_progress) -> None:
+    """Mean and max fusion of the gray sources of every test set (as the evaluator reads them), scored."""
+    for name, combine in BASELINES.items():
+        for test in spec.tests.values():
+            path = layout.baseline_scores(name, test.name)
+            if os.path.exists(path):
+                continue
+            dataset = manifest.load(test.pairs)
+            folder = layout.baseline_fused(name, test.name)
+            os.makedirs(folder, exist_ok=True)
+            log(f"baseline {name} fusion of {test.name}")
+            for pair in dataset.pairs:
+                target = output_path(folder, pair.id)
+                if not os.path.exists(target):
+                    fused = combine(read_gray(dataset.url(pair.vis)), read_gray(dataset.url(pair.ir)))
+                    Image.fromarray(fused.astype(np.uint8)).save(target + ".tmp", format="PNG")
+                    os.replace(target + ".tmp", target)
+            _score(folder, dataset, path, workers=workers, progress=progress)
+
+
+def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConfig = EngineConfig(),
+        device: str = "auto", workers: int | None = None, log: Callable[[str], None] = lambda _: None,
+        progress: Progress = no_progress) -> Layout:
+    """Run the experiment ``spec`` in folder ``root`` (the variants ``only``, or all), then gather
+    whatever results the folder holds (see :func:`crossfuse.experiment.results.gather`)."""
+    from crossfuse.experiment import results
+
+    variants = [spec.variant(v) for v in only] if only else list(spec.variants.values())
+    layout = claim(spec, root)
+    for name in dict.fromkeys(c for v in variants for c in v.corpora):
+        build_corpus(spec, name, layout, engine=engine, log=log, progress=progress)
+    baselines(spec, layout, workers=workers, log=log, progress=progress)
+    for variant in variants:
+        for seed in spec.seeds:
+            checkpoint = train_variant(spec, variant, seed, layout, log=log, progress=progress)
+            fuse_and_score(spec, checkpoint, functools.partial(layout.fused, variant.name, seed),
+                           functools.partial(layout.scores, variant.name, seed), device=device, workers=workers,
+                           log=log, progress=progress)
+    results.gather(spec, layout, log=log)
+    return layout
