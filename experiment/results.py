@@ -15,7 +15,7 @@ import numpy as np
 
 from crossfuse.experiment.published import METRICS as PUBLISHED_METRICS
 from crossfuse.experiment.published import PUBLISHED, SOURCE
-from crossfuse.experiment.runner import BASELINES, Layout
+from crossfuse.experiment.runner import BASELINES, Layout, tmp_name
 from crossfuse.experiment.spec import Spec
 from crossfuse.fusion.metrics import NAMES
 
@@ -63,13 +63,13 @@ def collect(spec: Spec, layout: Layout) -> tuple[list[Score], list[str]]:
 
 
 def write_csv(scores: list[Score], path: str) -> None:
-    with open(path + ".tmp", "w", newline="") as fh:
+    with open(tmp_name(path), "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(("variant", "seed", "dataset", "image") + NAMES)
         for s in scores:
             w.writerow([s.variant, "" if s.seed is None else s.seed, s.dataset, s.image]
                        + [repr(s.metrics[k]) for k in NAMES])
-    os.replace(path + ".tmp", path)
+    os.replace(tmp_name(path), path)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,9 +121,42 @@ def markdown(spec: Spec, scores: list[Score], missing: list[str]) -> str:
                          + " | ".join(f"{row[k]:.2f}" if k in PUBLISHED_METRICS else "" for k in TABLE_METRICS)
                          + " |")
         lines.append("")
+    lines += _differences(spec, scores)
     if missing:
         lines += ["## Not yet scored", ""] + [f"- {m}" for m in missing] + [""]
     return "\n".join(lines)
+
+
+def _differences(spec: Spec, scores: list[Score]) -> list[str]:
+    """Each variant against the spec's first, per test set: the difference of means and, in
+    brackets, that difference over the seed-to-seed spread (sqrt of the sum of both variants'
+    variances of seed means): below about 1 the seeds alone could explain it."""
+    names = list(spec.variants)
+    if len(names) < 2 or len(spec.seeds) < 2:
+        return []
+    ref = names[0]
+    lines = [f"## Differences from {ref}", "",
+             f"Mean of the variant minus mean of {ref}; in brackets that difference divided by "
+             "sqrt(sd_variant^2 + sd_ref^2) of the seed means (|ratio| < 1: within seed-to-seed spread).", ""]
+    for test in spec.tests:
+        base = summarise(scores, ref, test)
+        if base is None:
+            continue
+        lines += [f"### {test}", "", "| variant | " + " | ".join(TABLE_METRICS) + " |",
+                  "|---|" + "---|" * len(TABLE_METRICS)]
+        for name in names[1:]:
+            other = summarise(scores, name, test)
+            if other is None:
+                continue
+            cells = []
+            for k in TABLE_METRICS:
+                delta = other.mean[k] - base.mean[k]
+                spread = float(np.hypot(other.sd[k], base.sd[k]))
+                ratio = f" ({delta / spread:+.1f})" if spread > 0 and np.isfinite(spread) else ""
+                cells.append(f"{delta:+.3f}{ratio}")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def gather(spec: Spec, layout: Layout, *, log: Callable[[str], None] = lambda _: None) -> tuple[str, str]:
@@ -134,9 +167,9 @@ def gather(spec: Spec, layout: Layout, *, log: Callable[[str], None] = lambda _:
     csv_path = os.path.join(layout.root, "results.csv")
     md_path = os.path.join(layout.root, "results.md")
     write_csv(scores, csv_path)
-    with open(md_path + ".tmp", "w", encoding="utf-8") as fh:
+    with open(tmp_name(md_path), "w", encoding="utf-8") as fh:
         fh.write(markdown(spec, scores, missing))
-    os.replace(md_path + ".tmp", md_path)
+    os.replace(tmp_name(md_path), md_path)
     written = plots.draw(spec, layout, scores)
     log(f"results: {md_path}, {csv_path}, {len(written)} plot(s) in {os.path.join(layout.root, 'plots')}"
         + (f"; {len(missing)} stage(s) not yet scored" if missing else ""))

@@ -28,6 +28,7 @@ from PIL import Image
 
 from crossfuse import manifest
 from crossfuse.align.config import BuildParams, EngineConfig
+from crossfuse.align.lock import lock_path
 from crossfuse.align.pipeline import build, pack
 from crossfuse.digest import file_sha256
 from crossfuse.errors import ConfigError, StoreError, StoreLockedError
@@ -87,11 +88,16 @@ def claim(spec: Spec, root: str) -> Layout:
     return Layout(root=root)
 
 
+def tmp_name(path: str) -> str:
+    """A temporary name for ``path`` private to this process (several may share an experiment)."""
+    return f"{path}.{os.getpid()}.tmp"
+
+
 def _write_text(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+    with open(tmp_name(path), "w", encoding="utf-8") as fh:
         fh.write(text)
-    os.replace(path + ".tmp", path)
+    os.replace(tmp_name(path), path)
 
 
 def build_corpus(spec: Spec, name: str, layout: Layout, *, engine: EngineConfig, log: Callable[[str], None],
@@ -117,6 +123,9 @@ def build_corpus(spec: Spec, name: str, layout: Layout, *, engine: EngineConfig,
                 pack(dataset=manifest.load(c.manifest), out=url, params=params, engine=engine, progress=progress)
             return url
         except StoreLockedError:
+            held = lock_path(url)
+            if held is None or not os.path.exists(held):
+                raise  # not another build's lock (say, a folder that cannot be written): waiting would not help
             log(f"corpus {name}: another process is building it; waiting")
             time.sleep(poll)
 
@@ -155,8 +164,8 @@ def fuse_and_score(spec: Spec, checkpoint: str, fused_dir: Callable[[str], str],
 def _score(fused: str, dataset: manifest.Manifest, path: str, *, workers: int | None, progress: Progress) -> None:
     rows = ev.evaluate(fused, [dataset], workers=workers, progress=progress)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    ev.write_csv(rows, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    ev.write_csv(rows, tmp_name(path))
+    os.replace(tmp_name(path), path)
 
 
 def baselines(spec: Spec, layout: Layout, *, workers: int | None, log: Callable[[str], None],
@@ -175,8 +184,8 @@ def baselines(spec: Spec, layout: Layout, *, workers: int | None, log: Callable[
                 target = output_path(folder, pair.id)
                 if not os.path.exists(target):
                     fused = combine(read_gray(dataset.url(pair.vis)), read_gray(dataset.url(pair.ir)))
-                    Image.fromarray(fused.astype(np.uint8)).save(target + ".tmp", format="PNG")
-                    os.replace(target + ".tmp", target)
+                    Image.fromarray(fused.astype(np.uint8)).save(tmp_name(target), format="PNG")
+                    os.replace(tmp_name(target), target)
             _score(folder, dataset, path, workers=workers, progress=progress)
 
 

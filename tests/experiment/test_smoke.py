@@ -46,7 +46,7 @@ def test_results_hold_every_variant_seed_and_image(finished):
     md = (out / "results.md").read_text()
     for name in variants + ["mean fusion", "max fusion"]:
         assert f"| {name} |" in md
-    assert "±" in md and "Not yet scored" not in md
+    assert "±" in md and "Not yet scored" not in md and "## Differences from target-only" in md
     # Two seeds really differ (independent initialisation and shuffling).
     a = [float(r["EN"]) for r in rows if r["variant"] == "as-is" and r["seed"] == "0"]
     b = [float(r["EN"]) for r in rows if r["variant"] == "as-is" and r["seed"] == "1"]
@@ -97,3 +97,36 @@ def test_only_and_another_spec(finished, tmp_path):
     assert r.exit_code == 1 and "made with another spec" in r.output
     r = CliRunner().invoke(main, ["experiment", SMOKE, "--out", str(out), "--only", "nope"])
     assert r.exit_code == 1 and "no variant 'nope'" in r.output
+
+
+def _start(out, *args):
+    import subprocess
+    import sys
+
+    code = "from crossfuse.cli.main import main; main()"
+    return subprocess.Popen([sys.executable, "-c", code, "experiment", SMOKE, "--out", str(out), "-q", "-j", "1", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_processes_share_a_folder_and_a_killed_one_continues(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "shared"
+    # Two processes at once, both needing the target corpus: one builds it, the other waits for it.
+    a, b = _start(out, "--only", "target-only"), _start(out, "--only", "as-is")
+    ckpt = out / "runs" / "target-only" / "seed0" / "checkpoints" / "epoch_0001.pth"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and a.poll() is None:
+        time.sleep(0.2)
+    a.send_signal(signal.SIGKILL)  # killed in the middle of target-only's first training
+    a.wait()
+    log_b = b.communicate(timeout=600)[0]
+    assert b.returncode == 0, log_b
+    assert ckpt.exists()
+    log_a = _run("--out", str(out), "--only", "target-only")
+    assert "continuing in" in log_a and "reusing" in log_a and "packing" not in log_a
+    md = (out / "results.md").read_text()
+    assert "| target-only | 2 |" in md and "| as-is | 2 |" in md
+    assert "aligned@k24 seed 0 on sample-test" in md  # not run by either: listed as not yet scored
+    assert not list(out.rglob("*.tmp"))
