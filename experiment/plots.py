@@ -1,5 +1,5 @@
 """An experiment's plots: each metric against K per test set (the aligned variants at each K,
-with the other variants and the baselines as horizontal lines), and a comparison sheet per test
+with the other variants as horizontal lines), and a comparison sheet per test
 set (IR | VIS | mean fusion | max fusion | each variant, seed 0 or the first seed, a few pairs)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from PIL import Image
 
 from crossfuse import manifest
 from crossfuse.experiment.results import TABLE_METRICS, Score, summarise
-from crossfuse.experiment.runner import BASELINES, Layout
+from crossfuse.experiment.runner import Layout
 from crossfuse.experiment.spec import Spec
 from crossfuse.fusion.inference import output_path
 from crossfuse.fusion.metrics import read_gray
@@ -36,7 +36,7 @@ def metric_vs_k(spec: Spec, scores: list[Score], test: str, path: str) -> bool:
     cols = 5
     fig, axes = plt.subplots(2, cols, figsize=(3.2 * cols, 6.0), squeeze=False)
     flat_lines = [v for v in spec.variants if not any(v in [n for _, n in ks] for ks in families.values())]
-    flat_lines += [f"{b} fusion" for b in BASELINES]
+    # The plain fusions are in results.md, not here: far off, they would flatten the variants' differences.
     for ax, metric in zip(axes.flat, TABLE_METRICS):
         ax.set_xscale("log")
         for family, ks in families.items():
@@ -51,8 +51,8 @@ def metric_vs_k(spec: Spec, scores: list[Score], test: str, path: str) -> bool:
         for i, name in enumerate(flat_lines):
             s = summarise(scores, name, test)
             if s is not None:
-                ax.axhline(s.mean[metric], linestyle="--" if "fusion" in name else "-", linewidth=1,
-                           color=f"C{(i + len(families)) % 10}", label=name)
+                ax.axhline(s.mean[metric], linestyle="--", linewidth=1.2, color=f"C{(i + len(families)) % 10}",
+                           label=f"{name} (no K)")
         ax.set_xlabel("K (patches retrieved)")
         ax.set_ylabel(f"{metric}, mean of {test}", fontsize=8)
         ax.set_title(metric, fontsize=10)
