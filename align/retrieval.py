@@ -83,6 +83,50 @@ def top_k(means: np.ndarray, target: np.ndarray, params: BuildParams) -> Selecti
                      nlist=ivf_lists(n, params.nlist) if index == "ivf" else None)
 
 
+def l1_distances(means: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """L1 distance of each row of ``means`` (n, 3) to ``target`` (3,), in float32 exactly as FAISS's
+    ``IndexFlat(3, METRIC_L1)`` computes it (both cast to float32 first; tested equal)."""
+    diff = np.abs(_as_faiss(means) - _as_faiss(target)[None, :])
+    return (diff[:, 0] + diff[:, 1]) + diff[:, 2]
+
+
+def block_candidates(means: np.ndarray, target: np.ndarray, k: int, *, offset: int = 0) -> Selection:
+    """The first ``k`` rows of one block of the pool in (distance, id) order, ids counted from
+    ``offset``. A row of the global Top-K is always among its block's first K in that order (fewer
+    than K rows precede it in the whole pool, so fewer in its block), so merging the blocks'
+    candidates gives the exact global Top-K whatever the blocks: O(K) memory per block."""
+    d = l1_distances(means, target)
+    n = len(d)
+    if n > k:
+        kth = np.partition(d, k - 1)[k - 1]
+        rows = np.flatnonzero(d <= kth)  # every tie at the K-th distance, so ids can break them
+    else:
+        rows = np.arange(n)
+    order = np.lexsort((rows, d[rows]))[:k]
+    return Selection(ids=(rows[order] + offset).astype(np.int64), distances=d[rows[order]])
+
+
+def merge_candidates(a: Selection, b: Selection, k: int) -> Selection:
+    """The first ``k`` of two candidate sets in (distance, id) order (ids distinct)."""
+    ids = np.concatenate([a.ids, b.ids])
+    distances = np.concatenate([a.distances, b.distances])
+    order = np.lexsort((ids, distances))[:k]
+    return Selection(ids=ids[order], distances=distances[order])
+
+
+def streamed_top_k(blocks, target: np.ndarray, k: int) -> Selection:
+    """The exact Top-K (ties broken by the lower id) over a pool given as ``blocks``, an iterable
+    of (n_i, 3) arrays in pool order, holding at most K candidates and one block at a time."""
+    best = Selection(ids=np.zeros(0, np.int64), distances=np.zeros(0, np.float32))
+    offset = 0
+    for block in blocks:
+        best = merge_candidates(best, block_candidates(block, target, k, offset=offset), k)
+        offset += len(block)
+    if len(best.ids) < k:
+        raise ParameterError(f"K = {k} but the pool has only {offset} patches; lower -k to at most {offset}.")
+    return best
+
+
 def ivf_recall(means: np.ndarray, params: BuildParams, *, queries: int = 32, seed: int = 0) -> float:
     """Recall@K of the IVF index of ``params`` against exact search, over ``queries`` pool points
     used as queries."""

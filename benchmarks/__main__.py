@@ -14,11 +14,13 @@ SUITE = (
     ("benchmarks.store_io", []),
     ("benchmarks.metrics_speed", ["--repeats", "7"]),
     ("benchmarks.network_cpu", ["--repeats", "3"]),
+    ("benchmarks.selection_scale", ["--sizes", "1e6", "1e7", "1e8"]),
 )
 SMOKE = (
     ("benchmarks.network_cpu", ["--smoke"]),
     ("benchmarks.gpu", ["--device", "cpu", "--smoke", "--no-compile"]),
     ("benchmarks.metrics_speed", ["--smoke"]),
+    ("benchmarks.selection_scale", ["--smoke"]),
 )
 
 

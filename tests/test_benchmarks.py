@@ -32,3 +32,11 @@ def test_metrics_baseline_agrees_with_ours():
 
     out = metrics_speed.main(["--smoke"])  # raises if the scipy baseline and ours disagree
     assert out["records"][0]["shape"] == [96, 128] and out["records"][0]["speedup_vs_scipy"] > 0
+
+
+def test_selection_scale_smoke_streamed_equals_faiss():
+    from benchmarks import selection_scale
+
+    out = selection_scale.main(["--smoke"])  # exits if the two selections differ
+    row = out["rows"][0]
+    assert row["streamed_equals_faiss"] and row["n"] == 100_000 and 0.9 <= row["ivf"]["recall"] <= 1.0
