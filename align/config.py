@@ -62,6 +62,10 @@ class EngineConfig:
     batch: int = 32
     #: Seconds without any connected worker after which a build fails instead of waiting.
     worker_timeout: float = 60.0
+    #: Aligned builds: keep no pixels while scanning and read the pairs holding selected patches
+    #: again after selection, so that scratch follows K instead of the auxiliary pool (measured:
+    #: 18 MB instead of 806 MB at 30x in BENCHMARKS.md), at the cost of that second decode.
+    low_scratch: bool = False
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:

@@ -125,21 +125,80 @@ def _run(job: _Job, out: str, *, engine: EngineConfig, overwrite: bool, break_lo
     return BuildSummary(store=out, resumed=resumed, record=record, seconds=seconds)
 
 
-def _selection_counts(url: str, role: str, result: ScanResult, ids: np.ndarray) -> np.ndarray:
-    """(K, 3, 256) counts of each visible channel of each patch ``ids`` of ``result`` (in the
-    order of ``ids``), from the stashed pixels of the batches holding them."""
-    counts = np.zeros((len(ids), 3, 256), dtype=np.int64)
-    batches = result.batch[ids]
+def _selection_counts(url: str, role: str, batches: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(K, 3, 256) counts of each visible channel of the patches at (``batches``, ``rows``) of the
+    scratch ``role``, in that order."""
+    counts = np.zeros((len(rows), 3, 256), dtype=np.int64)
     for batch in np.unique(batches):
         where = np.flatnonzero(batches == batch)
         stash, _ = _store.read_batch(url, role, int(batch), ("vis",))
-        counts[where] = quality.per_patch_counts(stash["vis"][result.local[ids[where]]])
+        counts[where] = quality.per_patch_counts(stash["vis"][rows[where]])
     return counts
 
 
+def _selected_pixels(client, url: str, aux: Manifest, result: ScanResult, ids: np.ndarray, params: BuildParams,
+                     engine: EngineConfig, progress: Progress) -> tuple[str, np.ndarray, np.ndarray]:
+    """Where the selected patches' pixels are: (scratch role, batch and row of each), in the scan's
+    stash, or with ``engine.low_scratch`` read again by a second pass."""
+    if not engine.low_scratch:
+        return "aux", result.batch[ids], result.local[ids]
+    plan = _fetch(client, url, aux, result, ids, params, engine, progress)
+    return tasks.SELECTED, plan.batch, plan.local
+
+
+@dataclass(frozen=True, kw_only=True)
+class _FetchPlan:
+    """The second pass: per fetch batch, the manifest indices of its pairs, each pair's origins
+    and (ir, vis) sha256 as scanned; and per output row its (batch, row in batch)."""
+
+    pairs: list[list[int]]
+    origins: list[list[np.ndarray]]
+    expected: list[list[tuple[str, str]]]
+    batch: np.ndarray
+    local: np.ndarray
+
+
+def _fetch_plan(result: ScanResult, ids: np.ndarray, per_batch: int) -> _FetchPlan:
+    """Group the selected patches (``ids``, in pool order, so each pair's rows are contiguous) by
+    source pair, ``per_batch`` pairs to a fetch task."""
+    pair_of = result.pair[ids]
+    scanned = {p.index: p for p in result.pairs}
+    unique = list(dict.fromkeys(int(i) for i in pair_of))
+    plan = _FetchPlan(pairs=[], origins=[], expected=[], batch=np.zeros(len(ids), np.int32),
+                      local=np.zeros(len(ids), np.int64))
+    for b, first in enumerate(range(0, len(unique), per_batch)):
+        mine = unique[first:first + per_batch]
+        rows = np.flatnonzero(np.isin(pair_of, mine))
+        plan.batch[rows] = b
+        plan.local[rows] = np.arange(len(rows))
+        plan.pairs.append(mine)
+        plan.origins.append([result.origins[ids[pair_of == p]] for p in mine])
+        plan.expected.append([(scanned[p].ir_sha256, scanned[p].vis_sha256) for p in mine])
+    return plan
+
+
+def _fetch(client, url: str, aux: Manifest, result: ScanResult, ids: np.ndarray, params: BuildParams,
+           engine: EngineConfig, progress: Progress) -> _FetchPlan:
+    """Read the selected patches' pixels again from the pairs holding them (only those), into the
+    scratch role ``selected``; batches kept by an earlier run are not read again."""
+    plan = _fetch_plan(result, ids, engine.batch)
+    futures = {}
+    for b, pairs in enumerate(plan.pairs):
+        if _store.batch_done(url, tasks.SELECTED, b):
+            continue
+        sub = Manifest(name=aux.name, root=aux.root, origin=aux.origin, pairs=[aux.pairs[i] for i in pairs])
+        futures[client.submit(tasks.fetch_batch, url, b, sub, list(range(len(pairs))), plan.origins[b],
+                              plan.expected[b], patch=params.patch, pure=False)] = len(plan.origins[b])
+    with progress("read selected pairs", sum(len(p) for p in plan.pairs)) as advance:
+        advance(sum(len(p) for p in plan.pairs) - sum(futures.values()))
+        for future, _ in completed(client, futures, worker_timeout=engine.worker_timeout):
+            advance(futures[future])
+    return plan
+
+
 def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distances: np.ndarray,
-           luts: np.ndarray, params: BuildParams, engine: EngineConfig,
-           progress: Progress) -> dict[str, tuple[tuple[int, str], ...]]:
+           luts: np.ndarray, params: BuildParams, engine: EngineConfig, progress: Progress,
+           pixels: tuple[str, np.ndarray, np.ndarray]) -> dict[str, tuple[tuple[int, str], ...]]:
     """Write the per-patch arrays here and the pixel arrays as whole chunks on the engine, each
     chunk recorded with its digest as written when its task returns (a resumed build skips those
     whose objects are still there at their recorded size). Returns every array's chunk digests."""
@@ -158,9 +217,9 @@ def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distanc
             if c in done:
                 advance(stop - start)
                 continue
-            sel = ids[start:stop]
-            futures[client.submit(tasks.write_chunk, url, "aux", start, stop, result.batch[sel],
-                                  result.local[sel], luts, pure=False)] = c
+            role, batch_of, local_of = pixels
+            futures[client.submit(tasks.write_chunk, url, role, start, stop, batch_of[start:stop],
+                                  local_of[start:stop], luts, pure=False)] = c
         marked = time.perf_counter()
         try:
             for future, (rows, digests) in completed(client, futures, worker_timeout=engine.worker_timeout):
@@ -187,7 +246,8 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
     out = _manifest.absolute(out)
     _check_not_empty(target, aux)  # everything that can be checked before anything is written
     scan_fp = json_sha256(dict(kind="aligned", patch=params.patch, stride=params.stride, batch=engine.batch,
-                               skip_bad=skip_bad, target=_manifest.fingerprint(target),
+                               skip_bad=skip_bad, low_scratch=engine.low_scratch,
+                               target=_manifest.fingerprint(target),
                                aux=_manifest.fingerprint(aux), target_root=target.root, aux_root=aux.root))
     job = _Job(kind="aligned", scan_fingerprint=scan_fp,
                fingerprint=json_sha256(dict(scan=scan_fp, params=params.as_dict())),
@@ -199,7 +259,8 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         # target scan's last batches leave idle.
         pending = [scan.submit(client, out, "target", target, params, engine, stash=False, skip_bad=skip_bad,
                                label=f"scan target ({target.name})"),
-                   scan.submit(client, out, "aux", aux, params, engine, stash=True, skip_bad=skip_bad,
+                   scan.submit(client, out, "aux", aux, params, engine, stash=not engine.low_scratch,
+                               skip_bad=skip_bad,
                                label=f"scan auxiliary ({aux.name})")]
         tscan, ascan = (scan.collect(client, out, p, params, engine, progress=progress) for p in pending)
         clock["scan"] = time.perf_counter()
@@ -208,14 +269,15 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         recall = retrieval.ivf_recall(ascan.means, params) if params.index == "ivf" else None
         order = np.argsort(sel.ids, kind="stable")  # output rows by source, then origin
         ids, distances = sel.ids[order], sel.distances[order]
-        counts = _selection_counts(out, "aux", ascan, ids)
+        pixels = _selected_pixels(client, out, aux, ascan, ids, params, engine, progress)
+        counts = _selection_counts(out, *pixels)
         fits = _gamma.fit(counts.sum(axis=0), target_means)
         luts = np.stack([_gamma.lut(f.gamma) for f in fits])
         w1 = quality.alignment_distances(tscan.means, ascan.means, ascan.means[ids],
                                          quality.corrected_means(counts, luts))
         _store.write_stats(group, target_means=tscan.means, pool_means=ascan.means)
         clock["select"] = time.perf_counter()
-        chunks = _write(client, group, out, ascan, ids, distances, luts, params, engine, progress)
+        chunks = _write(client, group, out, ascan, ids, distances, luts, params, engine, progress, pixels=pixels)
         clock["write"] = time.perf_counter()
         return CorpusRecord(
             kind="aligned", params=dataclasses.replace(params.record(kind="aligned"), nlist=sel.nlist),
@@ -253,7 +315,7 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
         ids = np.arange(len(result.means), dtype=np.int64)
         identity = np.tile(np.arange(256, dtype=np.uint8), (3, 1))
         chunks = _write(client, group, out, result, ids, np.zeros(len(ids), np.float32), identity, params, engine,
-                        progress)
+                        progress, pixels=("aux", result.batch[ids], result.local[ids]))
         clock["write"] = time.perf_counter()
         means = tuple(float(v) for v in result.means.mean(axis=0))
         return CorpusRecord(kind="packed", params=params.record(kind="packed"),

@@ -25,8 +25,8 @@ import zarr
 from crossfuse import __version__
 from crossfuse.errors import StoreError, StoreExistsError, StoreLockedError
 from crossfuse.digest import object_digest
-from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, STATS_GROUP, CorpusRecord, array_specs, chunk_count, chunk_key, chunk_url,
-                              stored_chunks)
+from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, STATS_GROUP, CorpusRecord, array_specs, chunk_count, chunk_key,
+                              chunk_url, stored_chunks)
 
 #: Arrays kept per scan batch in the scratch group. Pixel arrays only for the pool being aligned.
 SCAN_ARRAYS = ("origins", "means", "pair")
@@ -113,7 +113,11 @@ def _differences(before: Any, now: dict[str, Any]) -> str:
 
 
 def _restart_selection(url: str, header: CorpusRecord, fingerprint: str, inputs: dict[str, Any]) -> zarr.Group:
-    """Keep an unfinished build's scan, drop its output arrays and written-chunk list."""
+    """Keep an unfinished build's scan, drop its output arrays, written-chunk list and the
+    selected patches fetched for the other selection."""
+    fs, path = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{PARTIAL_GROUP}/selected")
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
     group = zarr.open_group(store=url, mode="r+")
     for name in list(group.array_keys()):
         del group[name]

@@ -112,3 +112,32 @@ def write_chunk(url: str, role: str, start: int, stop: int, batches: np.ndarray,
     index = start // chunk
     return stop - start, {name: list(object_digest(chunk_url(url, arr, index)))
                           for name, arr in (("vis", vis_out), ("ir", ir_out))}
+
+
+#: Scratch role of the selected patches' pixels (the second pass of an aligned build).
+SELECTED = "selected"
+
+
+def fetch_batch(url: str, batch: int, manifest: Manifest, pairs: list[int], origins: list[np.ndarray],
+                expected: list[tuple[str, str]], *, patch: int) -> int:
+    """The second pass of a build: read again the pairs ``pairs`` (indices into ``manifest``) that
+    hold selected patches, cut the patches at ``origins`` (one (n_i, 2) array per pair) and keep
+    them, in that order, as batch ``batch`` of the scratch role ``selected``. ``expected`` gives
+    each pair's (ir, vis) sha256 as the first pass read them: a file changed since then is an
+    error naming it. Returns the number of patches kept."""
+    vis_parts, ir_parts = [], []
+    for index, where, (ir_sha, vis_sha) in zip(pairs, origins, expected):
+        pair = manifest.pairs[index]
+        loaded = read_pair(manifest, pair)
+        for side, rel, was, now in (("infrared", pair.ir, ir_sha, loaded.ir_sha256),
+                                    ("visible", pair.vis, vis_sha, loaded.vis_sha256)):
+            if was != now:
+                raise PairError(f"{side} image {manifest.url(rel)} of pair {pair.id!r} changed while the build ran "
+                                f"(sha256 {was} when scanned, {now} now); restore it and rerun the build, or pass "
+                                "--overwrite to start over from the files as they are.",
+                                pair_id=pair.id, path=manifest.url(rel))
+        vis_parts.append(_patches.extract(loaded.vis, where, patch))
+        ir_parts.append(_patches.extract(loaded.ir, where, patch))
+    arrays = {"vis": np.concatenate(vis_parts), "ir": np.concatenate(ir_parts)}
+    _store.write_batch(url, SELECTED, batch, arrays, {"pairs": [int(p) for p in pairs]})
+    return len(arrays["vis"])

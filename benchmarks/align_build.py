@@ -33,15 +33,36 @@ from crossfuse import manifest as _manifest
 from crossfuse.system import available_cores
 
 
-def _ours(target: str, aux: str, out: str) -> tuple[float, float, float]:
+def _folder_mb(path: str) -> float:
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(folder, name))
+            except OSError:  # a temporary file renamed or removed while we looked
+                pass
+    return total / 1e6
+
+
+def _ours(target: str, aux: str, out: str) -> tuple[float, float, float, float, float]:
+    """Wall, peak RSS (MiB), the build's own total (s), and the store folder's peak and final
+    size (MB; scratch included, sampled every 50 ms while the command runs)."""
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "crossfuse.cli.align", "build", "-q", "-t", target,
            "-a", aux, "-o", out, "-k", "800"]
     t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _folder_mb(out))
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1)) / 1024
-    build = float(re.search(r"total ([0-9.]+)s", r.stdout).group(1))
-    return wall, rss, build
+    if proc.returncode:
+        raise SystemExit(f"build failed: {stderr}")
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1)) / 1024
+    build = float(re.search(r"total ([0-9.]+)s", stdout).group(1))
+    final = _folder_mb(out)
+    return wall, rss, build, max(peak, final), final
 
 
 def _decode_all(paths: list[str], workers: int) -> None:
@@ -76,6 +97,7 @@ def main() -> None:
             ours = sorted(r[0] for r in runs)[len(runs) // 2]
             ours_build = sorted(r[2] for r in runs)[len(runs) // 2]
             rss = max(r[1] for r in runs)
+            store_peak, store_final = max(r[3] for r in runs), max(r[4] for r in runs)
             floor_runs = []
             for _ in range(args.repeats):
                 t = time.perf_counter()
@@ -85,7 +107,8 @@ def main() -> None:
             patches = 1118 + 1629 * scale
             row = {"aux_replication": scale, "input_files": len(files), "input_mb": round(megabytes, 1),
                    "ours_command_s": round(ours, 2), "ours_build_s": round(ours_build, 2),
-                   "ours_peak_rss_mib": round(rss, 1), "floor_s": round(floor, 2),
+                   "ours_peak_rss_mib": round(rss, 1), "store_peak_mb": round(store_peak, 1),
+                   "store_final_mb": round(store_final, 1), "floor_s": round(floor, 2),
                    "build_over_floor": round(ours_build / floor, 2), "command_over_floor": round(ours / floor, 2),
                    "patches_per_s": round(patches / ours_build), "input_mb_per_s": round(megabytes / ours_build, 1)}
             if scale in args.baseline_scales:
@@ -102,6 +125,9 @@ def main() -> None:
            "workers": workers, "results": results}
     if base and big:
         out["rss_growth_10x"] = round(big["ours_peak_rss_mib"] / base["ours_peak_rss_mib"], 3)
+    top = next((r for r in results if r["aux_replication"] == 30), None)
+    if big and top:
+        out["store_peak_30x_over_10x"] = round(top["store_peak_mb"] / big["store_peak_mb"], 3)
     print(json.dumps(out))
 
 

@@ -74,10 +74,14 @@ def main() -> None:
 @click.option("--nprobe", type=click.IntRange(min=1), default=_DEFAULT.nprobe, show_default=True, help="IVF lists probed.")
 @click.option("--target-root", default=None, help="Override the target manifest's root.")
 @click.option("--aux-root", default=None, help="Override the auxiliary manifest's root.")
+@click.option("--low-scratch", is_flag=True,
+              help="Keep no pixels while scanning and read the pairs holding selected patches again: scratch "
+                   "disk follows K instead of the auxiliary pool (for very large pools), at the cost of that "
+                   "second read. Same corpus either way.")
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
-def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patch, stride, chunk, workers,
-          scheduler, worker_timeout, overwrite, break_lock, skip_bad, quiet):
+def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, low_scratch, patch, stride, chunk,
+          workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad, quiet):
     """Select the K auxiliary patches closest to the target's colour statistics, gamma-correct
     them per channel to match, and write them to a corpus store."""
     from crossfuse import manifest
@@ -87,7 +91,8 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, patc
     params = BuildParams(patch=patch, stride=stride, k=k, index=index, nlist=nlist, nprobe=nprobe, chunk=chunk)
     summary = run_build(target=manifest.load(target, root=target_root), aux=manifest.load(aux, root=aux_root),
                         out=out, params=params,
-                        engine=EngineConfig(workers=workers, scheduler=scheduler, worker_timeout=worker_timeout),
+                        engine=EngineConfig(workers=workers, scheduler=scheduler, worker_timeout=worker_timeout,
+                                            low_scratch=low_scratch),
                         overwrite=overwrite, skip_bad=skip_bad, break_lock=break_lock,
                         progress=progress_factory(quiet))
     _print_summary(summary)
