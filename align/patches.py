@@ -32,7 +32,3 @@ def channel_means(patches: np.ndarray) -> np.ndarray:
     n, c, h, w = patches.shape
     return patches.reshape(n, c, h * w).sum(axis=2, dtype=np.int64) / float(h * w)
 
-
-def channel_counts(patches: np.ndarray) -> np.ndarray:
-    """256-bin histogram of each channel over all ``patches``: (n, C, P, P) uint8 -> (C, 256) int64."""
-    return np.stack([np.bincount(patches[:, c].ravel(), minlength=256) for c in range(patches.shape[1])])

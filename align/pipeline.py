@@ -143,7 +143,7 @@ def _selected_pixels(client, url: str, aux: Manifest, result: ScanResult, ids: n
     if not engine.low_scratch:
         return "aux", result.batch[ids], result.local[ids]
     plan = _fetch(client, url, aux, result, ids, params, engine, progress)
-    return tasks.SELECTED, plan.batch, plan.local
+    return _store.SELECTED, plan.batch, plan.local
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,13 +184,14 @@ def _fetch(client, url: str, aux: Manifest, result: ScanResult, ids: np.ndarray,
     plan = _fetch_plan(result, ids, engine.batch)
     futures = {}
     for b, pairs in enumerate(plan.pairs):
-        if _store.batch_done(url, tasks.SELECTED, b):
+        if _store.batch_done(url, _store.SELECTED, b):
             continue
         sub = Manifest(name=aux.name, root=aux.root, origin=aux.origin, pairs=[aux.pairs[i] for i in pairs])
-        futures[client.submit(tasks.fetch_batch, url, b, sub, list(range(len(pairs))), plan.origins[b],
-                              plan.expected[b], patch=params.patch, pure=False)] = len(plan.origins[b])
-    with progress("read selected pairs", sum(len(p) for p in plan.pairs)) as advance:
-        advance(sum(len(p) for p in plan.pairs) - sum(futures.values()))
+        futures[client.submit(tasks.fetch_batch, url, b, sub, plan.origins[b], plan.expected[b], patch=params.patch,
+                              pure=False)] = len(pairs)
+    total = sum(len(p) for p in plan.pairs)
+    with progress("read selected pairs", total) as advance:
+        advance(total - sum(futures.values()))
         for future, _ in completed(client, futures, worker_timeout=engine.worker_timeout):
             advance(futures[future])
     return plan
@@ -210,6 +211,7 @@ def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distanc
     group["means"][...] = result.means[ids].astype(np.float32)
     group["distance"][...] = distances.astype(np.float32)
     done = _store.written_chunks(url, group)
+    role, batch_of, local_of = pixels
     with progress("write patches", n) as advance:
         futures = {}
         for c in range(-(-n // params.chunk)):
@@ -217,7 +219,6 @@ def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distanc
             if c in done:
                 advance(stop - start)
                 continue
-            role, batch_of, local_of = pixels
             futures[client.submit(tasks.write_chunk, url, role, start, stop, batch_of[start:stop],
                                   local_of[start:stop], luts, pure=False)] = c
         marked = time.perf_counter()

@@ -28,6 +28,8 @@ from crossfuse.digest import object_digest
 from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, STATS_GROUP, CorpusRecord, array_specs, chunk_count, chunk_key,
                               chunk_url, stored_chunks)
 
+#: Scratch role of the selected patches' pixels (the second pass of a --low-scratch build).
+SELECTED = "selected"
 #: Arrays kept per scan batch in the scratch group. Pixel arrays only for the pool being aligned.
 SCAN_ARRAYS = ("origins", "means", "pair")
 STASH_ARRAYS = ("vis", "ir")
@@ -115,7 +117,7 @@ def _differences(before: Any, now: dict[str, Any]) -> str:
 def _restart_selection(url: str, header: CorpusRecord, fingerprint: str, inputs: dict[str, Any]) -> zarr.Group:
     """Keep an unfinished build's scan, drop its output arrays, written-chunk list and the
     selected patches fetched for the other selection."""
-    fs, path = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{PARTIAL_GROUP}/selected")
+    fs, path = fsspec.core.url_to_fs(posixpath.dirname(batch_url(url, SELECTED, 0)))
     if fs.exists(path):
         fs.rm(path, recursive=True)
     group = zarr.open_group(store=url, mode="r+")

@@ -114,20 +114,15 @@ def write_chunk(url: str, role: str, start: int, stop: int, batches: np.ndarray,
                           for name, arr in (("vis", vis_out), ("ir", ir_out))}
 
 
-#: Scratch role of the selected patches' pixels (the second pass of an aligned build).
-SELECTED = "selected"
-
-
-def fetch_batch(url: str, batch: int, manifest: Manifest, pairs: list[int], origins: list[np.ndarray],
+def fetch_batch(url: str, batch: int, manifest: Manifest, origins: list[np.ndarray],
                 expected: list[tuple[str, str]], *, patch: int) -> int:
-    """The second pass of a build: read again the pairs ``pairs`` (indices into ``manifest``) that
-    hold selected patches, cut the patches at ``origins`` (one (n_i, 2) array per pair) and keep
-    them, in that order, as batch ``batch`` of the scratch role ``selected``. ``expected`` gives
-    each pair's (ir, vis) sha256 as the first pass read them: a file changed since then is an
-    error naming it. Returns the number of patches kept."""
+    """The second pass of a build: read again the pairs of ``manifest`` (those holding selected
+    patches), cut the patches at ``origins`` (one (n_i, 2) array per pair) and keep them, in that
+    order, as batch ``batch`` of the scratch role ``store.SELECTED``. ``expected`` gives each
+    pair's (ir, vis) sha256 as the first pass read them: a file changed since then is an error
+    naming it. Returns the number of patches kept."""
     vis_parts, ir_parts = [], []
-    for index, where, (ir_sha, vis_sha) in zip(pairs, origins, expected):
-        pair = manifest.pairs[index]
+    for pair, where, (ir_sha, vis_sha) in zip(manifest.pairs, origins, expected):
         loaded = read_pair(manifest, pair)
         for side, rel, was, now in (("infrared", pair.ir, ir_sha, loaded.ir_sha256),
                                     ("visible", pair.vis, vis_sha, loaded.vis_sha256)):
@@ -139,5 +134,5 @@ def fetch_batch(url: str, batch: int, manifest: Manifest, pairs: list[int], orig
         vis_parts.append(_patches.extract(loaded.vis, where, patch))
         ir_parts.append(_patches.extract(loaded.ir, where, patch))
     arrays = {"vis": np.concatenate(vis_parts), "ir": np.concatenate(ir_parts)}
-    _store.write_batch(url, SELECTED, batch, arrays, {"pairs": [int(p) for p in pairs]})
+    _store.write_batch(url, _store.SELECTED, batch, arrays, {"pairs": [p.id for p in manifest.pairs]})
     return len(arrays["vis"])

@@ -19,6 +19,14 @@ def pyplot():
     return plt
 
 
+def image_for_sheet(path: str) -> np.ndarray:
+    """An image file as a sheet cell shows it: gray (H, W) stays gray, anything else (H, W, 3) RGB."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img if img.mode in ("L", "RGB") else img.convert("RGB"))
+
+
 def comparison_sheet(rows: Sequence[tuple[str, Sequence[np.ndarray]]], titles: Sequence[str], path: str, *,
                      cell_inches: float = 2.6, suptitle: str | None = None) -> None:
     """Write a grid to ``path``: one row per ``(label, images)``, one column per title. Images are

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PIL import Image
 
 from crossfuse import manifest
 from crossfuse.experiment.results import TABLE_METRICS, Score, summarise
@@ -15,7 +14,7 @@ from crossfuse.experiment.runner import Layout
 from crossfuse.experiment.spec import Spec
 from crossfuse.fusion.inference import output_path
 from crossfuse.fusion.metrics import read_gray
-from crossfuse.plotting import comparison_sheet, pyplot
+from crossfuse.plotting import comparison_sheet, image_for_sheet, pyplot
 
 
 def _families_with_k(spec: Spec) -> dict[str, list[tuple[int, str]]]:
@@ -65,11 +64,6 @@ def metric_vs_k(spec: Spec, scores: list[Score], test: str, path: str) -> bool:
     return True
 
 
-def _as_array(path: str) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB") if img.mode not in ("L", "RGB") else img)
-
-
 def sheet(spec: Spec, layout: Layout, test: str, path: str) -> bool:
     """IR | VIS | baselines | each variant (its first seed) for the first ``sheet_pairs`` pairs."""
     dataset = manifest.load(spec.tests[test].pairs)
@@ -79,8 +73,9 @@ def sheet(spec: Spec, layout: Layout, test: str, path: str) -> bool:
     rows = []
     for pair in dataset.pairs[:spec.sheet_pairs]:
         present = [(t, output_path(d, pair.id)) for t, d in columns if os.path.exists(output_path(d, pair.id))]
-        rows.append((pair.id, [read_gray(dataset.url(pair.ir)).astype(np.uint8), _as_array(dataset.url(pair.vis))]
-                     + [_as_array(p) for _, p in present], ["IR", "VIS"] + [t for t, _ in present]))
+        images = [read_gray(dataset.url(pair.ir)).astype(np.uint8), image_for_sheet(dataset.url(pair.vis))]
+        titles = ["IR", "VIS"] + [t for t, _ in present]
+        rows.append((pair.id, images + [image_for_sheet(p) for _, p in present], titles))
     titles = max((r[2] for r in rows), key=len, default=[])
     rows = [(label, images) for label, images, t in rows if len(t) == len(titles)]
     if not rows:

@@ -15,7 +15,7 @@ import numpy as np
 
 from crossfuse.experiment.published import METRICS as PUBLISHED_METRICS
 from crossfuse.experiment.published import PUBLISHED, SOURCE
-from crossfuse.experiment.runner import BASELINES, Layout, tmp_name
+from crossfuse.experiment.runner import BASELINES, Layout, tmp_name, write_text
 from crossfuse.experiment.spec import Spec
 from crossfuse.fusion.metrics import NAMES
 
@@ -167,9 +167,7 @@ def gather(spec: Spec, layout: Layout, *, log: Callable[[str], None] = lambda _:
     csv_path = os.path.join(layout.root, "results.csv")
     md_path = os.path.join(layout.root, "results.md")
     write_csv(scores, csv_path)
-    with open(tmp_name(md_path), "w", encoding="utf-8") as fh:
-        fh.write(markdown(spec, scores, missing))
-    os.replace(tmp_name(md_path), md_path)
+    write_text(md_path, markdown(spec, scores, missing))
     written = plots.draw(spec, layout, scores)
     log(f"results: {md_path}, {csv_path}, {len(written)} plot(s) in {os.path.join(layout.root, 'plots')}"
         + (f"; {len(missing)} stage(s) not yet scored" if missing else ""))

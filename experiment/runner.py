@@ -84,7 +84,7 @@ def claim(spec: Spec, root: str) -> Layout:
                 raise ConfigError(f"{root} holds an experiment made with another spec ({saved} differs from "
                                   f"{spec.path}); rerun with that spec to continue it, or choose another --out.")
     else:
-        _write_text(saved, spec.text)
+        write_text(saved, spec.text)
     return Layout(root=root)
 
 
@@ -93,7 +93,8 @@ def tmp_name(path: str) -> str:
     return f"{path}.{os.getpid()}.tmp"
 
 
-def _write_text(path: str, text: str) -> None:
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` whole (a process-private temporary file, then rename)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(tmp_name(path), "w", encoding="utf-8") as fh:
         fh.write(text)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from crossfuse.plotting import comparison_sheet, pyplot
+from crossfuse.plotting import comparison_sheet, image_for_sheet, pyplot
 
 
 def loss_curve(history: Sequence[dict[str, float]], path: str, *, title: str) -> None:
@@ -25,8 +25,9 @@ def loss_curve(history: Sequence[dict[str, float]], path: str, *, title: str) ->
     names = [n for n in history[0] if n not in ("epoch", "step", "phase", "lr", "beta", "loss")] if history else []
     for name in names:
         terms_ax.plot(steps, [r.get(name, np.nan) for r in history], linewidth=1, label=name)
+    epoch_starts = [r["step"] for i, r in enumerate(history) if i == 0 or history[i - 1]["epoch"] != r["epoch"]]
     for axis in (ax, terms_ax):
-        for first in [r["step"] for a, r in zip([None] + list(history), history) if a is None or a["epoch"] != r["epoch"]]:
+        for first in epoch_starts:
             axis.axvline(first, color="0.9", linewidth=0.8, zorder=0)
         axis.set_xlabel("step (vertical lines: epoch starts)")
         axis.legend(fontsize=8)
@@ -68,22 +69,17 @@ def fused_sheet(dataset, fused_dir: str, path: str, *, pairs: int = 4) -> int:
     ``fused_dir``; returns the number of rows drawn (0: nothing written)."""
     import os
 
-    from PIL import Image
-
     from crossfuse.fusion.inference import output_path
-    from crossfuse.imageio import decode, read_bytes
+    from crossfuse.imageio import read_pair
 
     rows = []
     for pair in dataset.pairs:
+        if len(rows) == pairs:
+            break
         fused = output_path(fused_dir, pair.id)
-        if len(rows) == pairs or not os.path.exists(fused):
-            continue
-        ir = decode(read_bytes(dataset.url(pair.ir), pair_id=pair.id), mode="L", url=dataset.url(pair.ir), pair_id=pair.id)
-        vis = decode(read_bytes(dataset.url(pair.vis), pair_id=pair.id), mode="RGB", url=dataset.url(pair.vis),
-                     pair_id=pair.id)
-        with Image.open(fused) as img:
-            out = np.asarray(img.convert("RGB") if img.mode != "L" else img)
-        rows.append((pair.id, [ir, vis, out]))
+        if os.path.exists(fused):
+            loaded = read_pair(dataset, pair)
+            rows.append((pair.id, [loaded.ir, loaded.vis, image_for_sheet(fused)]))
     if rows:
         comparison_sheet(rows, ["infrared", "visible", "fused"], path, cell_inches=3.2,
                          suptitle=f"{dataset.name}: {fused_dir}")

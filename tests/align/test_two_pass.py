@@ -53,9 +53,9 @@ def test_a_crash_in_the_second_pass_resumes_and_the_scratch_follows_k(tmp_path, 
     # The auxiliary scan kept statistics only (no pixels): far below one stashed patch per scanned patch.
     pool = zarr.open_group(sample_corpus[0], mode="r")["stats"]["pool_means"].shape[0]
     assert 0 < _scratch_bytes(out, "aux") < pool * 64
-    assert _scratch_bytes(out, tasks.SELECTED) <= sample_params.k * 4 * p * p + 4096 * 4
-    kept = [b for b in (0, 2) if _store.batch_done(out, tasks.SELECTED, b)]
-    assert kept and not _store.batch_done(out, tasks.SELECTED, 1)
+    assert _scratch_bytes(out, _store.SELECTED) <= sample_params.k * 4 * p * p + 4096 * 4
+    kept = [b for b in (0, 2) if _store.batch_done(out, _store.SELECTED, b)]
+    assert kept and not _store.batch_done(out, _store.SELECTED, 1)
     done = set(kept)
 
     def only_missing(url, batch, *args, **kwargs):
