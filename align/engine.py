@@ -59,13 +59,19 @@ def completed(client, futures, *, worker_timeout: float, poll: float = 2.0) -> I
     """``(future, result)`` for each of ``futures`` as it completes (``distributed.as_completed``),
     but never waiting forever on a dead cluster: a scheduler that is gone, or no worker connected
     for ``worker_timeout`` seconds, raises :class:`EngineError` (the store keeps what was done, so
-    the same command resumes once the cluster is back). A task's own error is raised as it is."""
+    the same command resumes once the cluster is back). A task's own error is raised as it is.
+    Futures the caller adds to ``futures`` (a dict) while iterating are waited for too."""
     import concurrent.futures
     import distributed
 
-    pending, idle_since = set(futures), None
+    pending, seen, idle_since = set(futures), set(futures), None
     lost = (concurrent.futures.CancelledError, distributed.comm.core.CommClosedError, OSError)
-    while pending:
+    while True:
+        added = [f for f in futures if f not in seen]
+        pending.update(added)
+        seen.update(added)
+        if not pending:
+            break
         try:
             done = distributed.wait(list(pending), timeout=poll, return_when="FIRST_COMPLETED").done
         except (TimeoutError, distributed.TimeoutError):

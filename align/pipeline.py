@@ -2,8 +2,10 @@
 
 Plan, then execute: the scan runs per batch of pairs on Dask and leaves its results in the
 store's scratch group; the selection, the gamma fit and the output row of every patch are then
-computed as plain arrays in this process; finally Dask writes whole output chunks. Memory stays
-bounded by a batch of images and a chunk of patches, whatever the size of the datasets.
+computed as plain arrays in this process; finally Dask writes whole output chunks. An aligned
+build scans its target first and then its auxiliary pool with a running threshold
+(:mod:`crossfuse.align.candidates`), so that its scratch and this process hold about K patches
+and a histogram, not one row per pool patch; a pack stashes every patch (it writes them all).
 Both commands share one skeleton (:func:`_run`): open or resume the store, run the stages on
 the engine, finalise the record.
 """
@@ -20,17 +22,17 @@ import numpy as np
 
 from crossfuse import manifest as _manifest
 from crossfuse.align import gamma as _gamma
-from crossfuse.align import quality, retrieval, scan, tasks
+from crossfuse.align import candidates, quality, retrieval, scan, tasks
 from crossfuse.align import store as _store
 from crossfuse.align.config import BuildParams, EngineConfig
 from crossfuse.align.engine import completed, dask_client
 from crossfuse.align.lock import new_token, store_lock
-from crossfuse.align.scan import ScanResult
+from crossfuse.align.tasks import ScannedPair
 from crossfuse.digest import json_sha256
 from crossfuse.errors import ManifestError
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress, no_progress
-from crossfuse.schema import ARRAYS, Counts, CorpusRecord, Dataset
+from crossfuse.schema import ARRAYS, STATS_GROUP, Counts, CorpusRecord, Dataset
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,6 +44,9 @@ class BuildSummary:
     resumed: bool
     record: CorpusRecord
     seconds: dict[str, float] = field(default_factory=dict)
+    #: how an aligned build's selection used its scratch: the most candidate patches with pixels
+    #: held at once, blobs rewritten to drop dead ones, pairs read twice, patches in the pool
+    scratch: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -98,52 +103,77 @@ def _dataset_input(dataset: Manifest) -> str:
     return f"{dataset.origin} ({len(dataset.pairs)} pairs, sha256 {_manifest.fingerprint(dataset)[:12]})"
 
 
-def _dataset(manifest: Manifest, result: ScanResult, **stats: Any) -> Dataset:
+def _dataset(manifest: Manifest, scanned: list[ScannedPair], **stats: Any) -> Dataset:
     """The record of a scanned dataset: the sha256 is over the sources actually read."""
-    sha = json_sha256([p.source().to_json() for p in result.pairs])
+    sha = json_sha256([p.source().to_json() for p in scanned])
     return Dataset(name=manifest.name, root=manifest.root, sha256=sha, **stats)
 
 
 def _run(job: _Job, out: str, *, engine: EngineConfig, overwrite: bool, break_lock: bool,
          stages: Callable[..., CorpusRecord]) -> BuildSummary:
     """The skeleton of both commands: take the store's writer lock, open (or resume) the store,
-    run ``stages(client, group, clock)`` on the engine to get the corpus record, finalise the
-    store with it."""
+    run ``stages(client, group, clock, facts)`` on the engine to get the corpus record, finalise
+    the store with it (``facts``: what the stages report about how they ran, for the summary)."""
     clock = {"start": time.perf_counter()}
     token = new_token()
+    facts: dict[str, Any] = {}
     with store_lock(out, break_lock=break_lock):
         group, resumed = _store.open_for_build(out, kind=job.kind, fingerprint=job.fingerprint,
                                                scan_fingerprint=job.scan_fingerprint, inputs=job.inputs,
                                                overwrite=overwrite, token=token)
         with dask_client(engine) as client:
-            record = stages(client, group, clock)
+            record = stages(client, group, clock, facts)
         record = _store.finalize(group, record, token)
     clock["end"] = time.perf_counter()
     marks = list(clock)
     seconds = {b: clock[b] - clock[a] for a, b in zip(marks, marks[1:]) if b != "end"}
     seconds["total"] = clock["end"] - clock["start"]
-    return BuildSummary(store=out, resumed=resumed, record=record, seconds=seconds)
+    return BuildSummary(store=out, resumed=resumed, record=record, seconds=seconds, scratch=facts)
 
 
-def _selection_counts(url: str, role: str, batches: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(K, 3, 256) counts of each visible channel of the patches at (``batches``, ``rows``) of the
-    scratch ``role``, in that order."""
-    counts = np.zeros((len(rows), 3, 256), dtype=np.int64)
-    for batch in np.unique(batches):
-        where = np.flatnonzero(batches == batch)
-        stash, _ = _store.read_batch(url, role, int(batch), ("vis",))
-        counts[where] = quality.per_patch_counts(stash["vis"][rows[where]])
+@dataclass(frozen=True, kw_only=True)
+class _Pixels:
+    """Where output rows' pixels are: scratch ``blobs`` (role, batch), and per row the blob
+    (``blob_of``) and its row in it (``rows``)."""
+
+    blobs: list[tuple[str, int]]
+    blob_of: np.ndarray
+    rows: np.ndarray
+
+    def part(self, start: int, stop: int) -> _Pixels:
+        return _Pixels(blobs=self.blobs, blob_of=self.blob_of[start:stop], rows=self.rows[start:stop])
+
+
+def _selection_counts(url: str, pixels: _Pixels) -> np.ndarray:
+    """(K, 3, 256) counts of each visible channel of the patches ``pixels`` points at, in order."""
+    counts = np.zeros((len(pixels.rows), 3, 256), dtype=np.int64)
+    for b in np.unique(pixels.blob_of):
+        where = np.flatnonzero(pixels.blob_of == b)
+        _, vis, _ = _store.read_pixels(url, *pixels.blobs[int(b)], pixels.rows[where])
+        counts[where] = quality.per_patch_counts(vis)
     return counts
 
 
-def _selected_pixels(client, url: str, aux: Manifest, result: ScanResult, ids: np.ndarray, params: BuildParams,
-                     engine: EngineConfig, progress: Progress) -> tuple[str, np.ndarray, np.ndarray]:
-    """Where the selected patches' pixels are: (scratch role, batch and row of each), in the scan's
-    stash, or with ``engine.low_scratch`` read again by a second pass."""
-    if not engine.low_scratch:
-        return "aux", result.batch[ids], result.local[ids]
-    plan = _fetch(client, url, aux, result, ids, params, engine, progress)
-    return _store.SELECTED, plan.batch, plan.local
+def _selected_pixels(client, url: str, aux: Manifest, pool: candidates.PoolScan, chosen: candidates.Candidates,
+                     params: BuildParams, engine: EngineConfig, progress: Progress) -> tuple[_Pixels, int]:
+    """Where the selected patches' pixels are: in the candidates' blobs, or, for those scanned
+    without pixels (``--low-scratch``, IVF), read again from their pairs by a second pass.
+    Returns them and how many pairs the second pass read."""
+    stashed, batch, rows = candidates.locate(pool, chosen.key)
+    blobs = [(_store.CANDIDATES, int(b)) for b in np.unique(batch[stashed])]
+    blob_of = np.searchsorted(np.array([b for _, b in blobs], dtype=np.int64), batch)
+    missing = np.flatnonzero(~stashed)
+    if len(missing):
+        plan = _fetch(client, url, aux, pool, chosen.take(missing), engine, progress, patch=params.patch)
+        blob_of[missing] = len(blobs) + plan.batch
+        rows[missing] = plan.local
+        blobs += [(_store.SELECTED, b) for b in range(len(plan.pairs))]
+    return _Pixels(blobs=blobs, blob_of=blob_of, rows=rows), len(np.unique(chosen.pair[missing]))
+
+
+#: Pairs per task of the second pass: few, so that the few pairs it reads spread over the workers
+#: (a constant, so that a resumed build finds the batches an earlier run fetched).
+FETCH_PAIRS = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,36 +188,36 @@ class _FetchPlan:
     local: np.ndarray
 
 
-def _fetch_plan(result: ScanResult, ids: np.ndarray, per_batch: int) -> _FetchPlan:
-    """Group the selected patches (``ids``, in pool order, so each pair's rows are contiguous) by
-    source pair, ``per_batch`` pairs to a fetch task."""
-    pair_of = result.pair[ids]
-    scanned = {p.index: p for p in result.pairs}
+def _fetch_plan(pool: candidates.PoolScan, chosen: candidates.Candidates, per_batch: int) -> _FetchPlan:
+    """Group the ``chosen`` patches (in pool order, so each pair's rows are contiguous) by source
+    pair, ``per_batch`` pairs to a fetch task."""
+    pair_of = chosen.pair
+    scanned = {p.index: p for p in pool.pairs}
     unique = list(dict.fromkeys(int(i) for i in pair_of))
-    plan = _FetchPlan(pairs=[], origins=[], expected=[], batch=np.zeros(len(ids), np.int32),
-                      local=np.zeros(len(ids), np.int64))
+    plan = _FetchPlan(pairs=[], origins=[], expected=[], batch=np.zeros(len(chosen), np.int64),
+                      local=np.zeros(len(chosen), np.int64))
     for b, first in enumerate(range(0, len(unique), per_batch)):
         mine = unique[first:first + per_batch]
         rows = np.flatnonzero(np.isin(pair_of, mine))
         plan.batch[rows] = b
         plan.local[rows] = np.arange(len(rows))
         plan.pairs.append(mine)
-        plan.origins.append([result.origins[ids[pair_of == p]] for p in mine])
+        plan.origins.append([chosen.origins[pair_of == p] for p in mine])
         plan.expected.append([(scanned[p].ir_sha256, scanned[p].vis_sha256) for p in mine])
     return plan
 
 
-def _fetch(client, url: str, aux: Manifest, result: ScanResult, ids: np.ndarray, params: BuildParams,
-           engine: EngineConfig, progress: Progress) -> _FetchPlan:
-    """Read the selected patches' pixels again from the pairs holding them (only those), into the
+def _fetch(client, url: str, aux: Manifest, pool: candidates.PoolScan, chosen: candidates.Candidates,
+           engine: EngineConfig, progress: Progress, *, patch: int) -> _FetchPlan:
+    """Read the ``chosen`` patches' pixels again from the pairs holding them (only those), into the
     scratch role ``selected``; batches kept by an earlier run are not read again."""
-    plan = _fetch_plan(result, ids, engine.batch)
+    plan = _fetch_plan(pool, chosen, FETCH_PAIRS)
     futures = {}
     for b, pairs in enumerate(plan.pairs):
         if _store.batch_done(url, _store.SELECTED, b):
             continue
         sub = Manifest(name=aux.name, root=aux.root, origin=aux.origin, pairs=[aux.pairs[i] for i in pairs])
-        futures[client.submit(tasks.fetch_batch, url, b, sub, plan.origins[b], plan.expected[b], patch=params.patch,
+        futures[client.submit(tasks.fetch_batch, url, b, sub, plan.origins[b], plan.expected[b], patch=patch,
                               pure=False)] = len(pairs)
     total = sum(len(p) for p in plan.pairs)
     with progress("read selected pairs", total) as advance:
@@ -197,21 +227,28 @@ def _fetch(client, url: str, aux: Manifest, result: ScanResult, ids: np.ndarray,
     return plan
 
 
-def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distances: np.ndarray,
-           luts: np.ndarray, params: BuildParams, engine: EngineConfig, progress: Progress,
-           pixels: tuple[str, np.ndarray, np.ndarray]) -> dict[str, tuple[tuple[int, str], ...]]:
+@dataclass(frozen=True, kw_only=True)
+class _Rows:
+    """The per-patch arrays of the output, in output order."""
+
+    source: np.ndarray
+    origin: np.ndarray
+    means: np.ndarray
+    distance: np.ndarray
+
+
+def _write(client, group, url: str, out_rows: _Rows, luts: np.ndarray, params: BuildParams, engine: EngineConfig,
+           progress: Progress, pixels: _Pixels) -> dict[str, tuple[tuple[int, str], ...]]:
     """Write the per-patch arrays here and the pixel arrays as whole chunks on the engine, each
     chunk recorded with its digest as written when its task returns (a resumed build skips those
     whose objects are still there at their recorded size). Returns every array's chunk digests."""
-    n = len(ids)
+    n = len(out_rows.source)
     _store.create_arrays(group, n=n, patch=params.patch, chunk=params.chunk)
-    source_of_pair = {p.index: s for s, p in enumerate(result.pairs)}
-    group["source"][...] = np.array([source_of_pair[int(i)] for i in result.pair[ids]], dtype=np.int32)
-    group["origin"][...] = result.origins[ids]
-    group["means"][...] = result.means[ids].astype(np.float32)
-    group["distance"][...] = distances.astype(np.float32)
+    group["source"][...] = out_rows.source.astype(np.int32)
+    group["origin"][...] = out_rows.origin
+    group["means"][...] = out_rows.means.astype(np.float32)
+    group["distance"][...] = out_rows.distance.astype(np.float32)
     done = _store.written_chunks(url, group)
-    role, batch_of, local_of = pixels
     with progress("write patches", n) as advance:
         futures = {}
         for c in range(-(-n // params.chunk)):
@@ -219,8 +256,9 @@ def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distanc
             if c in done:
                 advance(stop - start)
                 continue
-            futures[client.submit(tasks.write_chunk, url, role, start, stop, batch_of[start:stop],
-                                  local_of[start:stop], luts, pure=False)] = c
+            part = pixels.part(start, stop)
+            futures[client.submit(tasks.write_chunk, url, part.blobs, start, stop, part.blob_of, part.rows, luts,
+                                  pure=False)] = c
         marked = time.perf_counter()
         try:
             for future, (rows, digests) in completed(client, futures, worker_timeout=engine.worker_timeout):
@@ -238,6 +276,21 @@ def _write(client, group, url: str, result: ScanResult, ids: np.ndarray, distanc
     return {name: digests[name] if name in digests else _store.chunk_digests(url, group, name) for name in ARRAYS}
 
 
+def _select(pool: candidates.PoolScan, target_mean: np.ndarray,
+            params: BuildParams) -> tuple[candidates.Candidates, float | None, int | None]:
+    """The selected patches in pool order (exact: the candidates held are the Top-K; IVF: through
+    the index over every patch), with the IVF recall and lists used."""
+    retrieval.check_k(params.k, pool.patches)
+    if params.index != "ivf":
+        return pool.candidates, None, None
+    means = pool.candidates.means  # every patch, in pool order
+    sel = retrieval.top_k(means, target_mean, params)
+    order = np.sort(sel.ids)
+    chosen = pool.candidates.take(order)
+    chosen.distance = sel.distances[np.argsort(sel.ids)].astype(np.float32)
+    return chosen, retrieval.ivf_recall(means, params), sel.nlist
+
+
 def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = BuildParams(),
           engine: EngineConfig = EngineConfig(), overwrite: bool = False, skip_bad: bool = False,
           break_lock: bool = False, progress: Progress = no_progress) -> BuildSummary:
@@ -246,52 +299,52 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
     per store at a time (``break_lock`` takes over a lock whose holder cannot be checked)."""
     out = _manifest.absolute(out)
     _check_not_empty(target, aux)  # everything that can be checked before anything is written
-    scan_fp = json_sha256(dict(kind="aligned", patch=params.patch, stride=params.stride, batch=engine.batch,
-                               skip_bad=skip_bad, low_scratch=engine.low_scratch,
-                               target=_manifest.fingerprint(target),
+    scan_fp = json_sha256(dict(kind="aligned", scan="running-threshold", patch=params.patch, stride=params.stride,
+                               batch=engine.batch, skip_bad=skip_bad, target=_manifest.fingerprint(target),
                                aux=_manifest.fingerprint(aux), target_root=target.root, aux_root=aux.root))
     job = _Job(kind="aligned", scan_fingerprint=scan_fp,
                fingerprint=json_sha256(dict(scan=scan_fp, params=params.as_dict())),
                inputs={"target": _dataset_input(target), "aux": _dataset_input(aux), **params.as_dict(),
                        "skip_bad": skip_bad})
 
-    def stages(client, group, clock: dict[str, float]) -> CorpusRecord:
-        # Both datasets' tasks are queued at once, so the auxiliary scan fills the cores the
-        # target scan's last batches leave idle.
-        pending = [scan.submit(client, out, "target", target, params, engine, stash=False, skip_bad=skip_bad,
-                               label=f"scan target ({target.name})"),
-                   scan.submit(client, out, "aux", aux, params, engine, stash=not engine.low_scratch,
-                               skip_bad=skip_bad,
-                               label=f"scan auxiliary ({aux.name})")]
-        tscan, ascan = (scan.collect(client, out, p, params, engine, progress=progress) for p in pending)
-        clock["scan"] = time.perf_counter()
+    def stages(client, group, clock: dict[str, float], facts: dict[str, Any]) -> CorpusRecord:
+        # The target first: its mean is every auxiliary task's reference.
+        tscan = scan.collect(client, out, scan.submit(client, out, "target", target, params, engine, stash=False,
+                                                      skip_bad=skip_bad, label=f"scan target ({target.name})"),
+                             params, engine, progress=progress)
         target_means = tscan.means.mean(axis=0)
-        sel = retrieval.top_k(ascan.means, target_means, params)
-        recall = retrieval.ivf_recall(ascan.means, params) if params.index == "ivf" else None
-        order = np.argsort(sel.ids, kind="stable")  # output rows by source, then origin
-        ids, distances = sel.ids[order], sel.distances[order]
-        pixels = _selected_pixels(client, out, aux, ascan, ids, params, engine, progress)
-        counts = _selection_counts(out, *pixels)
+        pool = candidates.scan_pool(client, out, aux, target_means, params, engine, pixels=not engine.low_scratch,
+                                    skip_bad=skip_bad, progress=progress, label=f"scan auxiliary ({aux.name})")
+        clock["scan"] = time.perf_counter()
+        chosen, recall, nlist = _select(pool, target_means, params)
+        pixels, reread = _selected_pixels(client, out, aux, pool, chosen, params, engine, progress)
+        counts = _selection_counts(out, pixels)
         fits = _gamma.fit(counts.sum(axis=0), target_means)
         luts = np.stack([_gamma.lut(f.gamma) for f in fits])
-        w1 = quality.alignment_distances(tscan.means, ascan.means, ascan.means[ids],
+        w1 = quality.alignment_distances(tscan.means, pool.histogram, chosen.means,
                                          quality.corrected_means(counts, luts))
-        _store.write_stats(group, target_means=tscan.means, pool_means=ascan.means)
+        facts.update(scratch_patches_peak=pool.peak_stashed, compactions=pool.compactions, pairs_read_twice=reread,
+                     pool_patches=pool.patches, candidates_held=len(pool.candidates))
+        _store.write_stats(group, target_means=tscan.means, pool_means=pool.sample["means"])
+        group[STATS_GROUP].attrs.update({"pool_patches": pool.patches, "pool_sample": "uniform by a fixed hash of "
+                                         "(pair, patch), at most %d" % candidates.POOL_SAMPLE, "build": facts})
         clock["select"] = time.perf_counter()
-        chunks = _write(client, group, out, ascan, ids, distances, luts, params, engine, progress, pixels=pixels)
+        source_of_pair = {p.index: s for s, p in enumerate(pool.pairs)}
+        rows = _Rows(source=np.array([source_of_pair[int(i)] for i in chosen.pair], dtype=np.int32),
+                     origin=chosen.origins, means=chosen.means, distance=chosen.distance)
+        chunks = _write(client, group, out, rows, luts, params, engine, progress, pixels=pixels)
         clock["write"] = time.perf_counter()
+        problems = tscan.problems + pool.problems
         return CorpusRecord(
-            kind="aligned", params=dataclasses.replace(params.record(kind="aligned"), nlist=sel.nlist),
-            sources=tuple(p.source() for p in ascan.pairs), aux=_dataset(aux, ascan),
-            target=_dataset(target, tscan, means=tuple(float(v) for v in target_means), pairs=len(tscan.pairs),
+            kind="aligned", params=dataclasses.replace(params.record(kind="aligned"), nlist=nlist),
+            sources=tuple(p.source() for p in pool.pairs), aux=_dataset(aux, pool.pairs),
+            target=_dataset(target, tscan.pairs, means=tuple(float(v) for v in target_means), pairs=len(tscan.pairs),
                             patches=len(tscan.means)),
             gamma=tuple(f.gamma for f in fits), gamma_reachable=tuple(f.reachable for f in fits),
             means_before=tuple(f.mean_before for f in fits), means_after=tuple(f.mean_after for f in fits),
-            counts=Counts(target_pairs=len(tscan.pairs), target_patches=len(tscan.means), aux_pairs=len(ascan.pairs),
-                          aux_patches=len(ascan.means), patches=len(ids),
-                          skipped=len(tscan.problems) + len(ascan.problems)),
-            skipped=tuple(tscan.problems + ascan.problems), ivf_recall=recall, chunks=chunks,
-            w1=w1)
+            counts=Counts(target_pairs=len(tscan.pairs), target_patches=len(tscan.means), aux_pairs=len(pool.pairs),
+                          aux_patches=pool.patches, patches=len(chosen), skipped=len(problems)),
+            skipped=tuple(problems), ivf_recall=recall, chunks=chunks, w1=w1)
 
     return _run(job, out, engine=engine, overwrite=overwrite, break_lock=break_lock, stages=stages)
 
@@ -308,21 +361,25 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
                inputs={"dataset": _dataset_input(dataset), "patch": params.patch, "stride": params.stride,
                        "chunk": params.chunk, "skip_bad": skip_bad})
 
-    def stages(client, group, clock: dict[str, float]) -> CorpusRecord:
+    def stages(client, group, clock: dict[str, float], facts: dict[str, Any]) -> CorpusRecord:
         result = scan.collect(client, out, scan.submit(client, out, "aux", dataset, params, engine, stash=True,
                                                        skip_bad=skip_bad, label=f"scan ({dataset.name})"),
                               params, engine, progress=progress)
         clock["scan"] = time.perf_counter()
-        ids = np.arange(len(result.means), dtype=np.int64)
+        n = len(result.means)
         identity = np.tile(np.arange(256, dtype=np.uint8), (3, 1))
-        chunks = _write(client, group, out, result, ids, np.zeros(len(ids), np.float32), identity, params, engine,
-                        progress, pixels=("aux", result.batch[ids], result.local[ids]))
+        blobs = [("aux", int(b)) for b in range(int(result.batch.max()) + 1)]
+        rows = _Rows(source=np.array([{p.index: s for s, p in enumerate(result.pairs)}[int(i)] for i in result.pair],
+                                     dtype=np.int32), origin=result.origins, means=result.means,
+                     distance=np.zeros(n, np.float32))
+        chunks = _write(client, group, out, rows, identity, params, engine, progress,
+                        pixels=_Pixels(blobs=blobs, blob_of=result.batch.astype(np.int64), rows=result.local))
         clock["write"] = time.perf_counter()
         means = tuple(float(v) for v in result.means.mean(axis=0))
         return CorpusRecord(kind="packed", params=params.record(kind="packed"),
-                            sources=tuple(p.source() for p in result.pairs), aux=_dataset(dataset, result),
+                            sources=tuple(p.source() for p in result.pairs), aux=_dataset(dataset, result.pairs),
                             target=None, gamma=(1.0, 1.0, 1.0), means_before=means, means_after=means,
-                            counts=Counts(aux_pairs=len(result.pairs), aux_patches=len(ids), patches=len(ids),
+                            counts=Counts(aux_pairs=len(result.pairs), aux_patches=n, patches=n,
                                           skipped=len(result.problems)),
                             skipped=tuple(result.problems), chunks=chunks)
 

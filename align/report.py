@@ -40,7 +40,8 @@ class Report:
 
 
 def _means(group: zarr.Group, record: CorpusRecord) -> dict[str, np.ndarray]:
-    """(n, 3) patch means, 0-255, per population (those the store holds)."""
+    """(n, 3) patch means, 0-255, per population (those the store holds; of a large pool, a
+    uniform sample)."""
     out = {}
     if STATS_GROUP in group:
         stats = group[STATS_GROUP]
@@ -63,7 +64,14 @@ def _stored_means(group: zarr.Group) -> np.ndarray:
                            for i in range(0, vis.shape[0], step)]) if vis.shape[0] else np.zeros((0, 3))
 
 
-def _distributions(means: dict[str, np.ndarray], path: str, title: str) -> None:
+def _label(name: str, values: np.ndarray, pool_patches: int | None) -> str:
+    """A population's legend: its name and size (for a sampled pool, of how many)."""
+    if name == "pool" and pool_patches and pool_patches > len(values):
+        return f"pool (a sample of {len(values):,} of {pool_patches:,})"
+    return f"{name} ({len(values):,})"
+
+
+def _distributions(means: dict[str, np.ndarray], path: str, title: str, pool_patches: int | None = None) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     bins = np.linspace(0, 255, 65)
@@ -71,7 +79,7 @@ def _distributions(means: dict[str, np.ndarray], path: str, title: str) -> None:
         for name, values in means.items():
             if len(values):
                 ax.hist(values[:, c], bins=bins, density=True, histtype="step", linewidth=1.6,
-                        color=COLOURS.get(name, "tab:green"), label=f"{name} ({len(values)})")
+                        color=COLOURS.get(name, "tab:green"), label=_label(name, values, pool_patches))
         ax.set_xlabel(f"patch mean of {CHANNELS[c]} (0-255)")
         ax.set_ylabel("density (fraction of patches per unit)")
         ax.set_title(f"channel {CHANNELS[c]}")
@@ -89,7 +97,7 @@ def _subsample(values: np.ndarray) -> np.ndarray:
     return values[np.sort(np.random.default_rng(0).choice(len(values), MAX_POINTS, replace=False))]
 
 
-def _clouds(means: dict[str, np.ndarray], path: str, title: str) -> None:
+def _clouds(means: dict[str, np.ndarray], path: str, title: str, pool_patches: int | None = None) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, (x, y) in zip(axes, ((0, 1), (2, 1))):
@@ -97,7 +105,8 @@ def _clouds(means: dict[str, np.ndarray], path: str, title: str) -> None:
             if name in means and len(means[name]):
                 pts = _subsample(means[name])
                 ax.scatter(pts[:, x], pts[:, y], s=4 if name != "target" else 6, alpha=0.5,
-                           color=COLOURS.get(name, "tab:green"), label=f"{name} ({len(means[name])})")
+                           color=COLOURS.get(name, "tab:green"),
+                           label=_label(name, means[name], pool_patches))
         ax.set_xlabel(f"patch mean of {CHANNELS[x]} (0-255)")
         ax.set_ylabel(f"patch mean of {CHANNELS[y]} (0-255)")
         ax.set_xlim(0, 255)
@@ -215,8 +224,10 @@ def write(url: str, out: str, *, root: str | None = None) -> Report:
     means = _means(group, record)
     figures = []
     name = record.aux.name if record.kind == "packed" else f"{record.aux.name} aligned to {record.target.name}"
-    jobs = [("distributions.png", lambda p: _distributions(means, p, f"distribution of patch means: {name}")),
-            ("clouds.png", lambda p: _clouds(means, p, f"patch means: {name}"))]
+    pool_patches = group[STATS_GROUP].attrs.get("pool_patches") if STATS_GROUP in group else None
+    jobs = [("distributions.png", lambda p: _distributions(means, p, f"distribution of patch means: {name}",
+                                                           pool_patches)),
+            ("clouds.png", lambda p: _clouds(means, p, f"patch means: {name}", pool_patches))]
     if record.kind == "aligned":
         jobs.append(("gamma.png", lambda p: _gamma_curves(record, p)))
     jobs.append(("patches.png", lambda p: _patch_grid(group, record, root, p)))

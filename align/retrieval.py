@@ -57,16 +57,21 @@ def make_index(means: np.ndarray, *, index: str, nlist: int = 0, nprobe: int = 0
     return idx
 
 
+def check_k(k: int, n: int) -> None:
+    """Refuse a K larger than the pool of ``n`` patches, saying what to do."""
+    if k > n:
+        raise ParameterError(
+            f"K = {k} but the auxiliary set has only {n} patches at this patch size and stride; "
+            f"lower -k to at most {n} (the scan is kept, and rerunning with a smaller -k reuses it), "
+            "or add auxiliary data, or use a smaller --stride.")
+
+
 def top_k(means: np.ndarray, target: np.ndarray, params: BuildParams) -> Selection:
     """The ``params.k`` rows of ``means`` (N, 3) with the smallest L1 distance to ``target`` (3,),
     through the index ``params.index`` (with ``params.nlist``/``nprobe`` for IVF)."""
     k, index = params.k, params.index
     n = len(means)
-    if k > n:
-        raise ParameterError(
-            f"K = {k} but the auxiliary set has only {n} patches at this patch size and stride; "
-            f"lower -k to at most {n} (the scan is kept, and rerunning with another -k reuses it), "
-            "or add auxiliary data, or use a smaller --stride.")
+    check_k(k, n)
     idx = make_index(means, index=index, nlist=params.nlist, nprobe=params.nprobe)
     # Ask a little past K so that ties at the K-th distance are all seen, then break them by id.
     want = min(n, k + 64)
@@ -78,9 +83,15 @@ def top_k(means: np.ndarray, target: np.ndarray, params: BuildParams) -> Selecti
         raise ParameterError(
             f"the {index} index returned only {len(ids)} of K = {k} patches; raise --nprobe or use the "
             "exact flat index (the scan is kept, and rerunning with other index options reuses it).")
-    order = np.lexsort((ids, distances))[:k]
+    order = first_k(ids, distances, k)
     return Selection(ids=ids[order].astype(np.int64), distances=distances[order].astype(np.float32),
                      nlist=ivf_lists(n, params.nlist) if index == "ivf" else None)
+
+
+def first_k(ids: np.ndarray, distances: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the first ``k`` rows in (distance, id) order: the selection's order, ties at
+    a distance broken by the lower id (pool order). Every Top-K in crossfuse goes through it."""
+    return np.lexsort((ids, distances))[:k]
 
 
 def l1_distances(means: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -102,7 +113,7 @@ def block_candidates(means: np.ndarray, target: np.ndarray, k: int, *, offset: i
         rows = np.flatnonzero(d <= kth)  # every tie at the K-th distance, so ids can break them
     else:
         rows = np.arange(n)
-    order = np.lexsort((rows, d[rows]))[:k]
+    order = first_k(rows, d[rows], k)
     return Selection(ids=(rows[order] + offset).astype(np.int64), distances=d[rows[order]])
 
 
@@ -110,7 +121,7 @@ def merge_candidates(a: Selection, b: Selection, k: int) -> Selection:
     """The first ``k`` of two candidate sets in (distance, id) order (ids distinct)."""
     ids = np.concatenate([a.ids, b.ids])
     distances = np.concatenate([a.distances, b.distances])
-    order = np.lexsort((ids, distances))[:k]
+    order = first_k(ids, distances, k)
     return Selection(ids=ids[order], distances=distances[order])
 
 

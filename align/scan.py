@@ -44,7 +44,7 @@ class PendingScan:
     label: str
 
 
-def _batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
+def batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
     return [(first, Manifest(name=manifest.name, root=manifest.root, origin=manifest.origin,
                              pairs=manifest.pairs[first:first + size]))
             for first in range(0, len(manifest.pairs), size)]
@@ -55,11 +55,11 @@ def submit(client, url: str, role: str, manifest: Manifest, params: BuildParams,
     """Submit the scan of every batch of ``manifest`` not already in the scratch group; ``stash``
     keeps the patches' pixels too (for the pool the corpus is written from). An empty dataset is
     refused before the store is opened (``pipeline._check_not_empty``)."""
-    batches = _batches(manifest, engine.batch)
+    parts = batches(manifest, engine.batch)
     futures = {client.submit(tasks.scan_batch, url, role, i, sub, first, patch=params.patch, stride=params.stride,
                              stash=stash, skip_bad=skip_bad, pure=False): sub
-               for i, (first, sub) in enumerate(batches) if not _store.batch_done(url, role, i)}
-    return PendingScan(role=role, manifest=manifest, batches=len(batches), futures=futures, skip_bad=skip_bad,
+               for i, (first, sub) in enumerate(parts) if not _store.batch_done(url, role, i)}
+    return PendingScan(role=role, manifest=manifest, batches=len(parts), futures=futures, skip_bad=skip_bad,
                        label=label)
 
 
@@ -97,11 +97,11 @@ def collect(client, url: str, pending: PendingScan, params: BuildParams, engine:
         problems.extend(Problem(**p, dataset=pending.role) for p in info["problems"])
     result = ScanResult(**{n: np.concatenate(v) for n, v in parts.items()}, pairs=pairs, problems=problems)
     if len(result.means) == 0:
-        _explain_empty(pending.manifest, pairs, params)
+        explain_empty(pending.manifest, pairs, params)
     return result
 
 
-def _explain_empty(manifest: Manifest, pairs: list[ScannedPair], params: BuildParams) -> None:
+def explain_empty(manifest: Manifest, pairs: list[ScannedPair], params: BuildParams) -> None:
     if not pairs:
         raise ManifestError(f"no pair of {manifest.origin} could be read; see the skipped list.")
     largest = max(pairs, key=lambda p: p.height * p.width)

@@ -14,6 +14,7 @@ import zarr
 
 from crossfuse.align import patches as _patches
 from crossfuse.align import store as _store
+from crossfuse.align.retrieval import first_k, l1_distances
 from crossfuse.errors import PairError
 from crossfuse.imageio import read_pair
 from crossfuse.manifest import Manifest
@@ -86,25 +87,140 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
     return problems
 
 
-def write_chunk(url: str, role: str, start: int, stop: int, batches: np.ndarray, rows: np.ndarray,
-                luts: np.ndarray) -> tuple[int, dict[str, list]]:
+#: Pool order of a patch: ``batch << KEY_BITS | row within the batch`` (the order of its global
+#: number, without knowing how many patches earlier batches hold).
+KEY_BITS = 32
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """A fixed, well-mixed 64-bit hash of each of ``x`` (uint64): the sampling order of patches."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(x, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *, patch: int, stride: int,
+                    target: np.ndarray, k: int | None, threshold: float, pixels: bool, sample: int,
+                    sample_bound: int, skip_bad: bool) -> list[dict]:
+    """Scan one batch of the auxiliary pool for an aligned build, keeping only what selection needs.
+
+    For every patch: its channel sums go into a per-channel histogram (the pool's exact
+    distribution of means, for W1), and a hash of (pair, row) decides whether it is among the
+    batch's ``sample`` kept for the pool's picture (and only when it is at most ``sample_bound``,
+    the largest hash of the build's sample so far: a patch above it cannot enter). Kept as a *candidate* (key, origin, means,
+    pair, L1 distance to ``target``) only when it can still be selected: among the batch's first
+    ``k`` in (distance, key) order, and no farther than ``threshold``, the K-th distance of the
+    candidates the build holds so far (a patch farther than that has K patches before it
+    already). With ``k`` None every patch is a candidate (the IVF index needs them all). With
+    ``pixels`` the candidates' pixels go to a compressed blob of the ``candidates`` role, written
+    before the batch's statistics, so that statistics on disk mean pixels on disk.
+    Returns the problems found; with some and ``skip_bad`` off nothing is stored."""
+    problems: list[dict] = []
+    pairs_info: list[dict] = []
+    kept: dict[str, list[np.ndarray]] = {n: [] for n in ("key", "origins", "means", "pair", "distance", "vis", "ir")}
+    sums_seen: list[np.ndarray] = []
+    sampled: dict[str, list[np.ndarray]] = {"hash": [], "key": [], "means": []}
+    local = 0
+    for offset, pair in enumerate(manifest.pairs):
+        try:
+            loaded = read_pair(manifest, pair)
+        except PairError as exc:
+            problems.append({"id": pair.id, "path": exc.path, "error": str(exc)})
+            continue
+        height, width = loaded.ir.shape
+        index = first_pair + offset
+        origins = _patches.grid(height, width, patch, stride)
+        n = len(origins)
+        vis = _patches.extract(loaded.vis, origins, patch)
+        sums = vis.reshape(n, 3, -1).sum(axis=2, dtype=np.int64)
+        means = sums / float(patch * patch)  # = patches.channel_means, bit for bit
+        keys = (np.int64(batch) << KEY_BITS) + local + np.arange(n, dtype=np.int64)
+        local += n
+        sums_seen.append(sums)
+        hashes = splitmix64((np.uint64(index) << np.uint64(32)) + np.arange(n, dtype=np.uint64))
+        enters = hashes <= np.uint64(sample_bound)
+        sampled["hash"].append(hashes[enters])
+        sampled["key"].append(keys[enters])
+        sampled["means"].append(means[enters])
+        distance = l1_distances(means, target)
+        rows = np.arange(n) if k is None else np.flatnonzero(distance <= threshold)
+        if len(rows):
+            kept["key"].append(keys[rows])
+            kept["origins"].append(origins[rows])
+            kept["means"].append(means[rows])
+            kept["pair"].append(np.full(len(rows), index, dtype=np.int32))
+            kept["distance"].append(distance[rows])
+            if pixels:
+                kept["vis"].append(vis[rows])
+                kept["ir"].append(_patches.extract(loaded.ir, origins[rows], patch))
+            if k is not None:  # hold at most the batch's first k: the pixels never pile up
+                _truncate(kept, k)
+        if len(sampled["hash"]) > 1:
+            _truncate_sample(sampled, sample)
+        pairs_info.append(ScannedPair(index=index, id=pair.id, ir=pair.ir, vis=pair.vis,
+                                      ir_sha256=loaded.ir_sha256, vis_sha256=loaded.vis_sha256, height=height,
+                                      width=width, patches=n).to_json())
+    if problems and not skip_bad:
+        return problems
+    _truncate_sample(sampled, sample)
+    empty = {"key": ((0,), np.int64), "origins": ((0, 2), np.int32), "means": ((0, 3), np.float64),
+             "pair": ((0,), np.int32), "distance": ((0,), np.float32),
+             "vis": ((0, 3, patch, patch), np.uint8), "ir": ((0, 1, patch, patch), np.uint8)}
+    arrays = {name: np.concatenate(v) if v else np.zeros(*empty[name]) for name, v in kept.items()}
+    if pixels and len(arrays["key"]):
+        _store.write_pixels(url, _store.CANDIDATES, batch, arrays["key"], arrays["vis"], arrays["ir"])
+    else:  # a blob from an earlier scan of this batch (another K) must not outlive it
+        _store.remove_batch(url, _store.CANDIDATES, batch)
+    sums = np.concatenate(sums_seen) if sums_seen else np.zeros((0, 3), np.int64)
+    stats = {name: arrays[name] for name in ("key", "origins", "means", "pair", "distance")}
+    for c in range(3):
+        stats[f"sums{c}"], stats[f"counts{c}"] = np.unique(sums[:, c], return_counts=True)
+    blank = {"hash": np.zeros(0, np.uint64), "key": np.zeros(0, np.int64), "means": np.zeros((0, 3))}
+    stats.update({f"sample_{name}": np.concatenate(v) if v else blank[name] for name, v in sampled.items()})
+    _store.write_batch(url, "aux", batch, stats, {"pairs": pairs_info, "problems": problems, "k": k,
+                                                  "patches": len(sums), "pixels": bool(pixels)})
+    return problems
+
+
+def _truncate(kept: dict[str, list[np.ndarray]], k: int) -> None:
+    """Keep the first ``k`` rows of ``kept`` in (distance, key) order, in key order."""
+    whole = {name: np.concatenate(v) for name, v in kept.items() if v}
+    if len(whole["key"]) <= k:
+        kept.update({name: [v] for name, v in whole.items()})
+        return
+    rows = np.sort(first_k(whole["key"], whole["distance"], k))
+    kept.update({name: [v[rows]] for name, v in whole.items()})
+
+
+def _truncate_sample(sampled: dict[str, list[np.ndarray]], size: int) -> None:
+    """Keep the ``size`` patches with the smallest hashes (a uniform sample, whatever the batches),
+    in key order."""
+    if not sampled["hash"]:
+        return
+    whole = {name: np.concatenate(v) for name, v in sampled.items()}
+    rows = np.sort(np.argsort(whole["hash"], kind="stable")[:size])
+    sampled.update({name: [v[rows]] for name, v in whole.items()})
+
+
+def write_chunk(url: str, blobs: list[tuple[str, int]], start: int, stop: int, blob_of: np.ndarray,
+                rows: np.ndarray, luts: np.ndarray) -> tuple[int, dict[str, list]]:
     """Write output rows ``start:stop`` of ``vis`` and ``ir``: row ``start + i`` is patch
-    ``rows[i]`` of scan batch ``batches[i]``, its visible channels passed through ``luts``
-    (3, 256) uint8. The range must be exactly one whole chunk (or the array's last one), so
-    that no two tasks ever write the same chunk. Returns the number of rows written and the
-    (size, sha256) of the two chunk objects as stored."""
+    ``rows[i]`` of the scratch blob ``blobs[blob_of[i]]`` (role, batch), its visible channels
+    passed through ``luts`` (3, 256) uint8. The range must be exactly one whole chunk (or the
+    array's last one), so that no two tasks ever write the same chunk. Returns the number of rows
+    written and the (size, sha256) of the two chunk objects as stored."""
     group = zarr.open_group(store=url, mode="r+")
     vis_out, ir_out = group["vis"], group["ir"]
     chunk = vis_out.chunks[0]
     assert start % chunk == 0 and (stop - start == chunk or stop == vis_out.shape[0]), (start, stop, chunk)
-    assert ir_out.chunks[0] == chunk and len(batches) == len(rows) == stop - start
+    assert ir_out.chunks[0] == chunk and len(blob_of) == len(rows) == stop - start
     vis = np.empty((stop - start,) + vis_out.shape[1:], dtype=np.uint8)
     ir = np.empty((stop - start,) + ir_out.shape[1:], dtype=np.uint8)
-    for batch in np.unique(batches):
-        where = np.flatnonzero(batches == batch)
-        data, _ = _store.read_batch(url, role, int(batch), ("vis", "ir"))
-        vis[where] = data["vis"][rows[where]]
-        ir[where] = data["ir"][rows[where]]
+    for b in np.unique(blob_of):
+        where = np.flatnonzero(blob_of == b)
+        _, vis[where], ir[where] = _store.read_pixels(url, *blobs[int(b)], rows[where])
     for c in range(3):
         vis[:, c] = luts[c][vis[:, c]]
     vis_out[start:stop] = vis

@@ -1,13 +1,16 @@
 """Align build against the released procedure (a) and the decode floor (b).
 
-    python -m benchmarks.align_build [--scales 1 10] [--repeats 3] [--baseline-scales 1]
+    python -m benchmarks.align_build [--scales 1 10] [--repeats 3] [--baseline-scales 1] [--build-args ...]
 
 Workload: RoadScene (target) x the MSRS subset (auxiliary) from ../shared/datasets, P=64, S=200,
 K=800, the auxiliary manifest replicated 1x, 10x (and 30x on request). Per scale, medians of
 ``--repeats`` runs of:
 - ours: `crossfuse-align build` in a subprocess: the command's wall time (interpreter start and
   imports included, about 0.9 s here), peak RSS by GNU time, and the build's own total as the
-  command reports it (from opening the store to finalising it: what the floor is compared with);
+  command reports it (from opening the store to finalising it: what the floor is compared with),
+  and the store folder's size sampled every 50 ms (its peak: scratch included), against the
+  finished store plus K raw patches (K x P x P x 4 bytes: what issue 13 bounds the peak by);
+  ``--build-args`` are passed on to the command (e.g. ``--low-scratch``);
 - floor: every input image (target and auxiliary, visible and infrared) decoded once by Pillow on
   the same number of threads as our workers;
 - released: benchmarks.released_align (one run; only at ``--baseline-scales``, it is slow).
@@ -44,11 +47,14 @@ def _folder_mb(path: str) -> float:
     return total / 1e6
 
 
-def _ours(target: str, aux: str, out: str) -> tuple[float, float, float, float, float]:
+K, PATCH = 800, 64
+
+
+def _ours(target: str, aux: str, out: str, extra: list[str]) -> tuple[float, float, float, float, float]:
     """Wall, peak RSS (MiB), the build's own total (s), and the store folder's peak and final
     size (MB; scratch included, sampled every 50 ms while the command runs)."""
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "crossfuse.cli.align", "build", "-q", "-t", target,
-           "-a", aux, "-o", out, "-k", "800"]
+           "-a", aux, "-o", out, "-k", str(K), *extra]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0.0
@@ -79,6 +85,7 @@ def main() -> None:
     ap.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline-scales", type=int, nargs="*", default=[1])
+    ap.add_argument("--build-args", nargs="*", default=[], help="more arguments for crossfuse-align build")
     args = ap.parse_args()
     workers = available_cores()
     target_path = str(MANIFESTS / "roadscene.json")
@@ -92,7 +99,7 @@ def main() -> None:
             megabytes = sum(os.path.getsize(f) for f in files) / 1e6
             runs = []
             for i in range(args.repeats):  # a fresh output each run: deleting the last one is not timed
-                runs.append(_ours(target_path, aux_path, os.path.join(tmp, f"x{scale}-{i}.zarr")))
+                runs.append(_ours(target_path, aux_path, os.path.join(tmp, f"x{scale}-{i}.zarr"), args.build_args))
                 shutil.rmtree(os.path.join(tmp, f"x{scale}-{i}.zarr"))
             ours = sorted(r[0] for r in runs)[len(runs) // 2]
             ours_build = sorted(r[2] for r in runs)[len(runs) // 2]
@@ -108,7 +115,8 @@ def main() -> None:
             row = {"aux_replication": scale, "input_files": len(files), "input_mb": round(megabytes, 1),
                    "ours_command_s": round(ours, 2), "ours_build_s": round(ours_build, 2),
                    "ours_peak_rss_mib": round(rss, 1), "store_peak_mb": round(store_peak, 1),
-                   "store_final_mb": round(store_final, 1), "floor_s": round(floor, 2),
+                   "store_final_mb": round(store_final, 1),
+                   "store_bound_mb": round(store_final + K * PATCH * PATCH * 4 / 1e6, 1), "floor_s": round(floor, 2),
                    "build_over_floor": round(ours_build / floor, 2), "command_over_floor": round(ours / floor, 2),
                    "patches_per_s": round(patches / ours_build), "input_mb_per_s": round(megabytes / ours_build, 1)}
             if scale in args.baseline_scales:

@@ -75,9 +75,10 @@ def main() -> None:
 @click.option("--target-root", default=None, help="Override the target manifest's root.")
 @click.option("--aux-root", default=None, help="Override the auxiliary manifest's root.")
 @click.option("--low-scratch", is_flag=True,
-              help="Keep no pixels while scanning and read the pairs holding selected patches again: scratch "
-                   "disk follows K instead of the auxiliary pool (for very large pools), at the cost of that "
-                   "second read. Same corpus either way.")
+              help="Keep no candidate pixels while scanning and read the pairs holding selected patches again: "
+                   "scratch disk is then exactly K raw patches, never more, at the cost of that second read. "
+                   "By default only patches that can still be selected keep their pixels (about K of them). "
+                   "Same corpus either way.")
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
 def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, low_scratch, patch, stride, chunk,
@@ -161,6 +162,11 @@ def _print_summary(s) -> None:
                   *_alignment_lines(record)]
         if record.ivf_recall is not None:
             lines.append(f"  IVF recall@K against exact search: {record.ivf_recall:.4f}")
+        if s.scratch:
+            f = s.scratch
+            lines.append(f"  scratch        at most {f['scratch_patches_peak']} candidate patches held with pixels "
+                         f"({f['compactions']} blob(s) rewritten to drop dead ones); "
+                         f"{f['pairs_read_twice']} pair(s) read twice")
     else:
         lines += [f"  packed     {c.aux_pairs:>6} pairs  {c.patches:>8} patches",
                   f"  means          {_rgb(record.means_before)}"]

@@ -102,9 +102,9 @@ def test_losing_one_worker_mid_build_changes_nothing(tmp_path, cluster, local_bu
     _same(out, local_build)
 
 
-#: A longer build (400 patches in 50 chunks, each re-reading a large scan batch), so that the
+#: A longer build (400 patches in 400 one-patch chunks, each decoding a candidate blob), so that the
 #: cluster can die in the middle of it.
-LONG = [*BUILD[:BUILD.index("-k")], "-k", "400", "-s", "16", "--chunk", "8", "-q"]
+LONG = [*BUILD[:BUILD.index("-k")], "-k", "400", "-s", "16", "--chunk", "1", "-q"]
 
 
 @pytest.mark.parametrize("lose", ["every worker", "the scheduler"])

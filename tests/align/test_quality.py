@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import zarr
 
-from crossfuse.align.quality import corrected_means, per_patch_counts, wasserstein1
+from crossfuse.align.quality import MeanHistogram, corrected_means, per_patch_counts, wasserstein1
 from crossfuse.schema import STATS_GROUP, CorpusRecord, open_corpus
 
 
@@ -27,6 +27,22 @@ def test_w1_of_unequal_samples_against_a_fine_quantile_integral():
     assert wasserstein1(a, a) == 0.0
     with pytest.raises(ValueError):
         wasserstein1(a, [])
+
+
+def test_w1_against_a_histogram_is_w1_against_its_samples_bit_for_bit():
+    rng = np.random.default_rng(3)
+    area = 64 * 64
+    sums = rng.integers(0, 255 * area, size=(5000, 3))  # patch channel sums, as the scan sees them
+    target = rng.normal(120, 30, 300)
+    hist = MeanHistogram(64)
+    for part in np.array_split(sums, 37):  # batches of the pool, merged as they complete
+        for c in range(3):
+            hist.add(c, *np.unique(part[:, c], return_counts=True))
+    assert hist.patches == 5000
+    for c in range(3):
+        values, counts = hist.channel(c)
+        assert np.array_equal(np.repeat(values, counts), np.sort(sums[:, c] / float(area)))
+        assert wasserstein1(target, values, b_counts=counts) == wasserstein1(target, sums[:, c] / float(area))
 
 
 def test_per_patch_counts_and_corrected_means_match_the_patches(sample_corpus):

@@ -1,6 +1,7 @@
-"""The aligned build's second pass (``--low-scratch``): the scan keeps no pixels, only the selected patches are read
-again (from the pairs holding them), a crash there resumes, and a source that changed between
-the passes is an error naming it. The arrays equal the plain oracle's (test_build does that)."""
+"""The aligned build's second pass (``--low-scratch``): the scan keeps no pixels, not even the candidates', only the
+selected patches are read again (from the pairs holding them), a crash there resumes, and a
+source that changed between the passes is an error naming it. The arrays equal the default
+build's, which equal the plain oracle's (test_build)."""
 
 from __future__ import annotations
 
@@ -50,10 +51,11 @@ def test_a_crash_in_the_second_pass_resumes_and_the_scratch_follows_k(tmp_path, 
     with pytest.raises(RuntimeError, match="simulated crash"):
         build(target=sample_target, aux=sample_aux, out=out, params=sample_params, engine=low)
     p = sample_params.patch
-    # The auxiliary scan kept statistics only (no pixels): far below one stashed patch per scanned patch.
-    pool = zarr.open_group(sample_corpus[0], mode="r")["stats"]["pool_means"].shape[0]
-    assert 0 < _scratch_bytes(out, "aux") < pool * 64
-    assert _scratch_bytes(out, _store.SELECTED) <= sample_params.k * 4 * p * p + 4096 * 4
+    # The auxiliary scan kept statistics only (no pixels): far below one patch's pixels per scanned patch.
+    pool = sample_corpus[1].record.counts.aux_patches
+    assert 0 < _scratch_bytes(out, "aux") < pool * 4 * p * p / 50
+    assert _scratch_bytes(out, _store.CANDIDATES) == 0
+    assert 0 < _scratch_bytes(out, _store.SELECTED) <= sample_params.k * 4 * p * p + 4096 * 4
     kept = [b for b in (0, 2) if _store.batch_done(out, _store.SELECTED, b)]
     assert kept and not _store.batch_done(out, _store.SELECTED, 1)
     done = set(kept)
@@ -75,7 +77,7 @@ def test_a_crash_in_the_second_pass_resumes_and_the_scratch_follows_k(tmp_path, 
 
 def test_a_source_changed_between_the_passes_is_named(tmp_path, monkeypatch, sample_target, sample_aux, sample_params,
                                                      low):
-    from crossfuse.align import scan
+    from crossfuse.align import candidates
 
     import dataclasses
 
@@ -84,20 +86,19 @@ def test_a_source_changed_between_the_passes_is_named(tmp_path, monkeypatch, sam
     # Without checksums in the manifest (a dataset folder has none), only the second pass can notice.
     aux = manifest.relocate(sample_aux, root=str(aux_dir))
     aux = dataclasses.replace(aux, pairs=[dataclasses.replace(p, ir_sha256=None, vis_sha256=None) for p in aux.pairs])
-    real_collect = scan.collect
+    real_scan = candidates.scan_pool
 
-    def collect_then_edit(client, url, pending, *args, **kwargs):
-        result = real_collect(client, url, pending, *args, **kwargs)
-        if pending.role == "aux":  # every auxiliary visible image changes after it was scanned
-            for pair in aux.pairs:
-                path = aux.url(pair.vis)
-                from PIL import Image
+    def scan_then_edit(*args, **kwargs):
+        result = real_scan(*args, **kwargs)
+        for pair in aux.pairs:  # every auxiliary visible image changes after it was scanned
+            path = aux.url(pair.vis)
+            from PIL import Image
 
-                with Image.open(path) as img:
-                    img.convert("RGB").rotate(180).save(path, format=img.format)
+            with Image.open(path) as img:
+                img.convert("RGB").rotate(180).save(path, format=img.format)
         return result
 
-    monkeypatch.setattr(scan, "collect", collect_then_edit)
+    monkeypatch.setattr(candidates, "scan_pool", scan_then_edit)
     with pytest.raises(PairError, match=r"changed while the build ran .* restore it and rerun") as exc:
         build(target=sample_target, aux=aux, out=str(tmp_path / "a.zarr"), params=sample_params, engine=low)
     assert str(aux_dir) in str(exc.value)
