@@ -26,7 +26,6 @@ from crossfuse.align.config import BuildParams, EngineConfig
 from crossfuse.align.engine import completed
 from crossfuse.align.quality import MeanHistogram
 from crossfuse.align.tasks import KEY_BITS, ScannedPair
-from crossfuse.errors import PairError
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress
 from crossfuse.schema import Problem
@@ -141,23 +140,13 @@ def scan_pool(client, url: str, aux: Manifest, target_mean: np.ndarray, params: 
     futures: dict = {}
     found: list[dict] = []
     target = np.asarray(target_mean, dtype=np.float64)
-
     stashing: dict[int, int] = {}  # batches in flight that stash every patch: their expected patches
 
     def submit_next() -> None:
         b = todo.pop(0)
         first, sub = batches[b]
         threshold = state.candidates.threshold(k) if k is not None else float("inf")
-        keep = pixels
-        if pixels and threshold == float("inf"):
-            # Before K candidates are known every patch is one: stash this batch's pixels only while
-            # what is stashed and in flight stays within the budget; else keep its statistics, and
-            # read its pairs again for the patches it contributes to the selection.
-            per_pair = state.patches / len(state.pairs) if state.pairs else float(k)
-            expected = int(min(k, len(sub.pairs) * per_pair))
-            keep = state.stashed + sum(stashing.values()) + expected <= stash_budget(k)
-            if keep:
-                stashing[b] = expected
+        keep = pixels and (threshold < float("inf") or _within_budget(state, b, len(sub.pairs), k, stashing))
         futures[client.submit(tasks.scan_candidates, url, b, sub, first, patch=params.patch, stride=params.stride,
                               target=target, k=k, threshold=threshold, pixels=keep, sample=POOL_SAMPLE,
                               sample_bound=state.sample_bound(), skip_bad=skip_bad, pure=False)] = b
@@ -171,27 +160,42 @@ def scan_pool(client, url: str, aux: Manifest, target_mean: np.ndarray, params: 
             stashing.pop(b, None)
             found.extend(problems)
             if not problems or skip_bad:
-                keys = _absorb(url, state, b, k)
-                if _store.batch_done(url, _store.CANDIDATES, b):
-                    state.pixels[b] = keys
-                state.peak_stashed = max(state.peak_stashed, state.stashed)
-                _compact(url, state, k)
-                if sum(state.loose.values()) > max(CHECKPOINT_MIN, state.checkpoint_bytes):
-                    _checkpoint(url, state, k)
+                _merge(url, state, b, k)
             advance(len(batches[b][1].pairs))
             if todo:
                 submit_next()
-    if found and not skip_bad:
-        first = found[0]
-        more = f" (and {len(found) - 1} more problem(s))" if len(found) > 1 else ""
-        raise PairError(f"{first['error']}{more} Pass --skip-bad to record bad pairs and go on.",
-                        pair_id=first["id"], path=first["path"])
+    if not skip_bad:
+        scan.raise_problems(found)
     state.pairs.sort(key=lambda p: p.index)
     position = {p.id: i for i, p in enumerate(aux.pairs)}
     state.problems.sort(key=lambda p: position.get(p.id, -1))
     if state.patches == 0:
         scan.explain_empty(aux, state.pairs, params)
     return state
+
+
+def _within_budget(state: PoolScan, batch: int, pairs: int, k: int, stashing: dict[int, int]) -> bool:
+    """Before K candidates are known every patch is one: a batch stashes its pixels only while what
+    is stashed and in flight stays within :func:`stash_budget` (recorded in ``stashing``); the
+    others keep statistics, and their pairs are read again for the patches they give the selection."""
+    per_pair = state.patches / len(state.pairs) if state.pairs else float(k)
+    expected = int(min(k, pairs * per_pair))
+    if state.stashed + sum(stashing.values()) + expected > stash_budget(k):
+        return False
+    stashing[batch] = expected
+    return True
+
+
+def _merge(url: str, state: PoolScan, batch: int, k: int | None) -> None:
+    """Take a finished batch in: its statistics, its candidate pixels; drop dead pixels, and
+    checkpoint the statistics when the batches' own blobs have grown."""
+    keys = _absorb(url, state, batch, k)
+    if _store.batch_done(url, _store.CANDIDATES, batch):
+        state.pixels[batch] = keys
+    state.peak_stashed = max(state.peak_stashed, state.stashed)
+    _compact(url, state, k)
+    if sum(state.loose.values()) > max(CHECKPOINT_MIN, state.checkpoint_bytes):
+        _checkpoint(url, state, k)
 
 
 #: The merged statistics are written to one checkpoint (and the batches' own blobs deleted) once

@@ -72,7 +72,13 @@ def _wait(client, pending: PendingScan, engine: EngineConfig, progress: Progress
         for future, found in completed(client, futures, worker_timeout=engine.worker_timeout):
             problems.extend(found)
             advance(len(futures[future].pairs))
-    if problems and not pending.skip_bad:
+    if not pending.skip_bad:
+        raise_problems(problems)
+
+
+def raise_problems(problems: list[dict]) -> None:
+    """The first problem a scan found as a :class:`PairError` (with how many more), if any."""
+    if problems:
         first = problems[0]
         more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
         raise PairError(f"{first['error']}{more} Pass --skip-bad to record bad pairs and go on.",

@@ -114,9 +114,8 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
     ``k`` in (distance, key) order, and no farther than ``threshold``, the K-th distance of the
     candidates the build holds so far (a patch farther than that has K patches before it
     already). With ``k`` None every patch is a candidate (the IVF index needs them all). With
-    ``pixels`` the candidates' pixels go to a compressed blob of the ``candidates`` role, written
-    before the batch's statistics, so that statistics on disk mean pixels on disk.
-    Returns the problems found; with some and ``skip_bad`` off nothing is stored."""
+    ``pixels`` the candidates' pixels are stored too (:func:`_write_candidates`). Returns the
+    problems found; with some and ``skip_bad`` off nothing is stored."""
     problems: list[dict] = []
     pairs_info: list[dict] = []
     kept: dict[str, list[np.ndarray]] = {n: [] for n in ("key", "origins", "means", "pair", "distance", "vis", "ir")}
@@ -139,22 +138,16 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
         keys = (np.int64(batch) << KEY_BITS) + local + np.arange(n, dtype=np.int64)
         local += n
         sums_seen.append(sums)
-        hashes = splitmix64((np.uint64(index) << np.uint64(32)) + np.arange(n, dtype=np.uint64))
-        enters = hashes <= np.uint64(sample_bound)
-        sampled["hash"].append(hashes[enters])
-        sampled["key"].append(keys[enters])
-        sampled["means"].append(means[enters])
+        _sample(sampled, index, keys, means, sample_bound)
         distance = l1_distances(means, target)
         rows = np.arange(n) if k is None else np.flatnonzero(distance <= threshold)
         if len(rows):
-            kept["key"].append(keys[rows])
-            kept["origins"].append(origins[rows])
-            kept["means"].append(means[rows])
-            kept["pair"].append(np.full(len(rows), index, dtype=np.int32))
-            kept["distance"].append(distance[rows])
+            found = {"key": keys[rows], "origins": origins[rows], "means": means[rows],
+                     "pair": np.full(len(rows), index, dtype=np.int32), "distance": distance[rows]}
             if pixels:
-                kept["vis"].append(vis[rows])
-                kept["ir"].append(_patches.extract(loaded.ir, origins[rows], patch))
+                found.update(vis=vis[rows], ir=_patches.extract(loaded.ir, origins[rows], patch))
+            for name, values in found.items():
+                kept[name].append(values)
             if k is not None:  # hold at most the batch's first k: the pixels never pile up
                 _truncate(kept, k)
         if len(sampled["hash"]) > 1:
@@ -165,6 +158,25 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
     if problems and not skip_bad:
         return problems
     _truncate_sample(sampled, sample)
+    _write_candidates(url, batch, kept, sums_seen, sampled, patch=patch, pixels=pixels,
+                      info={"pairs": pairs_info, "problems": problems, "k": k, "pixels": bool(pixels)})
+    return problems
+
+
+def _sample(sampled: dict[str, list[np.ndarray]], pair: int, keys: np.ndarray, means: np.ndarray,
+            bound: int) -> None:
+    """Offer a pair's patches to the pool sample: a patch's hash is fixed by (pair, its row), and
+    only those at most ``bound`` can enter."""
+    hashes = splitmix64((np.uint64(pair) << np.uint64(32)) + np.arange(len(keys), dtype=np.uint64))
+    enters = hashes <= np.uint64(bound)
+    for name, values in (("hash", hashes), ("key", keys), ("means", means)):
+        sampled[name].append(values[enters])
+
+
+def _write_candidates(url: str, batch: int, kept: dict[str, list[np.ndarray]], sums_seen: list[np.ndarray],
+                      sampled: dict[str, list[np.ndarray]], *, patch: int, pixels: bool, info: dict) -> None:
+    """Store a scanned batch: its candidates' pixels first (or remove a blob an earlier scan of it
+    left), then its statistics: candidates, per-channel histogram of sums, sample, and ``info``."""
     empty = {"key": ((0,), np.int64), "origins": ((0, 2), np.int32), "means": ((0, 3), np.float64),
              "pair": ((0,), np.int32), "distance": ((0,), np.float32),
              "vis": ((0, 3, patch, patch), np.uint8), "ir": ((0, 1, patch, patch), np.uint8)}
@@ -179,9 +191,7 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
         stats[f"sums{c}"], stats[f"counts{c}"] = np.unique(sums[:, c], return_counts=True)
     blank = {"hash": np.zeros(0, np.uint64), "key": np.zeros(0, np.int64), "means": np.zeros((0, 3))}
     stats.update({f"sample_{name}": np.concatenate(v) if v else blank[name] for name, v in sampled.items()})
-    _store.write_batch(url, "aux", batch, stats, {"pairs": pairs_info, "problems": problems, "k": k,
-                                                  "patches": len(sums), "pixels": bool(pixels)})
-    return problems
+    _store.write_batch(url, "aux", batch, stats, {**info, "patches": len(sums)})
 
 
 def _truncate(kept: dict[str, list[np.ndarray]], k: int) -> None:
