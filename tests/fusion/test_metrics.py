@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from crossfuse.fusion import metrics as M
+from crossfuse.fusion.metrics import cddfuse as M
 from tests.helpers import DATASETS, MANIFESTS, REFERENCE
 
 BUNDLED = MANIFESTS / "sample" / "metrics"

@@ -1,0 +1,89 @@
+"""VIFB's protocol against its own MATLAB output: ../shared/reference/vifb holds, for 12 methods and
+21 pairs, the value each of VIFB's 13 metric functions printed (5 significant digits). Every one
+must round to the printed digits. Plus the quirks on small hand-checked cases."""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+
+from crossfuse.errors import EvalError
+from crossfuse.fusion.metrics import vifb
+from tests.helpers import DATASETS, SHARED
+
+ORACLE = SHARED / "reference" / "vifb"
+needs_oracle = pytest.mark.skipif(not (ORACLE / "values.tsv").is_file(), reason="../shared/reference/vifb is absent")
+
+
+def _printed(value: float) -> float:
+    """The value as MATLAB's dlmwrite prints it: 5 significant digits."""
+    return float(f"{value:.5g}")
+
+
+def _score_image(image: str, methods: list[str]) -> dict[tuple[str, str], dict[str, float]]:
+    vis = vifb.read(str(DATASETS / "VIFB" / "vis" / f"{image}.jpg"))
+    ir = vifb.read(str(DATASETS / "VIFB" / "ir" / f"{image}.jpg"))
+    return {(image, m): vifb.all_metrics(vis, ir, vifb.read(str(ORACLE / "fused" / m / f"{image}.jpg")))
+            for m in methods}
+
+
+@pytest.mark.slow
+@needs_oracle
+def test_every_printed_value_of_vifbs_matlab_code_is_reproduced():
+    expected: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    with open(ORACLE / "values.tsv", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            expected[(row["image"], row["method"])][row["metric"]] = row["value"]
+    assert len(expected) == 12 * 21 and sum(len(v) for v in expected.values()) == 3276
+    by_image: dict[str, list[str]] = defaultdict(list)
+    for image, method in expected:
+        by_image[image].append(method)
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        scored = {}
+        for part in pool.map(_score_image, list(by_image), list(by_image.values())):
+            scored.update(part)
+    wrong = [(key, name, printed, scored[key][ours])
+             for key, values in expected.items() for ours, name in vifb.FUNCTIONS.items()
+             for printed in [values[name]] if _printed(scored[key][ours]) != float(printed)]
+    assert not wrong, f"{len(wrong)} of 3276 differ, e.g. {wrong[:5]}"
+
+
+def test_rgb2gray_rounds_uint8_and_not_double():
+    rgb = np.array([[[10, 200, 31], [255, 0, 1]]], dtype=np.uint8)
+    exact = rgb.astype(np.float64) @ vifb._GRAY
+    assert np.array_equal(vifb.rgb2gray(rgb), np.floor(exact + 0.5).astype(np.uint8))
+    assert np.allclose(vifb.rgb2gray(rgb.astype(np.float64)), exact)
+    assert abs(vifb._GRAY.sum() - 1.0) < 1e-3 and np.allclose(vifb._GRAY, [0.2989, 0.5870, 0.1140], atol=1e-4)
+
+
+def test_sf_scores_a_colour_image_as_its_channels_side_by_side():
+    rng = np.random.default_rng(0)
+    f = rng.integers(0, 256, (5, 4, 3)).astype(np.uint8)
+    wide = np.hstack([f[..., 0], f[..., 1], f[..., 2]]).astype(np.float64)  # MATLAB's f(i, j), j up to 3W
+    rf = sum((wide[i, j] - wide[i, j - 1]) ** 2 for i in range(5) for j in range(1, 12)) / 60
+    cf = sum((wide[i, j] - wide[i - 1, j]) ** 2 for i in range(1, 5) for j in range(12)) / 60
+    assert vifb.sf(f, f, f) == pytest.approx(np.sqrt(rf + cf), rel=1e-12)
+    gray = f[..., 0]
+    assert vifb.sf(gray, gray, gray) != pytest.approx(vifb.sf(f, f, f))
+
+
+def test_vifbs_mse_is_not_a_mean_square_error():
+    a = np.zeros((4, 5), np.uint8)
+    b = np.full((4, 5), 3, np.uint8)
+    assert vifb.rmse(a, a, b) == pytest.approx(np.sqrt(20 * 9) / 20)  # sqrt of the sum, over H W
+    assert vifb.psnr(a, a, b) == pytest.approx(20 * np.log10(255 / np.sqrt(np.sqrt(180) / 20)))
+
+
+def test_qcb_and_qcv_refuse_a_gray_fused_image_with_colour_sources():
+    rng = np.random.default_rng(1)
+    colour = rng.integers(0, 256, (40, 48, 3)).astype(np.uint8)
+    gray = colour[..., 1]
+    for metric in (vifb.qcb, vifb.qcv):
+        with pytest.raises(EvalError, match="per channel"):
+            metric(colour, colour, gray)
+        assert np.isfinite(metric(colour, colour, colour))
+    assert np.isfinite(vifb.qabf(colour, colour, gray))  # Qabf turns everything gray: defined
