@@ -49,6 +49,28 @@ class ScannedPair:
         return Source(id=self.id, ir=self.ir, vis=self.vis, ir_sha256=self.ir_sha256, vis_sha256=self.vis_sha256)
 
 
+def _cut_pairs(manifest: Manifest, first_pair: int, patch: int, stride: int, problems: list[dict]):
+    """Each readable pair of a batch (numbered from ``first_pair``): (its manifest index, the pair,
+    its images, its patch origins, its visible patches); a pair that cannot be read goes to
+    ``problems`` instead."""
+    for offset, pair in enumerate(manifest.pairs):
+        try:
+            loaded = read_pair(manifest, pair)
+        except PairError as exc:
+            problems.append({"id": pair.id, "path": exc.path, "error": str(exc)})
+            continue
+        height, width = loaded.ir.shape
+        origins = _patches.grid(height, width, patch, stride)
+        yield first_pair + offset, pair, loaded, origins, _patches.extract(loaded.vis, origins, patch)
+
+
+def _scanned(index: int, pair, loaded, patches: int) -> dict:
+    """A pair's record as the scan read it (:class:`ScannedPair`, as JSON)."""
+    height, width = loaded.ir.shape
+    return ScannedPair(index=index, id=pair.id, ir=pair.ir, vis=pair.vis, ir_sha256=loaded.ir_sha256,
+                       vis_sha256=loaded.vis_sha256, height=height, width=width, patches=patches).to_json()
+
+
 def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: int, *,
                patch: int, stride: int, stash: bool, skip_bad: bool) -> list[dict]:
     """Read the pairs of ``manifest`` (a batch, numbered from ``first_pair``), cut their patches,
@@ -59,24 +81,14 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
     problems: list[dict] = []
     pairs_info: list[dict] = []
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _store.SCAN_ARRAYS + _store.STASH_ARRAYS}
-    for offset, pair in enumerate(manifest.pairs):
-        try:
-            loaded = read_pair(manifest, pair)
-        except PairError as exc:
-            problems.append({"id": pair.id, "path": exc.path, "error": str(exc)})
-            continue
-        height, width = loaded.ir.shape
-        origins = _patches.grid(height, width, patch, stride)
-        vis = _patches.extract(loaded.vis, origins, patch)
+    for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems):
         parts["origins"].append(origins)
         parts["means"].append(_patches.channel_means(vis))
-        parts["pair"].append(np.full(len(origins), first_pair + offset, dtype=np.int32))
+        parts["pair"].append(np.full(len(origins), index, dtype=np.int32))
         if stash:
             parts["vis"].append(vis)
             parts["ir"].append(_patches.extract(loaded.ir, origins, patch))
-        pairs_info.append(ScannedPair(index=first_pair + offset, id=pair.id, ir=pair.ir, vis=pair.vis,
-                                      ir_sha256=loaded.ir_sha256, vis_sha256=loaded.vis_sha256, height=height,
-                                      width=width, patches=len(origins)).to_json())
+        pairs_info.append(_scanned(index, pair, loaded, len(origins)))
     if problems and not skip_bad:
         return problems
     empty = {"origins": ((0, 2), np.int32), "means": ((0, 3), np.float64), "pair": ((0,), np.int32),
@@ -122,17 +134,8 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
     sums_seen: list[np.ndarray] = []
     sampled: dict[str, list[np.ndarray]] = {"hash": [], "key": [], "means": []}
     local = 0
-    for offset, pair in enumerate(manifest.pairs):
-        try:
-            loaded = read_pair(manifest, pair)
-        except PairError as exc:
-            problems.append({"id": pair.id, "path": exc.path, "error": str(exc)})
-            continue
-        height, width = loaded.ir.shape
-        index = first_pair + offset
-        origins = _patches.grid(height, width, patch, stride)
+    for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems):
         n = len(origins)
-        vis = _patches.extract(loaded.vis, origins, patch)
         sums = vis.reshape(n, 3, -1).sum(axis=2, dtype=np.int64)
         means = sums / float(patch * patch)  # = patches.channel_means, bit for bit
         keys = (np.int64(batch) << KEY_BITS) + local + np.arange(n, dtype=np.int64)
@@ -152,9 +155,7 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
                 _truncate(kept, k)
         if len(sampled["hash"]) > 1:
             _truncate_sample(sampled, sample)
-        pairs_info.append(ScannedPair(index=index, id=pair.id, ir=pair.ir, vis=pair.vis,
-                                      ir_sha256=loaded.ir_sha256, vis_sha256=loaded.vis_sha256, height=height,
-                                      width=width, patches=n).to_json())
+        pairs_info.append(_scanned(index, pair, loaded, n))
     if problems and not skip_bad:
         return problems
     _truncate_sample(sampled, sample)

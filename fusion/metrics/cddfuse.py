@@ -14,8 +14,7 @@ import math
 import numpy as np
 import torch
 
-from crossfuse.errors import EvalError, ImageError
-from crossfuse.imageio import load_image
+from crossfuse.fusion.metrics.common import read_stored
 
 NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE")
 
@@ -23,21 +22,10 @@ NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR
 def read_gray(path: str) -> np.ndarray:
     """The protocol's reading: 8-bit RGB -> ``round(0.299 R + 0.587 G + 0.114 B)``; gray as it is.
     Returns (H, W) float64 on 0-255."""
-    import fsspec
-
-    try:
-        with fsspec.open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise EvalError(f"cannot read {path} ({exc}).") from exc
-    try:
-        im = load_image(data, url=path)
-    except ImageError as exc:
-        raise EvalError(f"{exc} The protocol scores 8-bit images; write or convert it as one.") from exc
-    with im:
-        if im.mode == "L":
-            return np.asarray(im, dtype=np.float64)
-        rgb = np.asarray(im.convert("RGB"), dtype=np.float64)
+    stored = read_stored(path)
+    if stored.ndim == 2:
+        return stored.astype(np.float64)
+    rgb = stored.astype(np.float64)
     return np.round(rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
 
 
