@@ -153,18 +153,24 @@ def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channe
               help="Write dataset,name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE per image and a mean row per dataset.")
 @click.option("--json", "json_path", default=None, metavar="FILE", help="Write per-image scores and means as JSON.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --csv or --json file.")
+@click.option("--protocol", type=click.Choice(["cddfuse", "vifb", "all"]), default="cddfuse", show_default=True,
+              help="cddfuse: the paper's evaluator (12 metrics, gray images). vifb: VIFB's 13 MATLAB metrics "
+                   "(AG CE EI EN MI PSNR Qabf Qcb Qcv RMSE SF SSIM SD; colour scored per channel). all: both, "
+                   "columns prefixed cddfuse: and vifb:.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: one per core].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors(interrupted="interrupted; no score file was written.")
-def evaluate(fused, pairs, csv_path, json_path, overwrite, workers, quiet):
-    """Score fused images with the IVIF metrics of the paper's protocol (EN, SD, SF, AG, MI, SCD,
-    VIF, Qabf, SSIM, CC, PSNR, MSE), computed exactly as its evaluator does."""
+def evaluate(fused, pairs, csv_path, json_path, overwrite, protocol, workers, quiet):
+    """Score fused images with the IVIF metrics of a published protocol: by default the paper's
+    (EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, CC, PSNR, MSE), computed exactly as its evaluator
+    does; with --protocol vifb VIFB's, exactly as its MATLAB code does."""
     from crossfuse import manifest
     from crossfuse.fusion import evaluate as ev
 
     ev.check_outputs([csv_path, json_path], overwrite=overwrite)
-    rows = ev.evaluate(fused, [manifest.load(p) for p in pairs], workers=workers, progress=progress_factory(quiet))
+    rows = ev.evaluate(fused, [manifest.load(p) for p in pairs], workers=workers, protocol=protocol,
+                       progress=progress_factory(quiet))
     click.echo(ev.table(rows))
     if csv_path:
         ev.write_csv(rows, csv_path)

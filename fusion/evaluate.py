@@ -1,9 +1,11 @@
-"""``crossfuse eval``: score fused images against their source pairs with the protocol's metrics.
+"""``crossfuse eval``: score fused images against their source pairs under a protocol's metrics.
 
 Fused images are matched to pairs by id (a folder's stem): ``FUSED_DIR/<id>.<png|jpg|bmp|tif>``.
 Images are scored in parallel worker processes; the table has a row per image and a mean row per
-dataset; the CSV header is exactly ``dataset,name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE``
-and it ends with a ``mean`` row per dataset, as the table and the JSON do.
+dataset. Protocols (:data:`PROTOCOLS`): ``cddfuse`` (the default; the CSV header is exactly
+``dataset,name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE``), ``vifb`` (VIFB's 13 metrics,
+colour per channel), ``all`` (both, columns prefixed ``cddfuse:`` and ``vifb:``). The CSV ends
+with a ``mean`` row per dataset, as the table and the JSON do.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from crossfuse.errors import EvalError, OutputExistsError
-from crossfuse.fusion.metrics import NAMES, all_metrics, read_gray
+from crossfuse.fusion.metrics import NAMES, all_metrics, read_gray, vifb
 from crossfuse.manifest import IMAGE_SUFFIXES, Manifest
 from crossfuse.progress import Progress, no_progress
 from crossfuse.system import available_cores
@@ -50,20 +52,44 @@ def _single_threaded() -> None:
     torch.set_num_threads(1)
 
 
-def score(fused: str, ir: str, vis: str) -> dict[str, float]:
-    """All metrics of one fused image against its infrared and visible sources (paths or URLs)."""
-    f, a, b = read_gray(fused), read_gray(ir), read_gray(vis)
-    if not (f.shape == a.shape == b.shape):
+#: The protocols ``crossfuse eval`` scores under, and each one's metric columns.
+PROTOCOLS = {"cddfuse": NAMES, "vifb": vifb.NAMES,
+             "all": tuple(f"cddfuse:{n}" for n in NAMES) + tuple(f"vifb:{n}" for n in vifb.NAMES)}
+
+
+def _same_size(fused: str, ir: str, vis: str, f: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+    if not (f.shape[:2] == a.shape[:2] == b.shape[:2]):
         raise EvalError(f"{fused} is {f.shape[1]}x{f.shape[0]} but its sources {ir} and {vis} are "
                         f"{a.shape[1]}x{a.shape[0]} and {b.shape[1]}x{b.shape[0]}; fuse at the sources' size.")
-    return all_metrics(f, a, b)
 
 
-def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = None,
+def score(fused: str, ir: str, vis: str, protocol: str = "cddfuse") -> dict[str, float]:
+    """The metrics of one fused image against its infrared and visible sources (paths or URLs),
+    under ``protocol`` (a key of :data:`PROTOCOLS`), by column name."""
+    out: dict[str, float] = {}
+    if protocol in ("cddfuse", "all"):
+        f, a, b = read_gray(fused), read_gray(ir), read_gray(vis)
+        _same_size(fused, ir, vis, f, a, b)
+        prefix = "cddfuse:" if protocol == "all" else ""
+        out.update({prefix + k: v for k, v in all_metrics(f, a, b).items()})
+    if protocol in ("vifb", "all"):
+        f, a, b = vifb.read(fused), vifb.read(ir), vifb.read(vis)
+        _same_size(fused, ir, vis, f, a, b)
+        prefix = "vifb:" if protocol == "all" else ""
+        out.update({prefix + k: v for k, v in vifb.all_metrics(b, a, f).items()})
+    if not out:
+        raise EvalError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+    return out
+
+
+def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = None, protocol: str = "cddfuse",
              progress: Progress = no_progress) -> list[Row]:
-    """Score the fused image of every pair of ``datasets`` in ``workers`` processes (None: one per
-    core); every file is located before any work starts."""
-    jobs = [(m.name, p.id, find_fused(fused_dir, p.id), m.url(p.ir), m.url(p.vis)) for m in datasets for p in m.pairs]
+    """Score the fused image of every pair of ``datasets`` under ``protocol`` in ``workers``
+    processes (None: one per core); every file is located before any work starts."""
+    if protocol not in PROTOCOLS:
+        raise EvalError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+    jobs = [(m.name, p.id, find_fused(fused_dir, p.id), m.url(p.ir), m.url(p.vis), protocol)
+            for m in datasets for p in m.pairs]
     if not jobs:
         raise EvalError("the given pairs list no images to evaluate.")
     workers = min(workers or available_cores(), len(jobs))
@@ -82,36 +108,45 @@ def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = 
     return rows
 
 
+def columns(rows: list[Row]) -> tuple[str, ...]:
+    """The metric columns of scored rows, in their protocol's order."""
+    return tuple(rows[0].metrics) if rows else NAMES
+
+
 def means(rows: list[Row]) -> dict[str, dict[str, float]]:
     """Mean of each metric per dataset, in order of first appearance."""
     out: dict[str, dict[str, float]] = {}
     for dataset in dict.fromkeys(r.dataset for r in rows):
         mine = [r.metrics for r in rows if r.dataset == dataset]
-        out[dataset] = {k: float(np.mean([m[k] for m in mine])) for k in NAMES}
+        out[dataset] = {k: float(np.mean([m[k] for m in mine])) for k in columns(rows)}
     return out
 
 
 def table(rows: list[Row]) -> str:
     """A plain-text table: one row per image, then a mean row per dataset; columns aligned."""
+    names = columns(rows)
     width = max([len(r.name) for r in rows] + [len(f"mean {d}") for d in means(rows)] + [4])
-    head = f"{'name':<{width}}  " + "  ".join(f"{n:>8}" for n in NAMES)
+    cell = max(8, *(len(n) for n in names))
+    head = f"{'name':<{width}}  " + "  ".join(f"{n:>{cell}}" for n in names)
     lines = [head, "-" * len(head)]
-    lines += [f"{r.name:<{width}}  " + "  ".join(f"{r.metrics[n]:>8.4f}" for n in NAMES) for r in rows]
+    lines += [f"{r.name:<{width}}  " + "  ".join(f"{r.metrics[n]:>{cell}.4f}" for n in names) for r in rows]
     lines.append("-" * len(head))
-    lines += [f"{'mean ' + d:<{width}}  " + "  ".join(f"{m[n]:>8.4f}" for n in NAMES) for d, m in means(rows).items()]
+    lines += [f"{'mean ' + d:<{width}}  " + "  ".join(f"{m[n]:>{cell}.4f}" for n in names)
+              for d, m in means(rows).items()]
     return "\n".join(lines)
 
 
 def write_csv(rows: list[Row], path: str) -> None:
     """One line per image, then one per dataset with its means (name ``mean``); header
-    ``dataset,name,EN,...,MSE``; full precision."""
+    ``dataset,name,`` then the protocol's columns (``EN,...,MSE`` by default); full precision."""
+    names = columns(rows)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(("dataset", "name") + NAMES)
+        w.writerow(("dataset", "name") + names)
         for r in rows:
-            w.writerow([r.dataset, r.name] + [repr(r.metrics[n]) for n in NAMES])
+            w.writerow([r.dataset, r.name] + [repr(r.metrics[n]) for n in names])
         for dataset, m in means(rows).items():
-            w.writerow([dataset, "mean"] + [repr(m[n]) for n in NAMES])
+            w.writerow([dataset, "mean"] + [repr(m[n]) for n in names])
 
 
 def check_outputs(paths: list[str | None], *, overwrite: bool) -> None:

@@ -87,3 +87,45 @@ def test_qcb_and_qcv_refuse_a_gray_fused_image_with_colour_sources():
             metric(colour, colour, gray)
         assert np.isfinite(metric(colour, colour, colour))
     assert np.isfinite(vifb.qabf(colour, colour, gray))  # Qabf turns everything gray: defined
+
+
+@needs_oracle
+def test_eval_scores_under_vifbs_protocol_and_both(tmp_path):
+    """`crossfuse eval --protocol vifb` on three VIFB pairs fused by ADF prints VIFB's own values;
+    `--protocol all` carries both protocols' columns, the CDDFuse ones equal to a plain run's."""
+    import dataclasses
+    import shutil
+
+    from click.testing import CliRunner
+
+    from crossfuse import manifest
+    from crossfuse.cli.main import main
+    from tests.helpers import REPO
+
+    whole = manifest.load(str(REPO / "data_manifests" / "vifb.json"))
+    three = dataclasses.replace(whole, pairs=whole.pairs[:3])
+    spec = tmp_path / "three.json"
+    manifest.write(three, str(spec))
+    fused = tmp_path / "fused"
+    fused.mkdir()
+    for p in three.pairs:
+        shutil.copy(ORACLE / "fused" / "ADF" / f"{p.id}.jpg", fused / f"{p.id}.jpg")
+    expected: dict[tuple[str, str], str] = {}
+    with open(ORACLE / "values.tsv", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            if row["method"] == "ADF":
+                expected[(row["image"], row["metric"])] = row["value"]
+    runs = {}
+    for protocol in ("vifb", "all", "cddfuse"):
+        out = tmp_path / f"{protocol}.csv"
+        r = CliRunner().invoke(main, ["eval", "--fused", str(fused), "--pairs", str(spec), "--protocol", protocol,
+                                      "--csv", str(out), "-j", "1", "-q"])
+        assert r.exit_code == 0, r.output
+        runs[protocol] = {row["name"]: row for row in csv.DictReader(open(out))}
+    for p in three.pairs:
+        for ours, name in vifb.FUNCTIONS.items():
+            assert _printed(float(runs["vifb"][p.id][ours])) == float(expected[(p.id, name)]), (p.id, ours)
+            assert runs["all"][p.id][f"vifb:{ours}"] == runs["vifb"][p.id][ours]
+        for name in ("EN", "VIF", "Qabf", "MSE"):
+            assert runs["all"][p.id][f"cddfuse:{name}"] == runs["cddfuse"][p.id][name]
+    assert list(runs["cddfuse"]["carLight"])[:4] == ["dataset", "name", "EN", "SD"]
