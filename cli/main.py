@@ -146,13 +146,18 @@ def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channe
 
 
 @main.command("eval")
-@click.option("--fused", "-f", required=True, metavar="DIR", help="Folder of fused images named <pair id>.png.")
+@click.option("--fused", "-f", required=True, metavar="DIR",
+              help="Folder of fused images named <pair id>.png; or a folder of method folders (one per fusion "
+                   "method, each with <pair id>.png), scored as a leaderboard.")
 @click.option("--pairs", required=True, multiple=True, metavar="MANIFEST_OR_DIR",
               help="Source pairs (repeat for several datasets; each gets a mean row).")
 @click.option("--csv", "csv_path", default=None, metavar="FILE",
-              help="Write dataset,name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE per image and a mean row per dataset.")
-@click.option("--json", "json_path", default=None, metavar="FILE", help="Write per-image scores and means as JSON.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --csv or --json file.")
+              help="Write dataset,name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE per image and a mean row per "
+                   "dataset (a leaderboard: method,dataset,name,... per method and image).")
+@click.option("--json", "json_path", default=None, metavar="FILE", help="Write the scores (and a leaderboard) as JSON.")
+@click.option("--markdown", "markdown_path", default=None, metavar="FILE",
+              help="Write the leaderboard as a Markdown table: per method the mean of each metric and its rank.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --csv, --json or --markdown file.")
 @click.option("--protocol", type=click.Choice(["cddfuse", "vifb", "all"]), default="cddfuse", show_default=True,
               help="cddfuse: the paper's evaluator (12 metrics, gray images). vifb: VIFB's 13 MATLAB metrics "
                    "(AG CE EI EN MI PSNR Qabf Qcb Qcv RMSE SF SSIM SD; colour scored per channel). all: both, "
@@ -161,21 +166,52 @@ def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channe
               help="Worker processes [default: one per core].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors(interrupted="interrupted; no score file was written.")
-def evaluate(fused, pairs, csv_path, json_path, overwrite, protocol, workers, quiet):
+def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, protocol, workers, quiet):
     """Score fused images with the IVIF metrics of a published protocol: by default the paper's
     (EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, CC, PSNR, MSE), computed exactly as its evaluator
-    does; with --protocol vifb VIFB's, exactly as its MATLAB code does."""
-    from crossfuse import manifest
-    from crossfuse.fusion import evaluate as ev
+    does; with --protocol vifb VIFB's, exactly as its MATLAB code does.
 
-    ev.check_outputs([csv_path, json_path], overwrite=overwrite)
-    rows = ev.evaluate(fused, [manifest.load(p) for p in pairs], workers=workers, protocol=protocol,
-                       progress=progress_factory(quiet))
-    click.echo(ev.table(rows))
+    \b
+    A --fused folder of method folders is a leaderboard: every method is scored on the same
+    pairs, and ranked on each metric (MSE, CE, RMSE and Qcv are better smaller, the rest larger).
+    """
+    import os
+
+    from crossfuse import manifest
+    from crossfuse.fusion import evaluate as ev, leaderboard as lb
+
+    datasets = [manifest.load(p) for p in pairs]
+    ev.check_outputs([csv_path, json_path, markdown_path], overwrite=overwrite)
+    found = lb.methods(fused)
+    if found is None:
+        rows = ev.evaluate(fused, datasets, workers=workers, protocol=protocol, progress=progress_factory(quiet))
+        click.echo(ev.table(rows))
+        if csv_path:
+            ev.write_csv(rows, csv_path)
+        if json_path:
+            ev.write_json(rows, json_path)
+        if markdown_path:
+            _write_text(markdown_path, lb.markdown(lb.board({os.path.basename(os.path.normpath(fused)): rows})))
+        return
+    for _, folder in found:  # every file located before any scoring
+        for m in datasets:
+            for p in m.pairs:
+                ev.find_fused(folder, p.id)
+    scored = {name: ev.evaluate(folder, datasets, workers=workers, protocol=protocol,
+                                progress=progress_factory(quiet)) for name, folder in found}
+    board = lb.board(scored)
+    click.echo(lb.text(board))
     if csv_path:
-        ev.write_csv(rows, csv_path)
+        lb.write_csv(scored, csv_path)
     if json_path:
-        ev.write_json(rows, json_path)
+        lb.write_json(scored, board, json_path)
+    if markdown_path:
+        _write_text(markdown_path, lb.markdown(board))
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
 
 
 @main.command()

@@ -1,0 +1,120 @@
+"""Leaderboards: several fusion methods scored on the same pairs under one protocol.
+
+A leaderboard folder holds one folder per method, each with ``<pair id>.<png|jpg|...>`` fused
+images. Every method gets, per metric, its mean over all the pairs and its rank among the
+methods (1 = best; methods with equal means share the better rank), in the direction the metric
+is read: :data:`LOWER_IS_BETTER` lists the metrics where smaller is better, every other one is
+better larger.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from crossfuse.errors import EvalError
+from crossfuse.fusion.evaluate import Row, columns
+from crossfuse.manifest import IMAGE_SUFFIXES
+
+#: Metrics read "smaller is better": the CDDFuse protocol's MSE; VIFB's cross entropy, RMSE and
+#: Qcv (a weighted distance to the sources after a perceptual filter). Prefixed names
+#: (``--protocol all``) follow their base name.
+LOWER_IS_BETTER = {"MSE", "CE", "RMSE", "Qcv"}
+
+
+def better_larger(column: str) -> bool:
+    """Whether a larger value of ``column`` (a metric name, perhaps ``protocol:``-prefixed) is better."""
+    return column.split(":")[-1] not in LOWER_IS_BETTER
+
+
+def methods(folder: str) -> list[tuple[str, str]] | None:
+    """The method folders of a leaderboard folder (sorted by name), or None when ``folder`` is one
+    method's folder: it holds fused images itself, or no folders at all (then scoring it names
+    the image it misses)."""
+    if not os.path.isdir(folder):
+        raise EvalError(f"{folder} is not a folder; --fused takes a folder of fused images <pair id>.png, or a "
+                        "folder of method folders.")
+    entries = sorted(e for e in os.listdir(folder) if not e.startswith("."))
+    if any(os.path.splitext(e)[1].lower() in IMAGE_SUFFIXES for e in entries):
+        return None
+    found = [(e, os.path.join(folder, e)) for e in entries if os.path.isdir(os.path.join(folder, e))]
+    return found or None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Board:
+    """Per method (in the order given): the mean of each metric and its rank."""
+
+    columns: tuple[str, ...]
+    means: dict[str, dict[str, float]]
+    ranks: dict[str, dict[str, int]]
+
+    def mean_rank(self, method: str) -> float:
+        return float(np.mean(list(self.ranks[method].values())))
+
+
+def board(scored: dict[str, list[Row]]) -> Board:
+    """The leaderboard of ``scored`` (method -> its rows, every method on the same pairs)."""
+    names = columns(next(iter(scored.values())))
+    means = {m: {c: float(np.mean([r.metrics[c] for r in rows])) for c in names} for m, rows in scored.items()}
+    ranks: dict[str, dict[str, int]] = {m: {} for m in scored}
+    for c in names:
+        sign = -1.0 if better_larger(c) else 1.0
+        keyed = {m: sign * means[m][c] for m in scored}
+        for m in scored:
+            ranks[m][c] = 1 + sum(1 for other in scored if keyed[other] < keyed[m])
+    return Board(columns=names, means=means, ranks=ranks)
+
+
+def _arrow(column: str) -> str:
+    return "↑" if better_larger(column) else "↓"
+
+
+def text(b: Board) -> str:
+    """A plain-text leaderboard: one row per method, ``mean (rank)`` per metric, best mean rank first."""
+    order = sorted(b.means, key=b.mean_rank)
+    width = max(len(m) for m in order + ["method"])
+    cell = max(14, *(len(c) + 2 for c in b.columns))
+    head = f"{'method':<{width}}  " + "  ".join(f"{c + ' ' + _arrow(c):>{cell}}" for c in b.columns) + "  mean rank"
+    lines = [head, "-" * len(head)]
+    for m in order:
+        cells = "  ".join(f"{f'{b.means[m][c]:.4f} ({b.ranks[m][c]})':>{cell}}" for c in b.columns)
+        lines.append(f"{m:<{width}}  {cells}  {b.mean_rank(m):9.2f}")
+    return "\n".join(lines)
+
+
+def markdown(b: Board) -> str:
+    """The leaderboard as a Markdown table (best mean rank first, ties in the order given; each
+    cell ``mean (rank)``)."""
+    order = sorted(b.means, key=b.mean_rank)
+    lines = ["| method | " + " | ".join(f"{c} {_arrow(c)}" for c in b.columns) + " | mean rank |",
+             "|---|" + "---|" * (len(b.columns) + 1)]
+    for m in order:
+        lines.append(f"| {m} | " + " | ".join(f"{b.means[m][c]:.4f} ({b.ranks[m][c]})" for c in b.columns)
+                     + f" | {b.mean_rank(m):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(scored: dict[str, list[Row]], path: str) -> None:
+    """One line per method and image (``method,dataset,name,<metrics>``), full precision."""
+    names = columns(next(iter(scored.values())))
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(("method", "dataset", "name") + names)
+        for method, rows in scored.items():
+            for r in rows:
+                w.writerow([method, r.dataset, r.name] + [repr(r.metrics[c]) for c in names])
+
+
+def write_json(scored: dict[str, list[Row]], b: Board, path: str) -> None:
+    """The leaderboard (means, ranks, mean rank, direction of each metric) and every image's scores."""
+    doc = {"better": {c: "larger" if better_larger(c) else "smaller" for c in b.columns},
+           "methods": {m: {"means": b.means[m], "ranks": b.ranks[m], "mean_rank": b.mean_rank(m)} for m in b.means},
+           "images": [{"method": m, "dataset": r.dataset, "name": r.name, **r.metrics}
+                      for m, rows in scored.items() for r in rows]}
+    with open(path, "w") as fh:
+        json.dump(doc, fh, indent=1)
