@@ -220,16 +220,16 @@ def _resume(url: str, n_batches: int, params: BuildParams, ivf: bool, k: int | N
             state.pairs = [ScannedPair.from_json(p) for p in info["pairs"]]
             state.problems = [Problem(**p) for p in info["problems"]]
             state.patches, state.batches = int(info["patches"]), set(info["batches"])
-            state.checkpoint_bytes = int(info.get("bytes", 0))
+            state.checkpoint_bytes = _store.batch_bytes(url, *_CHECKPOINT)
         else:  # made for a smaller K: its batches are scanned again
             _store.remove_batch(url, *_CHECKPOINT)
     for b in range(n_batches):
         if b in state.batches:
             _store.remove_batch(url, "aux", b)  # in the checkpoint already (a crash before its deletion)
             continue
-        info = _done_info(url, b)
-        if info is not None and _reusable(info, params.k, ivf):
-            _absorb(url, state, b, k)
+        blob = _read_done(url, b)
+        if blob is not None and _reusable(blob[1], params.k, ivf):
+            _absorb(url, state, b, k, blob)
     for b in state.batches:  # as an earlier run may have compacted them
         held = _store.pixel_keys(url, _store.CANDIDATES, b)
         if held is not None and len(held):
@@ -253,20 +253,22 @@ def _checkpoint(url: str, state: PoolScan, k: int | None) -> None:
     state.loose.clear()
 
 
-def _done_info(url: str, batch: int) -> dict | None:
+def _read_done(url: str, batch: int) -> tuple[dict[str, np.ndarray], dict] | None:
+    """A batch's statistics blob as an earlier run left it, or None (absent, of an older layout,
+    or damaged: the batch is scanned again)."""
     if not _store.batch_done(url, "aux", batch):
         return None
     try:
-        return _store.read_batch(url, "aux", batch, ())[1]
-    except Exception:  # a blob of an older layout, or damaged: scan the batch again
+        return _store.read_batch(url, "aux", batch, None)
+    except Exception:
         return None
 
 
-def _absorb(url: str, state: PoolScan, batch: int, k: int | None) -> np.ndarray:
-    """Merge a finished batch's statistics into ``state``; returns its candidates' keys."""
-    names = COLUMNS + tuple(f"{p}{c}" for p in ("sums", "counts") for c in range(3)) + \
-        ("sample_hash", "sample_key", "sample_means")
-    arrays, info = _store.read_batch(url, "aux", batch, names)
+def _absorb(url: str, state: PoolScan, batch: int, k: int | None,
+            blob: tuple[dict[str, np.ndarray], dict] | None = None) -> np.ndarray:
+    """Merge a finished batch's statistics (``blob`` when already read) into ``state``; returns
+    its candidates' keys."""
+    arrays, info = blob if blob is not None else _store.read_batch(url, "aux", batch, None)
     state.candidates = state.candidates.merged(Candidates(**{n: arrays[n] for n in COLUMNS}), k)
     for c in range(3):
         state.histogram.add(c, arrays[f"sums{c}"], arrays[f"counts{c}"])
@@ -275,7 +277,7 @@ def _absorb(url: str, state: PoolScan, batch: int, k: int | None) -> np.ndarray:
     state.problems.extend(Problem(**p, dataset="aux") for p in info["problems"])
     state.patches += int(info["patches"])
     state.batches.add(batch)
-    state.loose[batch] = int(info.get("bytes", 0)) or _store.batch_bytes(url, "aux", batch)
+    state.loose[batch] = _store.batch_bytes(url, "aux", batch)
     return arrays["key"]
 
 

@@ -191,7 +191,7 @@ def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, protoc
         if json_path:
             ev.write_json(rows, json_path)
         if markdown_path:
-            _write_text(markdown_path, lb.markdown(lb.board({os.path.basename(os.path.normpath(fused)): rows})))
+            lb.write_markdown(lb.board({os.path.basename(os.path.normpath(fused)): rows}), markdown_path)
         return
     for _, folder in found:  # every file located before any scoring
         for m in datasets:
@@ -206,12 +206,7 @@ def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, protoc
     if json_path:
         lb.write_json(scored, board, json_path)
     if markdown_path:
-        _write_text(markdown_path, lb.markdown(board))
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(text)
+        lb.write_markdown(board, markdown_path)
 
 
 @main.command()

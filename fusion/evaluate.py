@@ -19,7 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from crossfuse.errors import EvalError, OutputExistsError
-from crossfuse.fusion.metrics import NAMES, all_metrics, read_gray, vifb
+from crossfuse.fusion.metrics import NAMES, all_metrics, vifb
+from crossfuse.fusion.metrics.cddfuse import gray
+from crossfuse.fusion.metrics.common import read_stored
 from crossfuse.manifest import IMAGE_SUFFIXES, Manifest
 from crossfuse.progress import Progress, no_progress
 from crossfuse.system import available_cores
@@ -66,19 +68,17 @@ def _same_size(fused: str, ir: str, vis: str, f: np.ndarray, a: np.ndarray, b: n
 def score(fused: str, ir: str, vis: str, protocol: str = "cddfuse") -> dict[str, float]:
     """The metrics of one fused image against its infrared and visible sources (paths or URLs),
     under ``protocol`` (a key of :data:`PROTOCOLS`), by column name."""
+    if protocol not in PROTOCOLS:
+        raise EvalError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+    f, a, b = read_stored(fused), read_stored(ir), read_stored(vis)  # each file read once, whatever the protocol
+    _same_size(fused, ir, vis, f, a, b)
     out: dict[str, float] = {}
     if protocol in ("cddfuse", "all"):
-        f, a, b = read_gray(fused), read_gray(ir), read_gray(vis)
-        _same_size(fused, ir, vis, f, a, b)
         prefix = "cddfuse:" if protocol == "all" else ""
-        out.update({prefix + k: v for k, v in all_metrics(f, a, b).items()})
+        out.update({prefix + k: v for k, v in all_metrics(gray(f), gray(a), gray(b)).items()})
     if protocol in ("vifb", "all"):
-        f, a, b = vifb.read(fused), vifb.read(ir), vifb.read(vis)
-        _same_size(fused, ir, vis, f, a, b)
         prefix = "vifb:" if protocol == "all" else ""
         out.update({prefix + k: v for k, v in vifb.all_metrics(b, a, f).items()})
-    if not out:
-        raise EvalError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
     return out
 
 

@@ -118,3 +118,9 @@ def write_json(scored: dict[str, list[Row]], b: Board, path: str) -> None:
                       for m, rows in scored.items() for r in rows]}
     with open(path, "w") as fh:
         json.dump(doc, fh, indent=1)
+
+
+def write_markdown(b: Board, path: str) -> None:
+    """The Markdown table of :func:`markdown`, to ``path``."""
+    with open(path, "w") as fh:
+        fh.write(markdown(b))

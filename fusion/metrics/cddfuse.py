@@ -22,7 +22,12 @@ NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR
 def read_gray(path: str) -> np.ndarray:
     """The protocol's reading: 8-bit RGB -> ``round(0.299 R + 0.587 G + 0.114 B)``; gray as it is.
     Returns (H, W) float64 on 0-255."""
-    stored = read_stored(path)
+    return gray(read_stored(path))
+
+
+def gray(stored: np.ndarray) -> np.ndarray:
+    """An image as :func:`~crossfuse.fusion.metrics.common.read_stored` returns it, turned gray
+    as :func:`read_gray` does."""
     if stored.ndim == 2:
         return stored.astype(np.float64)
     rgb = stored.astype(np.float64)
