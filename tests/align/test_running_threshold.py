@@ -106,6 +106,27 @@ def test_a_crash_mid_scan_resumes_with_only_the_missing_batches(tmp_path, monkey
     assert summary.record.w1 == sample_corpus[1].record.w1 and summary.record.gamma == sample_corpus[1].record.gamma
 
 
+def test_a_damaged_batch_blob_is_scanned_again_and_the_corpus_is_unchanged(tmp_path, monkeypatch, sample_target,
+                                                                             sample_aux, sample_params,
+                                                                             sample_corpus):
+    engine = EngineConfig(workers=2, batch=1)
+    out = str(tmp_path / "a.zarr")
+    _scanned_log(monkeypatch, tmp_path / "first", crash_at=9)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        build(target=sample_target, aux=sample_aux, out=out, params=sample_params, engine=engine)
+    kept = sorted(_done(out, len(sample_aux.pairs)))
+    damaged = _store.batch_url(out, "aux", kept[0])
+    with open(damaged, "r+b") as fh:  # truncated in the middle, as a full disk or a torn copy leaves it
+        fh.truncate(os.path.getsize(damaged) // 2)
+    log = tmp_path / "second"
+    _scanned_log(monkeypatch, log)
+    summary = build(target=sample_target, aux=sample_aux, out=out, params=sample_params, engine=engine)
+    assert kept[0] in _logged(log) and not set(kept[1:]) & set(_logged(log))
+    a, b = _arrays(out), _arrays(sample_corpus[0])
+    assert all(np.array_equal(a[n], b[n]) for n in ARRAYS)
+    assert summary.record.w1 == sample_corpus[1].record.w1
+
+
 def test_a_larger_k_scans_again_and_a_smaller_one_reuses_the_scan(tmp_path, monkeypatch, sample_target, sample_aux,
                                                                    sample_params, engine, sample_corpus):
     out = str(tmp_path / "a.zarr")
