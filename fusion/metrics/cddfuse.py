@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from crossfuse.fusion.metrics.common import read_stored
+from crossfuse.fusion.metrics.common import fast_length, read_stored, torch_fork_safe
 
 NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE")
 
@@ -105,7 +105,7 @@ def _gaussian_window(n: int, sigma: float) -> np.ndarray:
 def _spectra(stack: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Real 2-D FFTs (float64) of each (H, W) image of ``stack`` (k, H, W), zero-padded to
     5-smooth sizes >= (H, W), so that a 'valid' filtering through them never wraps."""
-    size = (_fast_length(stack.shape[-2]), _fast_length(stack.shape[-1]))
+    size = (fast_length(stack.shape[-2]), fast_length(stack.shape[-1]))
     return torch.fft.rfft2(stack, s=size), size
 
 
@@ -119,18 +119,6 @@ def _filter_valid(spectra: torch.Tensor, size: tuple[int, int], shape: tuple[int
     taps = torch.from_numpy(win)
     kernel = torch.fft.fft(taps, n=size[0])[:, None] * torch.fft.rfft(taps, n=size[1])[None, :]
     return torch.fft.irfft2(spectra * kernel, s=size)[..., n - 1:h, n - 1:w]
-
-
-def _fast_length(n: int) -> int:
-    """The smallest 5-smooth number >= n (FFTs of such lengths are fast)."""
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
 
 
 def _vif_terms(mu_r: torch.Tensor, rr: torch.Tensor, mu_d: torch.Tensor, dd: torch.Tensor,
@@ -181,6 +169,7 @@ def vif(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     local moments by 'valid' filtering, sigma_n^2 = 2, eps = 1e-10; g = s12/(s1+eps),
     sv = s2 - g s12 with the usual guards; VIF = sum log10(1 + g^2 s1/(sv + sigma_n^2)) /
     sum log10(1 + s1/sigma_n^2), NaN counting as 1."""
+    torch_fork_safe()
     return sum(_vif_pair(a, b, f))
 
 
@@ -255,6 +244,7 @@ def ssim(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """``SSIM(F, A) + SSIM(F, B)``, each scikit-image's ``structural_similarity`` (7x7 uniform
     window, sample covariance, mirrored borders, mean over the map less a 3-pixel border) with the
     protocol's quirk data_range = 1 on 0-255 images (so C1 = 1e-4, C2 = 9e-4)."""
+    torch_fork_safe()
     uf, ua, ub, uff, uaa, ubb, ufa, ufb = _uniform7(np.stack([f, a, b, f * f, a * a, b * b, f * a, f * b]))
     return _ssim_from_moments(uf, ua, uff, uaa, ufa) + _ssim_from_moments(uf, ub, uff, ubb, ufb)
 

@@ -1,6 +1,9 @@
-"""What the metric protocols share: reading an image as it is stored, and 3x3 filtering."""
+"""What the metric protocols share: reading an image as it is stored, Sobel responses, FFT lengths,
+and running torch safely in a forked process."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
@@ -29,18 +32,51 @@ def read_stored(path: str) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
-def correlate3(image: np.ndarray, kernel: np.ndarray, *, pad: str) -> np.ndarray:
-    """``image`` (H, W) float64 correlated with a 3x3 ``kernel``, same size: ``pad`` "edge"
-    (MATLAB imfilter's 'replicate') or "constant" (zeros, filter2's 'same')."""
-    padded = np.pad(image, 1, mode=pad)
-    h, w = image.shape
-    out = np.zeros((h, w), dtype=np.float64)
-    for i in range(3):
-        for j in range(3):
-            if kernel[i, j]:
-                out += kernel[i, j] * padded[i:i + h, j:j + w]
-    return out
+def sobel(stack: np.ndarray, *, pad: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel responses of each image (float64, (..., H, W)), same size: the correlations with
+    ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` (dx, left to right) and with its transpose (dy, top to
+    bottom), as two separable passes. ``pad``: "edge" (MATLAB imfilter's 'replicate') or
+    "constant" (zeros, filter2's and conv2's 'same'). Exact for integer-valued images."""
+    p = np.pad(stack, [(0, 0)] * (stack.ndim - 2) + [(1, 1), (1, 1)], mode=pad)
+    across = p[..., 2:] - p[..., :-2]                 # (H + 2, W): right minus left
+    dx = across[..., :-2, :] + 2 * across[..., 1:-1, :] + across[..., 2:, :]
+    smooth = p[..., :-2] + 2 * p[..., 1:-1] + p[..., 2:]
+    dy = smooth[..., 2:, :] - smooth[..., :-2, :]     # bottom minus top
+    return dx, dy
 
 
-#: MATLAB's ``fspecial('sobel')``: responds to horizontal edges (its transpose to vertical ones).
-SOBEL = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
+def fast_length(n: int) -> int:
+    """The smallest 5-smooth number >= n (FFTs of such lengths are fast)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
+_forked = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def torch_fork_safe() -> None:
+    """Call before a metric's torch work. torch's CPU thread pool does not survive ``fork``: a
+    forked process (a ``multiprocessing`` or ``ProcessPoolExecutor`` worker on Linux) that runs
+    torch on several threads after its parent did can hang for ever. In a forked process this
+    sets torch to one thread, once, as torch's DataLoader workers and ``crossfuse eval``'s do;
+    elsewhere it does nothing."""
+    global _forked
+    if _forked:
+        _forked = False
+        import torch
+
+        torch.set_num_threads(1)

@@ -14,12 +14,14 @@ Arguments: ``vis``, ``ir``, ``fused`` as :func:`read_stored` returns them (uint8
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 from crossfuse.errors import EvalError
-from crossfuse.fusion.metrics.common import SOBEL, correlate3, read_stored
+from crossfuse.fusion.metrics.common import fast_length, read_stored, sobel, torch_fork_safe
 
 #: crossfuse's names, in VIFB's order (its function names: Avg_gradient, Cross_entropy,
 #: Edge_intensity, Entropy, Mutinf, Psnr, Qabf, Qcb, Qcv, Rmse, Spatial_frequency, Ssim, Variance).
@@ -48,19 +50,36 @@ def _channels(image: np.ndarray) -> int:
     return 1 if image.ndim == 2 else image.shape[2]
 
 
-def _dispatch(single: Callable[[np.ndarray, np.ndarray, np.ndarray], float], vis: np.ndarray, ir: np.ndarray,
-              fused: np.ndarray, *, double_sources: bool = False) -> float:
-    """VIFB's per-channel dispatch (see the module docstring). ``fused`` becomes double first;
-    ``double_sources``: so do the sources (Rmse and Psnr do; the others keep them uint8, which
-    matters where ``rgb2gray`` rounds)."""
+Triplet = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _triplets(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray, *, double_sources: bool = False) -> list[Triplet]:
+    """VIFB's per-channel dispatch (see the module docstring): the (visible, infrared, fused)
+    images each value is computed on, one triplet per channel of the fused image (one of whole
+    images when it is gray). ``fused`` becomes double first; ``double_sources``: so do the
+    sources (Rmse, Psnr and Qcb do; the others keep them uint8, which matters where ``rgb2gray``
+    rounds). A gray visible image with a colour fused one fails, as in VIFB's code."""
     fused = fused.astype(np.float64)
     if double_sources:
         vis, ir = vis.astype(np.float64), ir.astype(np.float64)
     if _channels(fused) == 1:
-        return float(single(vis, ir, fused))
-    values = [single(vis[..., k], ir if _channels(ir) == 1 else ir[..., k], fused[..., k])
-              for k in range(fused.shape[2])]
-    return float(np.mean(values))
+        return [(vis, ir, fused)]
+    if _channels(vis) != fused.shape[2]:
+        raise EvalError(f"VIFB scores a colour fused image channel by channel against a colour visible image; this "
+                        f"visible image has {_channels(vis)} channel(s) (VIFB's MATLAB code fails here too).")
+    return [(vis[..., k], ir if _channels(ir) == 1 else ir[..., k], fused[..., k]) for k in range(fused.shape[2])]
+
+
+def _dispatch(single: Callable[[np.ndarray, np.ndarray, np.ndarray], float], vis: np.ndarray, ir: np.ndarray,
+              fused: np.ndarray, *, double_sources: bool = False) -> float:
+    """``single`` on each of :func:`_triplets`, averaged over channels."""
+    return float(np.mean([single(a, b, f) for a, b, f in _triplets(vis, ir, fused, double_sources=double_sources)]))
+
+
+def _bands(fused: np.ndarray) -> np.ndarray:
+    """The fused image as double, one band per channel: (channels, H, W)."""
+    f = fused.astype(np.float64)
+    return f[None] if f.ndim == 2 else np.moveaxis(f, 2, 0)
 
 
 def _histogram(gray: np.ndarray) -> np.ndarray:
@@ -73,10 +92,8 @@ def ag(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Avg_gradient: per channel of the fused image, MATLAB ``gradient`` (central differences,
     one-sided at the borders), ``sum(sqrt((dx^2 + dy^2) / 2)) / ((H - 1)(W - 1))`` (the sum is
     over all H x W pixels, the divisor is not), averaged over channels. Sources unused."""
-    f = fused.astype(np.float64)
-    bands = [f] if f.ndim == 2 else [f[..., k] for k in range(f.shape[2])]
     values = []
-    for band in bands:
+    for band in _bands(fused):
         dy, dx = np.gradient(band)
         r, c = band.shape
         values.append(np.sum(np.sqrt((dx ** 2 + dy ** 2) / 2.0)) / ((r - 1) * (c - 1)))
@@ -100,10 +117,8 @@ def ce(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
 def ei(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Edge_intensity: the mean over pixels and channels of the Sobel gradient magnitude of the
     fused image, filtered with ``imfilter(..., 'replicate')``. Sources unused."""
-    f = fused.astype(np.float64)
-    bands = [f] if f.ndim == 2 else [f[..., k] for k in range(f.shape[2])]
-    values = [np.mean(np.hypot(correlate3(b, SOBEL, pad="edge"), correlate3(b, SOBEL.T, pad="edge"))) for b in bands]
-    return float(np.mean(values))
+    dx, dy = sobel(_bands(fused), pad="edge")
+    return float(np.mean([np.mean(band) for band in np.sqrt(dx * dx + dy * dy)]))
 
 
 def en(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
@@ -191,19 +206,25 @@ def _valid(stack: np.ndarray, g: np.ndarray) -> np.ndarray:
     return sliding_window_view(rows, len(g), axis=2) @ g    # (n, H - 10, W - 10)
 
 
-def _ssim(a: np.ndarray, f: np.ndarray) -> float:
-    """SSIM with an 11 x 11 Gaussian window (sigma 1.5), L = 255, over 'valid' windows."""
-    a, f = rgb2gray(a).astype(np.float64), rgb2gray(f).astype(np.float64)
+def _ssim_map_mean(mu_x: np.ndarray, mu_f: np.ndarray, xx: np.ndarray, ff: np.ndarray, xf: np.ndarray) -> float:
+    """The mean SSIM map, L = 255, from the windowed means of x, f, x^2, f^2 and x f."""
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    ua, ub, aa, ff, af = _valid(np.stack([a, f, a * a, f * f, a * f]), _gaussian11())
-    siga, sigb, sigab = aa - ua * ua, ff - ub * ub, af - ua * ub
-    ssim_map = ((2 * ua * ub + c1) * (2 * sigab + c2)) / ((ua * ua + ub * ub + c1) * (siga + sigb + c2))
+    sig_x, sig_f, sig_xf = xx - mu_x * mu_x, ff - mu_f * mu_f, xf - mu_x * mu_f
+    ssim_map = ((2 * mu_x * mu_f + c1) * (2 * sig_xf + c2)) / ((mu_x * mu_x + mu_f * mu_f + c1) * (sig_x + sig_f + c2))
     return float(np.mean(ssim_map))
 
 
+def _ssim_pair(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
+    """SSIM(a, f) + SSIM(b, f), each with an 11 x 11 Gaussian window (sigma 1.5), L = 255, over
+    'valid' windows; the fused image's windowed moments computed once for both."""
+    a, b, f = (rgb2gray(x).astype(np.float64) for x in (a, b, f))
+    mu_a, mu_b, mu_f, aa, bb, ff, af, bf = _valid(np.stack([a, b, f, a * a, b * b, f * f, a * f, b * f]), _gaussian11())
+    return _ssim_map_mean(mu_a, mu_f, aa, ff, af) + _ssim_map_mean(mu_b, mu_f, bb, ff, bf)
+
+
 def ssim(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
-    """Ssim: SSIM(visible, fused) + SSIM(infrared, fused) (:func:`_ssim`): a sum, up to 2."""
-    return _dispatch(lambda a, b, f: _ssim(a, f) + _ssim(b, f), vis, ir, fused)
+    """Ssim: SSIM(visible, fused) + SSIM(infrared, fused) (:func:`_ssim_pair`): a sum, up to 2."""
+    return _dispatch(_ssim_pair, vis, ir, fused)
 
 
 def sd(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
@@ -211,31 +232,22 @@ def sd(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     return _dispatch(lambda _a, _b, f: float(np.sqrt(np.mean((f - f.mean()) ** 2))), vis, ir, fused)
 
 
-def _conv_same(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """MATLAB ``conv2(image, kernel, 'same')`` for a 3 x 3 kernel (zeros outside the image)."""
-    return correlate3(image, kernel[::-1, ::-1], pad="constant")
+def _strength_angle(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q^AB/F's Sobel strength and angle of each image, as VIFB computes them with ``conv2(x, h,
+    'same')`` (zero borders): a true convolution, so its x response is minus :func:`sobel`'s dx."""
+    dx, dy = sobel(stack, pad="constant")
+    sx, sy = -dx, dy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        angle = np.where(sx == 0, np.pi / 2, np.arctan(sy / np.where(sx == 0, 1.0, sx)))
+    return np.sqrt(sx ** 2 + sy ** 2), angle
 
 
-def _qabf(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
-    """Xydeas-Petrovic Q^AB/F with Sobel responses by ``conv2(..., 'same')`` (zero borders), as
-    VIFB's code has it. Quirks: a colour image goes gray unrounded (it is double by then), every
-    image is multiplied by 255 once more (``255 * im2double`` of a double), and where a source's
-    gradient strength equals the fused one's the relative strength is taken as the fused
+def _qabf(strength: np.ndarray, angle: np.ndarray) -> float:
+    """Xydeas-Petrovic Q^AB/F from the strengths and angles of (a, b, f). Quirk: where a source's
+    gradient strength equals the fused one's, the relative strength is taken as the fused
     strength itself instead of 1."""
     tg, kg, dg, ta, ka, da = 0.9994, -15.0, 0.5, 0.9879, -22.0, 0.8
-    h1 = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
-    h3 = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-
-    def strength_angle(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = 255.0 * rgb2gray(x.astype(np.float64))
-        sx, sy = _conv_same(x, h3), _conv_same(x, h1)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            angle = np.where(sx == 0, np.pi / 2, np.arctan(sy / np.where(sx == 0, 1.0, sx)))
-        return np.sqrt(sx ** 2 + sy ** 2), angle
-
-    ga, aa = strength_angle(a)
-    gb, ab = strength_angle(b)
-    gf, af = strength_angle(f)
+    (ga, gb, gf), (aa, ab, af) = strength, angle
 
     def preservation(gs: np.ndarray, as_: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -248,8 +260,13 @@ def _qabf(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
 
 
 def qabf(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
-    """Qabf: Q^AB/F of the fused image against both sources (:func:`_qabf`), per channel."""
-    return _dispatch(_qabf, vis, ir, fused)
+    """Qabf: Q^AB/F of the fused image against both sources (:func:`_qabf`), per channel, with
+    Sobel responses by ``conv2(..., 'same')`` (zero borders), as VIFB's code has it. Quirks: a
+    colour image goes gray unrounded (it is double by then), and every image is multiplied by
+    255 once more (``255 * im2double`` of a double)."""
+    triplets = _triplets(vis, ir, fused)
+    strength, angle = _strength_angle(np.stack([255.0 * rgb2gray(x.astype(np.float64)) for t in triplets for x in t]))
+    return float(np.mean([_qabf(strength[3 * k:3 * k + 3], angle[3 * k:3 * k + 3]) for k in range(len(triplets))]))
 
 
 def _per_channel_only(name: str, *images: np.ndarray) -> None:
@@ -258,6 +275,13 @@ def _per_channel_only(name: str, *images: np.ndarray) -> None:
     if any(x.ndim != 2 for x in images):
         raise EvalError(f"VIFB's {name} is computed per channel; a gray fused image with colour sources fails in its "
                         "MATLAB code too. Score a 3-channel fused image, or use --protocol cddfuse.")
+
+
+def _normalized(name: str, triplets: list[Triplet]) -> np.ndarray:
+    """Each image of each triplet after Z. Liu's ``normalize1`` (:func:`_normalize1`), stacked
+    (3 per channel: a, b, f)."""
+    _per_channel_only(name, *triplets[0])
+    return np.stack([_normalize1(x) for triplet in triplets for x in triplet])
 
 
 def _normalize1(x: np.ndarray) -> np.ndarray:
@@ -277,99 +301,114 @@ def _freqspace(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     return np.meshgrid(fx, fy)
 
 
-def _csf(image: np.ndarray, response: np.ndarray) -> np.ndarray:
-    """``ifft2(ifftshift(fftshift(fft2(image)) .* response))``: real, as MATLAB returns it for a
-    conjugate-symmetric spectrum."""
-    spectrum = np.fft.fftshift(np.fft.fft2(image)) * response
-    return np.real(np.fft.ifft2(np.fft.ifftshift(spectrum)))
+def _half_spectrum(response: np.ndarray) -> torch.Tensor:
+    """A filter's frequency response laid out on ``freqspace``'s centred grid, as the half spectrum
+    ``rfft2`` gives. The CSF responses depend on |u| and |v| only, so they are even in both
+    frequencies and filtering a real image through real FFTs equals MATLAB's
+    ``real(ifft2(ifftshift(fftshift(fft2(x)) .* response)))``."""
+    cols = response.shape[1]
+    return torch.from_numpy(np.ascontiguousarray(np.fft.ifftshift(response)[:, :cols // 2 + 1]))
 
 
-def _contrast_filters(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """The spectra of Chen-Blum's two 31 x 31 Gaussians (sigma 2 and 4, unnormalised) for an image
-    of ``shape``, zero-padded for a linear (not circular) filter, and the padded shape."""
-    x, y = np.meshgrid(np.arange(-15, 16), np.arange(-15, 16))
-    padded = (shape[0] + 30, shape[1] + 30)
-
-    def spectrum(sigma: float) -> np.ndarray:
-        g = np.exp(-(x * x + y * y) / (2 * sigma * sigma)) / (2 * np.pi * sigma * sigma)
-        return np.fft.rfft2(g, padded)
-
-    return spectrum(2.0), spectrum(4.0), padded
+def _csf(stack: np.ndarray, half: torch.Tensor) -> np.ndarray:
+    """Each image of ``stack`` (n, H, W) filtered by the response whose :func:`_half_spectrum` is
+    ``half`` (a circular filter, as MATLAB's FFTs make it)."""
+    x = torch.from_numpy(stack)
+    return torch.fft.irfft2(torch.fft.rfft2(x) * half, s=stack.shape[-2:]).numpy()
 
 
-def _local_contrast(image: np.ndarray, filters: tuple[np.ndarray, np.ndarray, tuple[int, int]]) -> np.ndarray:
-    """``|filter2(G1, x, 'same') / filter2(G2, x, 'same') - 1|`` (zero borders), through FFTs,
-    then Chen-Blum's masking ``C^3 / (C^2 + 1e-4)``."""
-    g1, g2, padded = filters
-    h, w = image.shape
-    spectrum = np.fft.rfft2(image, padded)
-    near = np.fft.irfft2(spectrum * g1, padded)[15:15 + h, 15:15 + w]
-    far = np.fft.irfft2(spectrum * g2, padded)[15:15 + h, 15:15 + w]
-    c = np.abs(near / far - 1)
-    return c ** 3 / (c ** 2 + 0.0001)
-
-
-def _qcb(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
-    """Chen-Blum: contrast-sensitivity filtering (a difference of Gaussians in frequency, scaled by
-    size / 30), local contrast from 31 x 31 Gaussians of sigma 2 and 4 (unnormalised, zero
-    borders), contrast preservation weighted by each source's saliency, averaged over pixels.
-    Images min-max rescaled and rounded first (:func:`_normalize1`)."""
-    _per_channel_only("Qcb", a, b, f)
-    a, b, f = (_normalize1(x) for x in (a, b, f))
-    rows, cols = a.shape
+@functools.lru_cache(maxsize=4)
+def _chen_blum_filters(rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """For images of (rows, cols): Chen-Blum's contrast-sensitivity response (a difference of
+    Gaussians in frequency, scaled by size / 30) as a :func:`_half_spectrum`, and the spectra of
+    its two 31 x 31 Gaussians (sigma 2 and 4, unnormalised) zero-padded to a fast size of at
+    least (rows + 30, cols + 30), so that filtering through them is linear, not circular."""
     u, v = _freqspace(rows, cols)
     r = np.sqrt((cols / 30 * u) ** 2 + (rows / 30 * v) ** 2)
     sd = np.exp(-(r / 15.3870) ** 2) - 0.7622 * np.exp(-(r / 1.3456) ** 2)
-    filters = _contrast_filters(a.shape)
-    c1, c2, cf = (_local_contrast(_csf(x, sd), filters) for x in (a, b, f))
-    q1 = np.where(c1 < cf, c1 / cf, cf / c1)
-    q2 = np.where(c2 < cf, c2 / cf, cf / c2)
+    x, y = np.meshgrid(np.arange(-15, 16), np.arange(-15, 16))
+    padded = (fast_length(rows + 30), fast_length(cols + 30))
+
+    def spectrum(sigma: float) -> torch.Tensor:
+        g = np.exp(-(x * x + y * y) / (2 * sigma * sigma)) / (2 * np.pi * sigma * sigma)
+        return torch.fft.rfft2(torch.from_numpy(g), s=padded)
+
+    return _half_spectrum(sd), spectrum(2.0), spectrum(4.0), padded
+
+
+def _local_contrast(stack: np.ndarray, near: torch.Tensor, far: torch.Tensor, padded: tuple[int, int]) -> np.ndarray:
+    """``|filter2(G1, x, 'same') / filter2(G2, x, 'same') - 1|`` of each image (zero borders),
+    through FFTs of the ``padded`` size, then Chen-Blum's masking ``C^3 / (C^2 + 1e-4)``."""
+    h, w = stack.shape[-2:]
+    spectrum = torch.fft.rfft2(torch.from_numpy(stack), s=padded)
+    g1 = torch.fft.irfft2(spectrum * near, s=padded)[..., 15:15 + h, 15:15 + w]
+    g2 = torch.fft.irfft2(spectrum * far, s=padded)[..., 15:15 + h, 15:15 + w]
+    c = (g1 / g2 - 1).abs().numpy()
+    c2 = c * c
+    return c2 * c / (c2 + 0.0001)
+
+
+def _chen_blum(c1: np.ndarray, c2: np.ndarray, cf: np.ndarray) -> float:
+    """Contrast preservation of each source in the fused image (the smaller contrast over the
+    larger), weighted by each source's saliency (its contrast squared), averaged over pixels."""
+    q1 = np.minimum(c1, cf) / np.maximum(c1, cf)
+    q2 = np.minimum(c2, cf) / np.maximum(c2, cf)
     s1, s2 = c1 * c1, c2 * c2
     return float(np.mean(s1 / (s1 + s2) * q1 + s2 / (s1 + s2) * q2))
 
 
 def qcb(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
-    """Qcb (Chen-Blum, :func:`_qcb`), per channel; sources as doubles (no gray conversion: with a
-    gray fused image and colour sources VIFB's code fails, and so does this)."""
-    return _dispatch(_qcb, vis, ir, fused, double_sources=True)
+    """Qcb (Chen-Blum), per channel: images min-max rescaled and rounded (:func:`_normalize1`),
+    contrast-sensitivity filtered, their local contrast from two Gaussians
+    (:func:`_chen_blum_filters`, :func:`_local_contrast`) and its preservation
+    (:func:`_chen_blum`). Sources as doubles; no gray conversion (with a gray fused image and
+    colour sources VIFB's code fails, and so does this). All channels' images go through the
+    FFTs together."""
+    torch_fork_safe()
+    triplets = _triplets(vis, ir, fused, double_sources=True)
+    stack = _normalized("Qcb", triplets)
+    csf, near, far, padded = _chen_blum_filters(*stack.shape[-2:])
+    contrast = _local_contrast(_csf(stack, csf), near, far, padded)
+    return float(np.mean([_chen_blum(*contrast[3 * k:3 * k + 3]) for k in range(len(triplets))]))
 
 
-def _blocks(x: np.ndarray, size: int) -> np.ndarray:
-    """MATLAB ``blkproc(x, [size size], ...)`` blocks: x zero-padded to whole blocks, as
-    (rows of blocks, cols of blocks, size, size)."""
-    h, w = x.shape
-    padded = np.zeros((-(-h // size) * size, -(-w // size) * size), dtype=x.dtype)
-    padded[:h, :w] = x
-    return padded.reshape(padded.shape[0] // size, size, padded.shape[1] // size, size).swapaxes(1, 2)
+def _block_sums(stack: np.ndarray, size: int) -> np.ndarray:
+    """MATLAB ``blkproc(x, [size size], @(b) sum(b(:)))`` of each image of ``stack`` (n, H, W):
+    x zero-padded to whole blocks, one sum per block, (n, rows of blocks, cols of blocks)."""
+    n, h, w = stack.shape
+    padded = np.zeros((n, -(-h // size) * size, -(-w // size) * size), dtype=stack.dtype)
+    padded[:, :h, :w] = stack
+    return padded.reshape(n, padded.shape[1] // size, size, padded.shape[2] // size, size).sum(axis=(2, 4))
 
 
-def _qcv(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
-    """Chen-Varshney: per 16 x 16 block (blkproc, zero-padded), each source's saliency (sum of its
-    Sobel strength to the 5th power) weights the mean squared difference to the fused image after
-    a Mannos-Sakrison CSF filter (frequencies scaled by size / 8). Lower is better. Images
-    min-max rescaled and rounded first; no gray conversion."""
-    _per_channel_only("Qcv", a, b, f)
-    a, b, f = (_normalize1(x) for x in (a, b, f))
-    flt1 = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-    flt2 = flt1.T
-
-    def saliency(x: np.ndarray) -> np.ndarray:
-        g = np.hypot(correlate3(x, flt1, pad="constant"), correlate3(x, flt2, pad="constant"))
-        return np.sum(_blocks(g, 16) ** 5, axis=(2, 3))
-
-    rows, cols = a.shape
+@functools.lru_cache(maxsize=4)
+def _mannos_sakrison(rows: int, cols: int) -> torch.Tensor:
+    """Chen-Varshney's CSF, Mannos-Sakrison's filter with frequencies scaled by size / 8, as a
+    :func:`_half_spectrum`."""
     u, v = _freqspace(rows, cols)
     r = np.sqrt((cols / 8 * u) ** 2 + (rows / 8 * v) ** 2)
-    theta = 2.6 * (0.0192 + 0.144 * r) * np.exp(-(0.144 * r) ** 1.1)
-    s1, s2 = saliency(a), saliency(b)
-    d1 = np.mean(_blocks(_csf(a - f, theta), 16) ** 2, axis=(2, 3))
-    d2 = np.mean(_blocks(_csf(b - f, theta), 16) ** 2, axis=(2, 3))
-    return float(np.sum(s1 * d1 + s2 * d2) / np.sum(s1 + s2))
+    return _half_spectrum(2.6 * (0.0192 + 0.144 * r) * np.exp(-(0.144 * r) ** 1.1))
 
 
 def qcv(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
-    """Qcv (Chen-Varshney, :func:`_qcv`), per channel."""
-    return _dispatch(_qcv, vis, ir, fused)
+    """Qcv (Chen-Varshney), per channel: per 16 x 16 block (blkproc, zero-padded), each source's
+    saliency (the sum of its Sobel strength to the 5th power, zero borders) weights the mean
+    squared difference to the fused image after a CSF filter (:func:`_mannos_sakrison`). Lower is
+    better. Images min-max rescaled and rounded first (:func:`_normalize1`); no gray conversion.
+    All channels' images go through the filters together."""
+    torch_fork_safe()
+    triplets = _triplets(vis, ir, fused)
+    images = _normalized("Qcv", triplets).reshape(len(triplets), 3, *triplets[0][2].shape)
+    sources, fused_ = images[:, :2], images[:, 2:]                      # (channels, 2, H, W), (channels, 1, H, W)
+    dx, dy = sobel(sources.reshape(-1, *sources.shape[2:]), pad="constant")
+    strength = np.sqrt(dx * dx + dy * dy)
+    square = strength * strength
+    saliency = _block_sums(square * square * strength, 16)
+    diffs = (sources - fused_).reshape(-1, *sources.shape[2:])
+    error = _block_sums(_csf(diffs, _mannos_sakrison(*diffs.shape[-2:])) ** 2, 16) / 256.0
+    values = [np.sum(saliency[k] * error[k] + saliency[k + 1] * error[k + 1]) / np.sum(saliency[k] + saliency[k + 1])
+              for k in range(0, len(saliency), 2)]
+    return float(np.mean(values))
 
 
 FUNCTIONS_BY_NAME = {"AG": ag, "CE": ce, "EI": ei, "EN": en, "MI": mi, "PSNR": psnr, "Qabf": qabf, "Qcb": qcb,

@@ -89,6 +89,96 @@ def test_qcb_and_qcv_refuse_a_gray_fused_image_with_colour_sources():
     assert np.isfinite(vifb.qabf(colour, colour, gray))  # Qabf turns everything gray: defined
 
 
+def test_gray_visible_with_a_colour_fused_image_is_refused():
+    rng = np.random.default_rng(3)
+    colour = rng.integers(0, 256, (24, 30, 3)).astype(np.uint8)
+    with pytest.raises(EvalError, match="colour visible image"):
+        vifb.ssim(colour[..., 0], colour, colour)
+
+
+def _sample_triplet(crop: tuple[int, int] = (70, 90)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A bundled RoadScene pair (colour visible, gray infrared) cropped, and a plain fusion of it."""
+    from tests.helpers import MANIFESTS
+
+    root = MANIFESTS / "sample" / "roadscene"
+    vis = vifb.read(str(root / "vis" / "FLIR_00006.jpg"))[100:100 + crop[0], 200:200 + crop[1]]
+    ir = vifb.read(str(root / "ir" / "FLIR_00006.jpg"))[100:100 + crop[0], 200:200 + crop[1]]
+    fused = np.maximum(vis, ir[..., None])
+    return vis, ir, fused
+
+
+def test_a_colour_image_scores_the_mean_of_its_channels_scored_alone():
+    """The metrics that batch all channels through one set of filters (Qcb, Qcv, Qabf, SSIM, EI)
+    give what VIFB's dispatch gives: each channel scored alone against the matching source
+    channel (or the gray source whole), then averaged."""
+    vis, ir, fused = _sample_triplet()
+    ir3 = np.stack([ir, ir[::-1], ir[:, ::-1]], axis=-1)   # three different infrared channels
+    for metric in (vifb.qcb, vifb.qcv, vifb.qabf, vifb.ssim, vifb.ei):
+        for infrared, channel in ((ir, lambda k: ir), (ir3, lambda k: ir3[..., k])):
+            alone = [metric(vis[..., k], channel(k), fused[..., k]) for k in range(3)]
+            assert metric(vis, infrared, fused) == pytest.approx(np.mean(alone), rel=1e-12), metric.__name__
+            assert len({round(a, 9) for a in alone}) == 3   # the channels differ: the test can tell them apart
+
+
+def test_sobel_equals_a_direct_3x3_correlation():
+    from crossfuse.fusion.metrics.common import sobel
+
+    rng = np.random.default_rng(4)
+    kx = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+    for stack, exact in ((rng.normal(size=(2, 7, 9)) * 100, False),
+                         (rng.integers(0, 256, (3, 8, 5)).astype(np.float64), True)):
+        h, w = stack.shape[-2:]
+        for pad in ("edge", "constant"):
+            p = np.pad(stack, ((0, 0), (1, 1), (1, 1)), mode=pad)
+            direct = [sum(k[i, j] * p[:, i:i + h, j:j + w] for i in range(3) for j in range(3)) for k in (kx, kx.T)]
+            for got, want in zip(sobel(stack, pad=pad), direct, strict=True):
+                assert np.array_equal(got, want) if exact else np.allclose(got, want, rtol=0, atol=1e-10)
+
+
+def test_csf_filtering_through_real_ffts_equals_matlabs_complex_form():
+    """``real(ifft2(ifftshift(fftshift(fft2(x)) .* response)))`` for a response on freqspace's
+    grid that depends on |u| and |v| only, with even and odd sizes."""
+    rng = np.random.default_rng(5)
+    for rows, cols in ((6, 8), (7, 9), (8, 5), (5, 6)):
+        x = rng.integers(0, 256, (rows, cols)).astype(np.float64)
+        u, v = vifb._freqspace(rows, cols)
+        r = np.sqrt((cols / 8 * u) ** 2 + (rows / 30 * v) ** 2)
+        response = np.exp(-(r / 2.0) ** 2) - 0.7 * np.exp(-(r / 0.5) ** 2)
+        matlab = np.fft.ifft2(np.fft.ifftshift(np.fft.fftshift(np.fft.fft2(x)) * response))
+        assert np.abs(matlab.imag).max() < 1e-9
+        got = vifb._csf(x[None], vifb._half_spectrum(response))[0]
+        assert np.allclose(got, matlab.real, rtol=0, atol=1e-9), (rows, cols)
+
+
+def test_local_contrast_equals_direct_same_size_gaussian_filtering():
+    """Chen-Blum's two 31 x 31 Gaussians applied as filter2(G, x, 'same') with zero borders, here
+    through FFTs of a padded fast size: equal to the direct sums, even for an image smaller than
+    the window."""
+    rng = np.random.default_rng(6)
+    stack = rng.integers(1, 256, (2, 20, 23)).astype(np.float64)
+    _, near, far, padded = vifb._chen_blum_filters(20, 23)
+    got = vifb._local_contrast(stack, near, far, padded)
+    x, y = np.meshgrid(np.arange(-15, 16), np.arange(-15, 16))
+    p = np.pad(stack, ((0, 0), (15, 15), (15, 15)))
+
+    def direct(sigma: float) -> np.ndarray:
+        g = np.exp(-(x * x + y * y) / (2 * sigma * sigma)) / (2 * np.pi * sigma * sigma)
+        return sum(g[i, j] * p[:, i:i + 20, j:j + 23] for i in range(31) for j in range(31))
+
+    c = np.abs(direct(2.0) / direct(4.0) - 1)
+    assert np.allclose(got, c ** 3 / (c ** 2 + 0.0001), rtol=1e-9, atol=0)
+
+
+def test_block_sums_are_blkprocs_zero_padded_blocks():
+    rng = np.random.default_rng(7)
+    stack = rng.normal(size=(3, 35, 20))
+    got = vifb._block_sums(stack, 16)
+    assert got.shape == (3, 3, 2)
+    for i in range(3):
+        for j in range(2):
+            assert np.allclose(got[:, i, j], stack[:, 16 * i:16 * i + 16, 16 * j:16 * j + 16].sum(axis=(1, 2)))
+
+
 @needs_oracle
 def test_eval_scores_under_vifbs_protocol_and_both(tmp_path):
     """`crossfuse eval --protocol vifb` on three VIFB pairs fused by ADF prints VIFB's own values;
