@@ -1,4 +1,4 @@
-"""Run every benchmark in turn: ``python -m benchmarks`` (or ``make bench``), about 20 minutes on
+"""Run every benchmark in turn: ``python -m benchmarks`` (or ``make bench``), about 30 minutes on
 2 cores. Needs ../shared and the bench extras (``pip install -e .[bench]``: scipy, h5py). Each
 benchmark prints one JSON line; BENCHMARKS.md records them. ``--smoke`` runs the quick modes
 (tiny sizes, seconds) of the benchmarks that have one."""
@@ -13,6 +13,7 @@ SUITE = (
     ("benchmarks.loader", ["--repeats", "5"]),
     ("benchmarks.store_io", []),
     ("benchmarks.metrics_speed", ["--repeats", "7"]),
+    ("benchmarks.vifb_speed", []),
     ("benchmarks.network_cpu", ["--repeats", "3"]),
     ("benchmarks.selection_scale", ["--sizes", "1e6", "1e7", "1e8"]),
 )
@@ -20,6 +21,7 @@ SMOKE = (
     ("benchmarks.network_cpu", ["--smoke"]),
     ("benchmarks.gpu", ["--device", "cpu", "--smoke", "--no-compile"]),
     ("benchmarks.metrics_speed", ["--smoke"]),
+    ("benchmarks.vifb_speed", ["--smoke"]),
     ("benchmarks.selection_scale", ["--smoke"]),
 )
 

@@ -34,6 +34,14 @@ def test_metrics_baseline_agrees_with_ours():
     assert out["records"][0]["shape"] == [96, 128] and out["records"][0]["speedup_vs_scipy"] > 0
 
 
+def test_vifb_baseline_agrees_with_ours():
+    pytest.importorskip("scipy")  # a bench extra, not a test dependency
+    from benchmarks import vifb_speed
+
+    out = vifb_speed.main(["--smoke"])  # exits if the MATLAB port and ours disagree
+    assert out["shape"] == [96, 128, 3] and len(out["values"]) == 13 and out["baseline_s"] > 0
+
+
 def test_selection_scale_smoke_streamed_equals_faiss():
     from benchmarks import selection_scale
 
