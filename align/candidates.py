@@ -25,15 +25,15 @@ from crossfuse.align import retrieval, scan, tasks
 from crossfuse.align.config import BuildParams, EngineConfig
 from crossfuse.align.engine import completed
 from crossfuse.align.quality import MeanHistogram
-from crossfuse.align.tasks import KEY_BITS, ScannedPair
+from crossfuse.align.tasks import CANDIDATE_COLUMNS, KEY_BITS, SAMPLE_COLUMNS, ScannedPair, no_rows
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress
 from crossfuse.schema import Problem
 
 #: Patches of the pool kept (a uniform, seeded sample) for the report's pictures of the pool.
 POOL_SAMPLE = 20_000
-#: Candidate columns, in key order.
-COLUMNS = ("key", "origins", "means", "pair", "distance")
+#: Candidate columns (what a scan task keeps of each candidate).
+COLUMNS = tuple(CANDIDATE_COLUMNS)
 
 
 @dataclass
@@ -49,8 +49,7 @@ class Candidates:
 
     @classmethod
     def empty(cls) -> Candidates:
-        return cls(key=np.zeros(0, np.int64), origins=np.zeros((0, 2), np.int32), means=np.zeros((0, 3)),
-                   pair=np.zeros(0, np.int32), distance=np.zeros(0, np.float32))
+        return cls(**no_rows(CANDIDATE_COLUMNS))
 
     def __len__(self) -> int:
         return len(self.key)
@@ -91,8 +90,7 @@ class PoolScan:
 
     @classmethod
     def empty(cls, patch: int) -> PoolScan:
-        return cls(candidates=Candidates.empty(), histogram=MeanHistogram(patch),
-                   sample={"hash": np.zeros(0, np.uint64), "key": np.zeros(0, np.int64), "means": np.zeros((0, 3))},
+        return cls(candidates=Candidates.empty(), histogram=MeanHistogram(patch), sample=no_rows(SAMPLE_COLUMNS),
                    pairs=[], problems=[], patches=0)
 
     @property
@@ -213,10 +211,7 @@ def _resume(url: str, n_batches: int, params: BuildParams, ivf: bool, k: int | N
     if _store.batch_done(url, *_CHECKPOINT):
         arrays, info = _store.read_batch(url, *_CHECKPOINT, None)
         if _reusable(info, params.k, ivf):
-            state.candidates = Candidates(**{n: arrays[n] for n in COLUMNS}).merged(Candidates.empty(), k)
-            for c in range(3):
-                state.histogram.add(c, arrays[f"sums{c}"], arrays[f"counts{c}"])
-            state.sample = {name: arrays[f"sample_{name}"] for name in state.sample}
+            _add_statistics(state, arrays, k)
             state.pairs = [ScannedPair.from_json(p) for p in info["pairs"]]
             state.problems = [Problem(**p) for p in info["problems"]]
             state.patches, state.batches = int(info["patches"]), set(info["batches"])
@@ -269,16 +264,22 @@ def _absorb(url: str, state: PoolScan, batch: int, k: int | None,
     """Merge a finished batch's statistics (``blob`` when already read) into ``state``; returns
     its candidates' keys."""
     arrays, info = blob if blob is not None else _store.read_batch(url, "aux", batch, None)
-    state.candidates = state.candidates.merged(Candidates(**{n: arrays[n] for n in COLUMNS}), k)
-    for c in range(3):
-        state.histogram.add(c, arrays[f"sums{c}"], arrays[f"counts{c}"])
-    state.merge_sample({name: arrays[f"sample_{name}"] for name in state.sample})
+    _add_statistics(state, arrays, k)
     state.pairs.extend(ScannedPair.from_json(p) for p in info["pairs"])
     state.problems.extend(Problem(**p, dataset="aux") for p in info["problems"])
     state.patches += int(info["patches"])
     state.batches.add(batch)
     state.loose[batch] = _store.batch_bytes(url, "aux", batch)
     return arrays["key"]
+
+
+def _add_statistics(state: PoolScan, arrays: dict[str, np.ndarray], k: int | None) -> None:
+    """Merge the arrays of a batch's statistics blob, or of the checkpoint (same layout), into
+    ``state``: candidates, histogram of channel sums, pool sample."""
+    state.candidates = state.candidates.merged(Candidates(**{n: arrays[n] for n in COLUMNS}), k)
+    for c in range(3):
+        state.histogram.add(c, arrays[f"sums{c}"], arrays[f"counts{c}"])
+    state.merge_sample({name: arrays[f"sample_{name}"] for name in state.sample})
 
 
 def _compact(url: str, state: PoolScan, k: int | None) -> None:

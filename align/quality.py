@@ -71,8 +71,7 @@ class MeanHistogram:
         if len(parts) != 1:
             sums = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
             counts = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
-            distinct, inverse = np.unique(sums, return_inverse=True)
-            parts[:] = [(distinct, np.bincount(inverse, weights=counts, minlength=len(distinct)).astype(np.int64))]
+            parts[:] = [_combine(sums, counts)]
         self._size[channel] = self._held[channel] = len(parts[0][0])
         return parts[0]
 

@@ -103,6 +103,17 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
 #: number, without knowing how many patches earlier batches hold).
 KEY_BITS = 32
 
+#: What a batch keeps of each candidate, and of each patch of its pool sample: column -> (shape
+#: per patch, dtype).
+CANDIDATE_COLUMNS = {"key": ((), np.int64), "origins": ((2,), np.int32), "means": ((3,), np.float64),
+                     "pair": ((), np.int32), "distance": ((), np.float32)}
+SAMPLE_COLUMNS = {"hash": ((), np.uint64), "key": ((), np.int64), "means": ((3,), np.float64)}
+
+
+def no_rows(columns: dict[str, tuple[tuple[int, ...], type]]) -> dict[str, np.ndarray]:
+    """An empty array for each of ``columns`` (:data:`CANDIDATE_COLUMNS`, :data:`SAMPLE_COLUMNS`)."""
+    return {name: np.zeros((0,) + shape, dtype) for name, (shape, dtype) in columns.items()}
+
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
     """A fixed, well-mixed 64-bit hash of each of ``x`` (uint64): the sampling order of patches."""
@@ -130,9 +141,9 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
     problems found; with some and ``skip_bad`` off nothing is stored."""
     problems: list[dict] = []
     pairs_info: list[dict] = []
-    kept: dict[str, list[np.ndarray]] = {n: [] for n in ("key", "origins", "means", "pair", "distance", "vis", "ir")}
+    kept: dict[str, list[np.ndarray]] = {n: [] for n in (*CANDIDATE_COLUMNS, "vis", "ir")}
     sums_seen: list[np.ndarray] = []
-    sampled: dict[str, list[np.ndarray]] = {"hash": [], "key": [], "means": []}
+    sampled: dict[str, list[np.ndarray]] = {n: [] for n in SAMPLE_COLUMNS}
     local = 0
     for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems):
         n = len(origins)
@@ -178,19 +189,18 @@ def _write_candidates(url: str, batch: int, kept: dict[str, list[np.ndarray]], s
                       sampled: dict[str, list[np.ndarray]], *, patch: int, pixels: bool, info: dict) -> None:
     """Store a scanned batch: its candidates' pixels first (or remove a blob an earlier scan of it
     left), then its statistics: candidates, per-channel histogram of sums, sample, and ``info``."""
-    empty = {"key": ((0,), np.int64), "origins": ((0, 2), np.int32), "means": ((0, 3), np.float64),
-             "pair": ((0,), np.int32), "distance": ((0,), np.float32),
-             "vis": ((0, 3, patch, patch), np.uint8), "ir": ((0, 1, patch, patch), np.uint8)}
-    arrays = {name: np.concatenate(v) if v else np.zeros(*empty[name]) for name, v in kept.items()}
+    empty = {**no_rows(CANDIDATE_COLUMNS), "vis": np.zeros((0, 3, patch, patch), np.uint8),
+             "ir": np.zeros((0, 1, patch, patch), np.uint8)}
+    arrays = {name: np.concatenate(v) if v else empty[name] for name, v in kept.items()}
     if pixels and len(arrays["key"]):
         _store.write_pixels(url, _store.CANDIDATES, batch, arrays["key"], arrays["vis"], arrays["ir"])
     else:  # a blob from an earlier scan of this batch (another K) must not outlive it
         _store.remove_batch(url, _store.CANDIDATES, batch)
     sums = np.concatenate(sums_seen) if sums_seen else np.zeros((0, 3), np.int64)
-    stats = {name: arrays[name] for name in ("key", "origins", "means", "pair", "distance")}
+    stats = {name: arrays[name] for name in CANDIDATE_COLUMNS}
     for c in range(3):
         stats[f"sums{c}"], stats[f"counts{c}"] = np.unique(sums[:, c], return_counts=True)
-    blank = {"hash": np.zeros(0, np.uint64), "key": np.zeros(0, np.int64), "means": np.zeros((0, 3))}
+    blank = no_rows(SAMPLE_COLUMNS)
     stats.update({f"sample_{name}": np.concatenate(v) if v else blank[name] for name, v in sampled.items()})
     _store.write_batch(url, "aux", batch, stats, {**info, "patches": len(sums)})
 

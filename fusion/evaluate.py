@@ -65,11 +65,15 @@ def _same_size(fused: str, ir: str, vis: str, f: np.ndarray, a: np.ndarray, b: n
                         f"{a.shape[1]}x{a.shape[0]} and {b.shape[1]}x{b.shape[0]}; fuse at the sources' size.")
 
 
+def _check_protocol(protocol: str) -> None:
+    if protocol not in PROTOCOLS:
+        raise EvalError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+
+
 def score(fused: str, ir: str, vis: str, protocol: str = "cddfuse") -> dict[str, float]:
     """The metrics of one fused image against its infrared and visible sources (paths or URLs),
     under ``protocol`` (a key of :data:`PROTOCOLS`), by column name."""
-    if protocol not in PROTOCOLS:
-        raise EvalError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+    _check_protocol(protocol)
     f, a, b = read_stored(fused), read_stored(ir), read_stored(vis)  # each file read once, whatever the protocol
     _same_size(fused, ir, vis, f, a, b)
     out: dict[str, float] = {}
@@ -86,8 +90,7 @@ def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = 
              progress: Progress = no_progress) -> list[Row]:
     """Score the fused image of every pair of ``datasets`` under ``protocol`` in ``workers``
     processes (None: one per core); every file is located before any work starts."""
-    if protocol not in PROTOCOLS:
-        raise EvalError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
+    _check_protocol(protocol)
     jobs = [(m.name, p.id, find_fused(fused_dir, p.id), m.url(p.ir), m.url(p.vis), protocol)
             for m in datasets for p in m.pairs]
     if not jobs:

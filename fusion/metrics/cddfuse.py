@@ -14,7 +14,7 @@ import math
 import numpy as np
 import torch
 
-from crossfuse.fusion.metrics.common import fast_length, read_stored, torch_fork_safe
+from crossfuse.fusion.metrics.common import fast_length, gaussian_window, read_stored, torch_fork_safe
 
 NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE")
 
@@ -94,14 +94,6 @@ def cc(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     return (_corr(a, f) + _corr(b, f)) / 2
 
 
-def _gaussian_window(n: int, sigma: float) -> np.ndarray:
-    """1-D factor of MATLAB's ``fspecial('gaussian', n, sigma)`` (no entry of the 2-D window falls
-    below eps * max for the sizes used, so the 2-D window is exactly this outer product)."""
-    x = np.arange(n, dtype=np.float64) - (n - 1) / 2
-    g = np.exp(-(x * x) / (2 * sigma * sigma))
-    return g / g.sum()
-
-
 def _spectra(stack: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """Real 2-D FFTs (float64) of each (H, W) image of ``stack`` (k, H, W), zero-padded to
     5-smooth sizes >= (H, W), so that a 'valid' filtering through them never wraps."""
@@ -150,7 +142,7 @@ def _vif_pair(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[float, float
     totals = np.zeros((2, 2))
     for scale in range(1, 5):
         n = 2 ** (5 - scale) + 1
-        win = _gaussian_window(n, n / 5)
+        win = gaussian_window(n, n / 5)
         if scale > 1:
             images = _filter_valid(spectra[:3], size, images.shape[-2:], win)[..., ::2, ::2]
         a_, b_, f_ = images

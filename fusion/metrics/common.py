@@ -1,5 +1,5 @@
-"""What the metric protocols share: reading an image as it is stored, Sobel responses, FFT lengths,
-and running torch safely in a forked process."""
+"""What the metric protocols share: reading an image as it is stored, Sobel responses, Gaussian
+windows, FFT lengths, and running torch safely in a forked process."""
 
 from __future__ import annotations
 
@@ -43,6 +43,15 @@ def sobel(stack: np.ndarray, *, pad: str) -> tuple[np.ndarray, np.ndarray]:
     smooth = p[..., :-2] + 2 * p[..., 1:-1] + p[..., 2:]
     dy = smooth[..., 2:, :] - smooth[..., :-2, :]     # bottom minus top
     return dx, dy
+
+
+def gaussian_window(n: int, sigma: float) -> np.ndarray:
+    """1-D factor of MATLAB's ``fspecial('gaussian', n, sigma)``, normalised (no entry of the 2-D
+    window falls below eps * max for the sizes the protocols use, so the 2-D window is exactly
+    this outer product)."""
+    x = np.arange(n, dtype=np.float64) - (n - 1) / 2
+    g = np.exp(-(x * x) / (2 * sigma * sigma))
+    return g / g.sum()
 
 
 def fast_length(n: int) -> int:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from crossfuse.errors import EvalError
-from crossfuse.fusion.metrics.common import fast_length, read_stored, sobel, torch_fork_safe
+from crossfuse.fusion.metrics.common import fast_length, gaussian_window, read_stored, sobel, torch_fork_safe
 
 #: crossfuse's names, in VIFB's order (its function names: Avg_gradient, Cross_entropy,
 #: Edge_intensity, Entropy, Mutinf, Psnr, Qabf, Qcb, Qcv, Rmse, Spatial_frequency, Ssim, Variance).
@@ -190,13 +190,6 @@ def sf(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     return float(np.sqrt(rf + cf))
 
 
-def _gaussian11() -> np.ndarray:
-    """MATLAB's ``fspecial('gaussian', 11, 1.5)`` as a normalised 1-D factor (it is separable)."""
-    x = np.arange(-5, 6, dtype=np.float64)
-    g = np.exp(-(x ** 2) / (2 * 1.5 ** 2))
-    return g / g.sum()
-
-
 def _valid(stack: np.ndarray, g: np.ndarray) -> np.ndarray:
     """``filter2(w, image, 'valid')`` of each image of ``stack`` (n, H, W) for the separable
     window ``outer(g, g)``: two passes of 1-D windows times ``g``."""
@@ -218,7 +211,8 @@ def _ssim_pair(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     """SSIM(a, f) + SSIM(b, f), each with an 11 x 11 Gaussian window (sigma 1.5), L = 255, over
     'valid' windows; the fused image's windowed moments computed once for both."""
     a, b, f = (rgb2gray(x).astype(np.float64) for x in (a, b, f))
-    mu_a, mu_b, mu_f, aa, bb, ff, af, bf = _valid(np.stack([a, b, f, a * a, b * b, f * f, a * f, b * f]), _gaussian11())
+    mu_a, mu_b, mu_f, aa, bb, ff, af, bf = _valid(np.stack([a, b, f, a * a, b * b, f * f, a * f, b * f]),
+                                                    gaussian_window(11, 1.5))
     return _ssim_map_mean(mu_a, mu_f, aa, ff, af) + _ssim_map_mean(mu_b, mu_f, bb, ff, bf)
 
 
