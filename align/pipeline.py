@@ -90,17 +90,43 @@ class _Job:
     fingerprint: str
     scan_fingerprint: str
     inputs: dict[str, Any]
+    #: (fingerprint, scan fingerprint) of the same job run without --skip-bad: its finished
+    #: batches hold no bad pair, so a build adding --skip-bad after a refusal resumes them
+    without_skip_bad: tuple[str, str] | None = None
+
+    @classmethod
+    def of(cls, kind: str, *, scan: dict[str, Any], rest: dict[str, Any], inputs: dict[str, Any],
+           skip_bad: bool) -> _Job:
+        """The job whose scan is identified by ``scan`` (plus ``skip_bad``) and whose output by
+        ``rest`` on top of it."""
+
+        def fingerprints(sb: bool) -> tuple[str, str]:
+            scan_fp = json_sha256({**scan, "skip_bad": sb})
+            return json_sha256(dict(scan=scan_fp, **rest)), scan_fp
+
+        fp, scan_fp = fingerprints(skip_bad)
+        return cls(kind=kind, fingerprint=fp, scan_fingerprint=scan_fp, inputs={**inputs, "skip_bad": skip_bad},
+                   without_skip_bad=fingerprints(False) if skip_bad else None)
 
 
-def _check_not_empty(*datasets: Manifest) -> None:
+def _check_inputs(*datasets: Manifest, skip_bad: bool) -> None:
+    """What can be checked before anything is written: every dataset lists pairs, and (unless
+    ``skip_bad``) every pair has both partners."""
     for dataset in datasets:
         if not dataset.pairs:
             raise ManifestError(f"{dataset.origin} lists no image pairs; a dataset needs at least one.")
+        unpaired = [p for p in dataset.pairs if not (p.ir and p.vis)]
+        if unpaired and not skip_bad:
+            first = ", ".join(f"{p.id!r} ({'infrared' if not p.ir else 'visible'} missing)" for p in unpaired[:3])
+            raise ManifestError(f"{dataset.origin}: {len(unpaired)} pair(s) lack a partner: {first}"
+                                f"{' ...' if len(unpaired) > 3 else ''}. Add the missing images with the same stem, "
+                                "remove the others, or pass --skip-bad to record and skip them.")
 
 
 def _dataset_input(dataset: Manifest) -> str:
     """How a dataset is named in a store's ``inputs``: where it came from and what it lists."""
-    return f"{dataset.origin} ({len(dataset.pairs)} pairs, sha256 {_manifest.fingerprint(dataset)[:12]})"
+    followed = ", symlinks out of its root followed" if dataset.follow_symlinks else ""
+    return f"{dataset.origin} ({len(dataset.pairs)} pairs, sha256 {_manifest.fingerprint(dataset)[:12]}{followed})"
 
 
 def _dataset(manifest: Manifest, scanned: list[ScannedPair], **stats: Any) -> Dataset:
@@ -120,7 +146,7 @@ def _run(job: _Job, out: str, *, engine: EngineConfig, overwrite: bool, break_lo
     with store_lock(out, break_lock=break_lock):
         group, resumed = _store.open_for_build(out, kind=job.kind, fingerprint=job.fingerprint,
                                                scan_fingerprint=job.scan_fingerprint, inputs=job.inputs,
-                                               overwrite=overwrite, token=token)
+                                               overwrite=overwrite, token=token, also=job.without_skip_bad)
         with dask_client(engine) as client:
             record = stages(client, group, clock, facts)
         record = _store.finalize(group, record, token)
@@ -216,7 +242,7 @@ def _fetch(client, url: str, aux: Manifest, pool: candidates.PoolScan, chosen: c
     for b, pairs in enumerate(plan.pairs):
         if _store.batch_done(url, _store.SELECTED, b):
             continue
-        sub = Manifest(name=aux.name, root=aux.root, origin=aux.origin, pairs=[aux.pairs[i] for i in pairs])
+        sub = dataclasses.replace(aux, pairs=tuple(aux.pairs[i] for i in pairs))
         futures[client.submit(tasks.fetch_batch, url, b, sub, plan.origins[b], plan.expected[b], patch=patch,
                               pure=False)] = len(pairs)
     total = sum(len(p) for p in plan.pairs)
@@ -298,14 +324,12 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
     means are closest (L1) to ``target``'s, gamma-corrected per channel to match them. One build
     per store at a time (``break_lock`` takes over a lock whose holder cannot be checked)."""
     out = _manifest.absolute(out)
-    _check_not_empty(target, aux)  # everything that can be checked before anything is written
-    scan_fp = json_sha256(dict(kind="aligned", scan="running-threshold", patch=params.patch, stride=params.stride,
-                               batch=engine.batch, skip_bad=skip_bad, target=_manifest.fingerprint(target),
-                               aux=_manifest.fingerprint(aux), target_root=target.root, aux_root=aux.root))
-    job = _Job(kind="aligned", scan_fingerprint=scan_fp,
-               fingerprint=json_sha256(dict(scan=scan_fp, params=params.as_dict())),
-               inputs={"target": _dataset_input(target), "aux": _dataset_input(aux), **params.as_dict(),
-                       "skip_bad": skip_bad})
+    _check_inputs(target, aux, skip_bad=skip_bad)  # everything that can be checked before anything is written
+    job = _Job.of("aligned", scan=dict(kind="aligned", scan="running-threshold", patch=params.patch,
+                                       stride=params.stride, batch=engine.batch, target=_manifest.fingerprint(target),
+                                       aux=_manifest.fingerprint(aux), target_root=target.root, aux_root=aux.root),
+                  rest=dict(params=params.as_dict()), skip_bad=skip_bad,
+                  inputs={"target": _dataset_input(target), "aux": _dataset_input(aux), **params.as_dict()})
 
     def stages(client, group, clock: dict[str, float], facts: dict[str, Any]) -> CorpusRecord:
         # The target first: its mean is every auxiliary task's reference.
@@ -354,12 +378,12 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
          progress: Progress = no_progress) -> BuildSummary:
     """Write every patch of ``dataset`` to a corpus at ``out`` as it is (kind ``packed``)."""
     out = _manifest.absolute(out)
-    _check_not_empty(dataset)
-    scan_fp = json_sha256(dict(kind="packed", patch=params.patch, stride=params.stride, batch=engine.batch,
-                               skip_bad=skip_bad, dataset=_manifest.fingerprint(dataset), root=dataset.root))
-    job = _Job(kind="packed", scan_fingerprint=scan_fp, fingerprint=json_sha256(dict(scan=scan_fp, chunk=params.chunk)),
-               inputs={"dataset": _dataset_input(dataset), "patch": params.patch, "stride": params.stride,
-                       "chunk": params.chunk, "skip_bad": skip_bad})
+    _check_inputs(dataset, skip_bad=skip_bad)
+    job = _Job.of("packed", scan=dict(kind="packed", patch=params.patch, stride=params.stride, batch=engine.batch,
+                                      dataset=_manifest.fingerprint(dataset), root=dataset.root),
+                  rest=dict(chunk=params.chunk), skip_bad=skip_bad,
+                  inputs={"dataset": _dataset_input(dataset), "patch": params.patch, "stride": params.stride,
+                          "chunk": params.chunk})
 
     def stages(client, group, clock: dict[str, float], facts: dict[str, Any]) -> CorpusRecord:
         result = scan.collect(client, out, scan.submit(client, out, "aux", dataset, params, engine, stash=True,

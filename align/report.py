@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import zarr
 
+from crossfuse import atomic
 from crossfuse import manifest as _manifest
 from crossfuse.align import gamma as _gamma
 from crossfuse.errors import CrossfuseError
 from crossfuse.imageio import decode, read_bytes
-from crossfuse.plotting import pyplot
+from crossfuse.plotting import pyplot, save_figure
 from crossfuse.schema import STATS_GROUP, CorpusRecord, open_corpus
 
 CHANNELS = ("R", "G", "B")
@@ -87,7 +88,7 @@ def _distributions(means: dict[str, np.ndarray], path: str, title: str, pool_pat
     axes[0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
 
 
@@ -115,7 +116,7 @@ def _clouds(means: dict[str, np.ndarray], path: str, title: str, pool_patches: i
     axes[0].legend(fontsize=8, markerscale=3)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
 
 
@@ -131,7 +132,7 @@ def _gamma_curves(record: CorpusRecord, path: str) -> None:
     ax.set_title("gamma per channel: out = floor(255 (v/255)^(1/gamma))", fontsize=10)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
 
 
@@ -185,7 +186,7 @@ def _patch_grid(group: zarr.Group, record: CorpusRecord, root: str | None, path:
                  "distance of RGB means to the target's" if record.kind == "aligned" else "patches of the corpus",
                  fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
 
 
@@ -242,7 +243,5 @@ def write(url: str, out: str, *, root: str | None = None) -> Report:
             "td,th{border:1px solid #999;padding:.3em .8em;text-align:right}caption{text-align:left;padding:.3em 0}"
             "img{max-width:100%}</style></head><body><h1>What the alignment did</h1>" + body + "</body></html>\n")
     index = os.path.join(out, "index.html")
-    with open(index + ".tmp", "w", encoding="utf-8") as fh:
-        fh.write(page)
-    os.replace(index + ".tmp", index)
+    atomic.write_text(index, page)
     return Report(index=index, figures=tuple(figures))

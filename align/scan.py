@@ -3,6 +3,7 @@ store's scratch group batch by batch, then gathered as plain arrays (:class:`Sca
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +46,7 @@ class PendingScan:
 
 
 def batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
-    return [(first, Manifest(name=manifest.name, root=manifest.root, origin=manifest.origin,
-                             pairs=manifest.pairs[first:first + size]))
+    return [(first, dataclasses.replace(manifest, pairs=manifest.pairs[first:first + size]))
             for first in range(0, len(manifest.pairs), size)]
 
 

@@ -59,25 +59,28 @@ def _path_is_occupied(url: str) -> bool:
 
 
 def open_for_build(url: str, *, kind: str, fingerprint: str, scan_fingerprint: str, inputs: dict[str, Any],
-                   overwrite: bool, token: str) -> tuple[zarr.Group, bool]:
+                   overwrite: bool, token: str, also: tuple[str, str] | None = None) -> tuple[zarr.Group, bool]:
     """Open the output store for writing; returns ``(group, resumed)``.
 
     A complete corpus is replaced only with ``overwrite``. An incomplete one with the same
     ``fingerprint`` (same inputs and parameters) is resumed; one whose scan was made the same way
     (same ``scan_fingerprint``: datasets, patch, stride) but whose selection or output parameters
-    differ keeps its scan and restarts selection and writing. Any other is replaced only with
-    ``overwrite``, and the refusal names the ``inputs`` that differ. Anything at ``url`` that is
-    not a crossfuse store is never deleted. The build's writer ``token`` goes into the scratch
-    group (see :func:`finalize`).
+    differ keeps its scan and restarts selection and writing; one made as ``also`` (the fingerprint
+    and scan fingerprint of an equivalent earlier job, e.g. the same build without --skip-bad) is
+    resumed as this one. One that never finished a scan batch is replaced. Any other is replaced
+    only with ``overwrite``, and the refusal names the ``inputs`` that differ. ``overwrite``
+    always starts from nothing, never resuming. Anything at ``url`` that is not a crossfuse store
+    is never deleted. The build's writer ``token`` goes into the scratch group (see
+    :func:`finalize`).
     """
     group, resumed = _open_or_create(url, kind=kind, fingerprint=fingerprint, scan_fingerprint=scan_fingerprint,
-                                     inputs=inputs, overwrite=overwrite)
+                                     inputs=inputs, overwrite=overwrite, also=also)
     group[PARTIAL_GROUP].attrs["writer"] = token
     return group, resumed
 
 
 def _open_or_create(url: str, *, kind: str, fingerprint: str, scan_fingerprint: str, inputs: dict[str, Any],
-                    overwrite: bool) -> tuple[zarr.Group, bool]:
+                    overwrite: bool, also: tuple[str, str] | None = None) -> tuple[zarr.Group, bool]:
     existing = _open_existing(url)
     if existing is None:
         if _path_is_occupied(url):
@@ -93,11 +96,20 @@ def _open_or_create(url: str, *, kind: str, fingerprint: str, scan_fingerprint: 
         if header.complete:
             if not overwrite:
                 raise StoreExistsError(f"{url} already holds a complete corpus; pass --overwrite to replace it.")
+        elif overwrite:
+            pass  # an unfinished build is never resumed under --overwrite: its batches may be stale
         elif same_kind and header.fingerprint == fingerprint:
             return zarr.open_group(store=url, mode="r+"), True
-        elif same_kind and header.scan_fingerprint == scan_fingerprint and not overwrite:
+        elif same_kind and also is not None and (header.fingerprint, header.scan_fingerprint) == also:
+            group = zarr.open_group(store=url, mode="r+")
+            group.attrs[ATTR_KEY] = dataclasses.replace(header, fingerprint=fingerprint,
+                                                        scan_fingerprint=scan_fingerprint, inputs=inputs).to_json()
+            return group, True
+        elif same_kind and header.scan_fingerprint == scan_fingerprint:
             return _restart_selection(url, header, fingerprint, inputs), True
-        elif not overwrite:
+        elif _nothing_finished(url):
+            pass  # a build that failed before finishing anything: nothing to keep
+        else:
             raise StoreError(f"{url} holds an unfinished build made with other inputs or parameters "
                              f"({_differences(header.inputs, inputs)}); rerun that command to resume it, "
                              "or pass --overwrite to start over with these.")
@@ -109,6 +121,15 @@ def _open_or_create(url: str, *, kind: str, fingerprint: str, scan_fingerprint: 
                                          inputs=inputs, tool_version=__version__).to_json()
     group.create_group(PARTIAL_GROUP)
     return group, False
+
+
+def _nothing_finished(url: str) -> bool:
+    """Whether an unfinished store holds no finished scan batch (no blob in its scratch group)."""
+    fs, path = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{PARTIAL_GROUP}")
+    try:
+        return not any(name.endswith(".npz") for name in fs.find(path))
+    except FileNotFoundError:
+        return True
 
 
 def _differences(before: Any, now: dict[str, Any]) -> str:

@@ -37,6 +37,9 @@ def _engine_options(func):
                           "host); only when that build is surely gone."),
         click.option("--skip-bad", is_flag=True,
                      help="Record unreadable, mismatched or unpaired images in the store and go on."),
+        click.option("--follow-symlinks", is_flag=True,
+                     help="Read images through symlinks that lead outside a dataset's root (refused by default; "
+                          "recorded in the store)."),
         click.option("--quiet", "-q", is_flag=True, help="No progress bars."),
     ]):
         func = option(func)
@@ -82,7 +85,7 @@ def main() -> None:
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
 def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, low_scratch, patch, stride, chunk,
-          workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad, quiet):
+          workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad, follow_symlinks, quiet):
     """Select the K auxiliary patches closest to the target's colour statistics, gamma-correct
     them per channel to match, and write them to a corpus store."""
     from crossfuse import manifest
@@ -90,7 +93,8 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, low_
 
     quiet_client_logging()
     params = BuildParams(patch=patch, stride=stride, k=k, index=index, nlist=nlist, nprobe=nprobe, chunk=chunk)
-    summary = run_build(target=manifest.load(target, root=target_root), aux=manifest.load(aux, root=aux_root),
+    summary = run_build(target=manifest.load(target, root=target_root, follow_symlinks=follow_symlinks),
+                        aux=manifest.load(aux, root=aux_root, follow_symlinks=follow_symlinks),
                         out=out, params=params,
                         engine=EngineConfig(workers=workers, scheduler=scheduler, worker_timeout=worker_timeout,
                                             low_scratch=low_scratch),
@@ -106,13 +110,13 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, low_
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
 def pack(dataset, out, root, patch, stride, chunk, workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad,
-         quiet):
+         follow_symlinks, quiet):
     """Write every patch of one dataset to a corpus as it is (e.g. the target's own training split)."""
     from crossfuse import manifest
     from crossfuse.align import BuildParams, EngineConfig, pack as run_pack
 
     quiet_client_logging()
-    summary = run_pack(dataset=manifest.load(dataset, root=root), out=out,
+    summary = run_pack(dataset=manifest.load(dataset, root=root, follow_symlinks=follow_symlinks), out=out,
                        params=BuildParams(patch=patch, stride=stride, chunk=chunk),
                        engine=EngineConfig(workers=workers, scheduler=scheduler, worker_timeout=worker_timeout),
                        overwrite=overwrite,

@@ -30,7 +30,6 @@ def reports_errors(func: Callable[..., Any] | None = None, *,
                 raise click.ClickException(f"permission denied: {exc.filename or exc}; choose a location you can "
                                            "write to (or read, for inputs).") from exc
             except KeyboardInterrupt:
-                quiet_shutdown()
                 click.echo(f"\n{interrupted}", err=True)
                 sys.exit(130)
 
@@ -39,19 +38,54 @@ def reports_errors(func: Callable[..., Any] | None = None, *,
     return decorate(func) if func is not None else decorate
 
 
+#: Loggers whose records below CRITICAL are dropped once an interrupt has begun the shutdown.
+_SHUTDOWN_NOISE = ("distributed", "dask", "tornado", "asyncio")
+_interrupt = {"seen": False}
+
+
+class _DropShutdownNoise:
+    """A logging filter: after Ctrl-C, the engine's shutdown messages ("Task ... cancelled",
+    CancelledError) are expected, not errors, so they are not shown."""
+
+    def filter(self, record) -> bool:
+        return not (_interrupt["seen"] and record.name.split(".", 1)[0] in _SHUTDOWN_NOISE
+                    and record.levelno < 50)
+
+
+_FILTER = _DropShutdownNoise()
+
+
+def _install_noise_filter() -> None:
+    import logging
+
+    handlers = [logging.lastResort] + [h for name in ("", *_SHUTDOWN_NOISE) for h in logging.getLogger(name).handlers]
+    for handler in handlers:
+        if handler is not None and _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)
+
+
 @contextmanager
 def _quiet_on_interrupt() -> Iterator[None]:
-    """On SIGINT, silence the engine's shutdown logging first, then interrupt as usual, so that
-    what the user sees is only how to resume."""
+    """On SIGINT, interrupt as usual, with the engine's shutdown logging dropped, so that what the
+    user sees is only how to resume; a second SIGINT during the shutdown exits at once (every
+    command resumes from a kill). The handler only sets a flag and raises: it must take no lock
+    (logging's included), since it runs between any two bytecodes of the main thread and a lock
+    it leaves held stops every other thread (a build's Ctrl-C once hung there for minutes)."""
+    import os
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _install_noise_filter()
+    _interrupt["seen"] = False
 
     def on_sigint(signum: int, frame: Any) -> None:
-        quiet_shutdown()
+        if _interrupt["seen"]:
+            os.write(2, b"\ninterrupted again: stopping now (what was finished is kept).\n")
+            os._exit(130)
+        _interrupt["seen"] = True
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_sigint)
@@ -69,12 +103,7 @@ def quiet_client_logging() -> None:
     import distributed  # noqa: F401 - importing it configures its loggers; set ours after that
 
     _critical_only("distributed.client", "distributed.comm", "asyncio")
-
-
-def quiet_shutdown() -> None:
-    """Silence Dask's logging of the tasks an interrupt cancels ("Task ... cancelled", CancelledError)
-    while its cluster shuts down: they are expected, not errors."""
-    _critical_only("distributed", "dask", "tornado", "asyncio")
+    _install_noise_filter()
 
 
 def _critical_only(*names: str) -> None:

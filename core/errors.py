@@ -54,6 +54,15 @@ class StoreLockedError(StoreError):
     """Another build is writing the same store (or took it over while this one ran)."""
 
 
+class WriteError(CrossfuseError, OSError):
+    """An output could not be written (a full disk, a file-size limit); nothing was left
+    half-written under its name."""
+
+
+class RunLockedError(CrossfuseError, RuntimeError):
+    """Another process is training in the same run folder."""
+
+
 class OutputExistsError(CrossfuseError, FileExistsError):
     """An output (run folder, fused image, manifest, score file) already exists and replacing it
     was not asked for."""

@@ -4,7 +4,9 @@ Visible images come back as RGB (H, W, 3) uint8; a gray visible image is repeate
 R = G = B. Infrared images come back as one channel (H, W) uint8; an RGB infrared file
 (many datasets store gray IR as 24-bit) is converted with Pillow's ITU-R 601 luma, which
 leaves R = G = B images unchanged. 16-bit and float images are refused with a clear error
-rather than silently rescaled: convert them to 8 bits first.
+rather than silently rescaled: convert them to 8 bits first. The depth is the file's own (the
+decoder's raw mode), not Pillow's mode: a 48-bit colour PNG opens as mode RGB holding only the
+high byte of each sample.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass
 
 import fsspec
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from crossfuse.errors import ImageError, PairError
+from crossfuse.errors import ImageError, ManifestError, PairError
 from crossfuse.manifest import Manifest, Pair
 
 _HIGH_DEPTH_MODES = ("I", "F", "I;16", "I;16B", "I;16L", "I;16N", "I;16S")
+#: Raw (file) modes of 16-bit samples behind an 8-bit Pillow mode: "RGB;16B" (48-bit PNG),
+#: "RGBA;16B", "LA;16B", "RGB;16N" (TIFF)...; not "BGR;16" (BMP's 5-6-5 pixels, 8 bits or fewer).
+_HIGH_DEPTH_RAW = re.compile(r";16[BLNS]$|^[IF];")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +61,17 @@ def max_pixels() -> int:
     return int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_PIXELS
 
 
+def _raw_mode(im: Image.Image) -> str:
+    """How the file stores its pixels (the decoder's raw mode, e.g. "RGB;16B" for a 48-bit PNG that
+    Pillow opens as mode "RGB" by dropping the low bytes), or "" when Pillow does not say."""
+    for tile in getattr(im, "tile", None) or ():
+        args = tile[3] if len(tile) > 3 else None
+        raw = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(raw, str):
+            return raw
+    return ""
+
+
 def load_image(data: bytes, *, url: str) -> Image.Image:
     """Decode the bytes of ``url`` to a loaded 8-bit Pillow image, checking its size from the
     header before decoding. Raises :class:`ImageError` naming the file: not an image, truncated,
@@ -72,9 +89,11 @@ def load_image(data: bytes, *, url: str) -> Image.Image:
         raise ImageError(f"{url} is {width}x{height}, {width * height / 1e6:.0f} million pixels, above the limit of "
                          f"{limit / 1e6:.0f} million (a decompression bomb, or too large to fuse whole); if the file "
                          "is trusted, raise the limit with CROSSFUSE_MAX_PIXELS=N.")
-    if im.mode in _HIGH_DEPTH_MODES:
-        depth = "16-bit" if "16" in im.mode or im.mode == "I" else "float"
-        raise ImageError(f"{url} is a {im.mode} ({depth}) image; crossfuse reads 8-bit images only. Convert it to 8 "
+    raw = _raw_mode(im)
+    if im.mode in _HIGH_DEPTH_MODES or _HIGH_DEPTH_RAW.search(raw):
+        depth = "float" if im.mode == "F" or raw.startswith("F") else "16-bit"
+        stored = f"{im.mode}, stored as {raw}" if raw and raw != im.mode else im.mode
+        raise ImageError(f"{url} is a {depth} image ({stored}); crossfuse reads 8-bit images only. Convert it to 8 "
                          "bits per channel (choosing your own scaling) and try again.")
     try:
         im.load()
@@ -111,7 +130,10 @@ def read_pair(manifest: Manifest, pair: Pair) -> LoadedPair:
     shas = {}
     for side, rel, expected, mode in (("vis", pair.vis, pair.vis_sha256, "RGB"),
                                       ("ir", pair.ir, pair.ir_sha256, "L")):
-        url = manifest.url(rel)
+        try:
+            url = manifest.source(rel)
+        except ManifestError as exc:
+            raise PairError(f"pair {pair.id!r}: {exc}", pair_id=pair.id, path=manifest.url(rel)) from exc
         data = read_bytes(url, pair_id=pair.id)
         shas[side] = hashlib.sha256(data).hexdigest()
         if expected and expected.lower() != shas[side]:

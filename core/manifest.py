@@ -14,6 +14,7 @@ stands for a manifest whose pairs are matched by file stem.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 from dataclasses import dataclass
@@ -49,10 +50,28 @@ class Manifest:
     root: str
     pairs: tuple[Pair, ...]
     origin: str  # where the manifest came from, for messages
+    #: read files whose real path (symlinks resolved) lies outside a local root (off by default)
+    follow_symlinks: bool = False
 
     def url(self, relative: str) -> str:
         """The full path or URL of a file given relative to the root."""
         return join(self.root, relative)
+
+    def source(self, relative: str) -> str:
+        """:meth:`url`, checked before reading: on a local root, the file's real path (every
+        symlink resolved, in the folders too) must lie inside the root's real path, unless
+        ``follow_symlinks``. Raises :class:`ManifestError` naming the file and where it leads."""
+        url = self.url(relative)
+        if self.follow_symlinks or "://" in url:
+            return url
+        import os
+
+        root, real = os.path.realpath(self.root), os.path.realpath(url)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            raise ManifestError(f"{url} leads outside the dataset root {self.root} (a symlink to {real}); "
+                                "crossfuse reads only files inside the root. Copy the file in, or pass "
+                                "--follow-symlinks if you trust where the link points (it is recorded).")
+        return url
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as a JSON-ready dict (paths relative to the root)."""
@@ -119,18 +138,19 @@ def _is_absolute(root: str) -> bool:
     return "://" in root or os.path.isabs(root)
 
 
-def load(spec: str, *, root: str | None = None) -> Manifest:
+def load(spec: str, *, root: str | None = None, follow_symlinks: bool = False) -> Manifest:
     """Load a dataset from a manifest file (``*.json``) or a dataset folder.
 
-    ``root`` overrides the manifest's root (a folder's root is the folder itself).
-    Raises :class:`ManifestError` with the location and the fix when it cannot be understood.
+    ``root`` overrides the manifest's root (a folder's root is the folder itself);
+    ``follow_symlinks`` lets its pairs be read through symlinks leading outside the root
+    (see :meth:`Manifest.source`). Raises :class:`ManifestError` with the location and the fix
+    when it cannot be understood.
     """
     fs, path = fsspec.core.url_to_fs(spec)
     if not fs.exists(path):
         raise ManifestError(f"{spec} does not exist: give a manifest .json or a dataset folder.")
-    if fs.isdir(path):
-        return _from_folder(spec, fs, path, root)
-    return _from_file(spec, fs, path, root)
+    loaded = _from_folder(spec, fs, path, root) if fs.isdir(path) else _from_file(spec, fs, path, root)
+    return dataclasses.replace(loaded, follow_symlinks=follow_symlinks) if follow_symlinks else loaded
 
 
 def _from_file(spec: str, fs: Any, path: str, root: str | None) -> Manifest:
@@ -225,14 +245,16 @@ def with_checksums(manifest: Manifest) -> Manifest:
         if not p.ir or not p.vis:
             raise ManifestError(f"{manifest.origin}: pair {p.id!r} has no "
                                 f"{'infrared' if not p.ir else 'visible'} partner; fix the folder first.")
-        pairs.append(Pair(id=p.id, ir=p.ir, vis=p.vis, ir_sha256=file_sha256(manifest.url(p.ir)),
-                          vis_sha256=file_sha256(manifest.url(p.vis))))
-    return Manifest(name=manifest.name, root=manifest.root, pairs=tuple(pairs), origin=manifest.origin)
+        pairs.append(Pair(id=p.id, ir=p.ir, vis=p.vis, ir_sha256=file_sha256(manifest.source(p.ir)),
+                          vis_sha256=file_sha256(manifest.source(p.vis))))
+    return Manifest(name=manifest.name, root=manifest.root, pairs=tuple(pairs), origin=manifest.origin,
+                    follow_symlinks=manifest.follow_symlinks)
 
 
 def relocate(manifest: Manifest, *, root: str, name: str | None = None) -> Manifest:
     """The same pairs under another ``root`` string (e.g. a root relative to where it is saved)."""
-    return Manifest(name=name or manifest.name, root=root, pairs=manifest.pairs, origin=manifest.origin)
+    return Manifest(name=name or manifest.name, root=root, pairs=manifest.pairs, origin=manifest.origin,
+                    follow_symlinks=manifest.follow_symlinks)
 
 
 def save(spec: str, out: str, *, name: str | None = None, root: str | None = None,

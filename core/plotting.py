@@ -19,6 +19,14 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path: str, *, dpi: int) -> None:
+    """Save a matplotlib figure as a PNG, whole or not at all (:func:`crossfuse.atomic.replacing`)."""
+    from crossfuse import atomic
+
+    with atomic.replacing(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+
+
 def image_for_sheet(path: str) -> np.ndarray:
     """An image file as a sheet cell shows it: gray (H, W) stays gray, anything else (H, W, 3) RGB."""
     from PIL import Image
@@ -49,5 +57,5 @@ def comparison_sheet(rows: Sequence[tuple[str, Sequence[np.ndarray]]], titles: S
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
     plt.close(fig)

@@ -14,7 +14,7 @@ from crossfuse.experiment.runner import Layout
 from crossfuse.experiment.spec import Spec
 from crossfuse.fusion.inference import output_path
 from crossfuse.fusion.metrics import read_gray
-from crossfuse.plotting import comparison_sheet, image_for_sheet, pyplot
+from crossfuse.plotting import comparison_sheet, image_for_sheet, pyplot, save_figure
 
 
 def _families_with_k(spec: Spec) -> dict[str, list[tuple[int, str]]]:
@@ -59,7 +59,7 @@ def metric_vs_k(spec: Spec, scores: list[Score], test: str, path: str) -> bool:
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 5), fontsize=8)
     fig.suptitle(f"{spec.name}: metrics on {test} against K (error bars: sd over seeds)", fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
     return True
 

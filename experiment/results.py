@@ -7,6 +7,7 @@ is listed, so a partial experiment (``--only``, or one still running) reports ho
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import numpy as np
 
 from crossfuse.experiment.published import METRICS as PUBLISHED_METRICS
 from crossfuse.experiment.published import PUBLISHED, SOURCE
-from crossfuse.experiment.runner import BASELINES, Layout, tmp_name, write_text
+from crossfuse.experiment.runner import BASELINES, Layout, write_text
 from crossfuse.experiment.spec import Spec
 from crossfuse.fusion.metrics import NAMES
 
@@ -63,13 +64,13 @@ def collect(spec: Spec, layout: Layout) -> tuple[list[Score], list[str]]:
 
 
 def write_csv(scores: list[Score], path: str) -> None:
-    with open(tmp_name(path), "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(("variant", "seed", "dataset", "image") + NAMES)
-        for s in scores:
-            w.writerow([s.variant, "" if s.seed is None else s.seed, s.dataset, s.image]
-                       + [repr(s.metrics[k]) for k in NAMES])
-    os.replace(tmp_name(path), path)
+    buffer = io.StringIO(newline="")
+    w = csv.writer(buffer)
+    w.writerow(("variant", "seed", "dataset", "image") + NAMES)
+    for s in scores:
+        w.writerow([s.variant, "" if s.seed is None else s.seed, s.dataset, s.image]
+                   + [repr(s.metrics[k]) for k in NAMES])
+    write_text(path, buffer.getvalue())
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,12 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from crossfuse import manifest
+from crossfuse import atomic, manifest
 from crossfuse.align.config import BuildParams, EngineConfig
 from crossfuse.align.lock import lock_path
 from crossfuse.align.pipeline import build, pack
 from crossfuse.digest import file_sha256
-from crossfuse.errors import ConfigError, StoreError, StoreLockedError
+from crossfuse.errors import ConfigError, RunLockedError, StoreError, StoreLockedError
 from crossfuse.experiment.spec import Spec, VariantSpec
 from crossfuse.fusion import evaluate as ev
 from crossfuse.fusion.checkpoint import load_model
@@ -88,17 +88,10 @@ def claim(spec: Spec, root: str) -> Layout:
     return Layout(root=root)
 
 
-def tmp_name(path: str) -> str:
-    """A temporary name for ``path`` private to this process (several may share an experiment)."""
-    return f"{path}.{os.getpid()}.tmp"
-
-
 def write_text(path: str, text: str) -> None:
     """Write ``text`` to ``path`` whole (a process-private temporary file, then rename)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(tmp_name(path), "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp_name(path), path)
+    atomic.write_text(path, text)
 
 
 def build_corpus(spec: Spec, name: str, layout: Layout, *, engine: EngineConfig, log: Callable[[str], None],
@@ -132,17 +125,23 @@ def build_corpus(spec: Spec, name: str, layout: Layout, *, engine: EngineConfig,
 
 
 def train_variant(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, *,
-                  log: Callable[[str], None], progress: Progress = no_progress) -> str:
+                  log: Callable[[str], None], progress: Progress = no_progress, poll: float = 5.0) -> str:
     """Train (or finish training) one variant at one seed; returns its final checkpoint (always
     ``latest.pth``: the epoch files hold the same weights but not the same bytes, and the fused
-    images record the digest of the file they were made with)."""
+    images record the digest of the file they were made with). When another process of the same
+    experiment is training it, wait for that process and then continue (or find it finished)."""
     run = layout.run(variant.name, seed)
     cfg = dataclasses.replace(variant.config, seed=seed)
-    resume = os.path.exists(os.path.join(run, "config.toml"))
-    log(f"train {variant.name} seed {seed}: {'continuing' if resume else 'starting'} in {run}")
-    train(data=[layout.corpus(c) for c in variant.corpora], out=run, cfg=cfg, weights=list(variant.weights),
-          resume=resume, progress=progress)
-    return os.path.join(run, "checkpoints", "latest.pth")
+    while True:
+        resume = os.path.exists(os.path.join(run, "config.toml"))
+        log(f"train {variant.name} seed {seed}: {'continuing' if resume else 'starting'} in {run}")
+        try:
+            train(data=[layout.corpus(c) for c in variant.corpora], out=run, cfg=cfg, weights=list(variant.weights),
+                  resume=resume, progress=progress)
+            return os.path.join(run, "checkpoints", "latest.pth")
+        except RunLockedError:
+            log(f"train {variant.name} seed {seed}: another process is training it; waiting")
+            time.sleep(poll)
 
 
 def fuse_and_score(spec: Spec, checkpoint: str, fused_dir: Callable[[str], str], scores: Callable[[str], str], *,
@@ -165,8 +164,7 @@ def fuse_and_score(spec: Spec, checkpoint: str, fused_dir: Callable[[str], str],
 def _score(fused: str, dataset: manifest.Manifest, path: str, *, workers: int | None, progress: Progress) -> None:
     rows = ev.evaluate(fused, [dataset], workers=workers, progress=progress)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    ev.write_csv(rows, tmp_name(path))
-    os.replace(tmp_name(path), path)
+    ev.write_csv(rows, path)
 
 
 def baselines(spec: Spec, layout: Layout, *, workers: int | None, log: Callable[[str], None],
@@ -184,9 +182,9 @@ def baselines(spec: Spec, layout: Layout, *, workers: int | None, log: Callable[
             for pair in dataset.pairs:
                 target = output_path(folder, pair.id)
                 if not os.path.exists(target):
-                    fused = combine(read_gray(dataset.url(pair.vis)), read_gray(dataset.url(pair.ir)))
-                    Image.fromarray(fused.astype(np.uint8)).save(tmp_name(target), format="PNG")
-                    os.replace(tmp_name(target), target)
+                    fused = combine(read_gray(dataset.source(pair.vis)), read_gray(dataset.source(pair.ir)))
+                    with atomic.replacing(target) as tmp:
+                        Image.fromarray(fused.astype(np.uint8)).save(tmp, format="PNG")
             _score(folder, dataset, path, workers=workers, progress=progress)
 
 

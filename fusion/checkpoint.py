@@ -9,13 +9,14 @@ optimiser, scheduler, RNG states, epoch and step). Everything loads with
 
 from __future__ import annotations
 
-import os
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from crossfuse import atomic
 from crossfuse.errors import CheckpointError, ConfigError
 from crossfuse.fusion.config import TrainConfig, from_dict
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
@@ -76,9 +77,9 @@ def save(path: str, model: CrossFuse, state: TrainingState | None = None) -> Non
                               "the previous checkpoint is kept.")
     if state is not None:
         payload[STATE_KEY] = state.to_payload()
-    tmp = f"{path}.tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # serialised in memory, so that a full disk is one OSError, not torch's C++ error
+    torch.save(payload, buffer)
+    atomic.write_bytes(path, buffer.getbuffer())
 
 
 def read(path: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ with a ``mean`` row per dataset, as the table and the JSON do.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossfuse import atomic
 from crossfuse.errors import EvalError, OutputExistsError
 from crossfuse.fusion.metrics import NAMES, all_metrics, vifb
 from crossfuse.fusion.metrics.cddfuse import gray
@@ -91,7 +93,7 @@ def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = 
     """Score the fused image of every pair of ``datasets`` under ``protocol`` in ``workers``
     processes (None: one per core); every file is located before any work starts."""
     _check_protocol(protocol)
-    jobs = [(m.name, p.id, find_fused(fused_dir, p.id), m.url(p.ir), m.url(p.vis), protocol)
+    jobs = [(m.name, p.id, find_fused(fused_dir, p.id), m.source(p.ir), m.source(p.vis), protocol)
             for m in datasets for p in m.pairs]
     if not jobs:
         raise EvalError("the given pairs list no images to evaluate.")
@@ -143,13 +145,14 @@ def write_csv(rows: list[Row], path: str) -> None:
     """One line per image, then one per dataset with its means (name ``mean``); header
     ``dataset,name,`` then the protocol's columns (``EN,...,MSE`` by default); full precision."""
     names = columns(rows)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(("dataset", "name") + names)
-        for r in rows:
-            w.writerow([r.dataset, r.name] + [repr(r.metrics[n]) for n in names])
-        for dataset, m in means(rows).items():
-            w.writerow([dataset, "mean"] + [repr(m[n]) for n in names])
+    buffer = io.StringIO(newline="")
+    w = csv.writer(buffer)
+    w.writerow(("dataset", "name") + names)
+    for r in rows:
+        w.writerow([r.dataset, r.name] + [repr(r.metrics[n]) for n in names])
+    for dataset, m in means(rows).items():
+        w.writerow([dataset, "mean"] + [repr(m[n]) for n in names])
+    atomic.write_text(path, buffer.getvalue())
 
 
 def check_outputs(paths: list[str | None], *, overwrite: bool) -> None:
@@ -163,5 +166,4 @@ def check_outputs(paths: list[str | None], *, overwrite: bool) -> None:
 def write_json(rows: list[Row], path: str) -> None:
     """Per-image records and per-dataset means."""
     doc = {"images": [{"dataset": r.dataset, "name": r.name, **r.metrics} for r in rows], "means": means(rows)}
-    with open(path, "w") as fh:
-        json.dump(doc, fh, indent=1)
+    atomic.write_text(path, json.dumps(doc, indent=1))

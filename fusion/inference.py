@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from crossfuse import ycrcb
+from crossfuse import atomic, ycrcb
 from crossfuse.errors import FuseError, ManifestError, OutputExistsError, PairError, ParameterError
 from crossfuse.fusion.network import CrossFuse
 from crossfuse.imageio import read_pair
@@ -184,8 +184,7 @@ def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: t
         raise OutputExistsError(f"--out {out_dir} is a file; fused images go into a folder: choose another --out.")
     done = _check_outputs(dataset, out_dir, record, overwrite=overwrite, resume=resume)
     os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, RECORD), "w") as fh:
-        json.dump(record, fh)
+    atomic.write_text(os.path.join(out_dir, RECORD), json.dumps(record))
     model = model.to(device).eval()
     written: list[str] = []
     skipped: list[dict] = []
@@ -206,8 +205,8 @@ def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: t
             image = fuse_images(model, loaded.vis, loaded.ir, device=device, options=options)
             path = output_path(out_dir, pair.id)
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            image.save(path + ".tmp", format="PNG")
-            os.replace(path + ".tmp", path)
+            with atomic.replacing(path) as tmp:
+                image.save(tmp, format="PNG")
             written.append(path)
             advance(1, pair.id)
     return FuseResult(written=written, kept=sorted(done), skipped=skipped)

@@ -10,12 +10,14 @@ better larger.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from crossfuse import atomic
 from crossfuse.errors import EvalError
 from crossfuse.fusion.evaluate import Row, columns
 from crossfuse.manifest import IMAGE_SUFFIXES
@@ -102,12 +104,13 @@ def markdown(b: Board) -> str:
 def write_csv(scored: dict[str, list[Row]], path: str) -> None:
     """One line per method and image (``method,dataset,name,<metrics>``), full precision."""
     names = columns(next(iter(scored.values())))
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(("method", "dataset", "name") + names)
-        for method, rows in scored.items():
-            for r in rows:
-                w.writerow([method, r.dataset, r.name] + [repr(r.metrics[c]) for c in names])
+    buffer = io.StringIO(newline="")
+    w = csv.writer(buffer)
+    w.writerow(("method", "dataset", "name") + names)
+    for method, rows in scored.items():
+        for r in rows:
+            w.writerow([method, r.dataset, r.name] + [repr(r.metrics[c]) for c in names])
+    atomic.write_text(path, buffer.getvalue())
 
 
 def write_json(scored: dict[str, list[Row]], b: Board, path: str) -> None:
@@ -116,11 +119,9 @@ def write_json(scored: dict[str, list[Row]], b: Board, path: str) -> None:
            "methods": {m: {"means": b.means[m], "ranks": b.ranks[m], "mean_rank": b.mean_rank(m)} for m in b.means},
            "images": [{"method": m, "dataset": r.dataset, "name": r.name, **r.metrics}
                       for m, rows in scored.items() for r in rows]}
-    with open(path, "w") as fh:
-        json.dump(doc, fh, indent=1)
+    atomic.write_text(path, json.dumps(doc, indent=1))
 
 
 def write_markdown(b: Board, path: str) -> None:
     """The Markdown table of :func:`markdown`, to ``path``."""
-    with open(path, "w") as fh:
-        fh.write(markdown(b))
+    atomic.write_text(path, markdown(b))

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from crossfuse.plotting import comparison_sheet, image_for_sheet, pyplot
+from crossfuse.plotting import comparison_sheet, image_for_sheet, pyplot, save_figure
 
 
 def loss_curve(history: Sequence[dict[str, float]], path: str, *, title: str) -> None:
@@ -37,7 +37,7 @@ def loss_curve(history: Sequence[dict[str, float]], path: str, *, title: str) ->
     ax.set_title(title)
     terms_ax.set_title("terms")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
     plt.close(fig)
 
 

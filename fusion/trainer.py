@@ -26,7 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from crossfuse.errors import ConfigError, OutputExistsError, ParameterError, TrainingDiverged
+from crossfuse import atomic
+from crossfuse import lock as _lock
+from crossfuse.errors import ConfigError, OutputExistsError, ParameterError, RunLockedError, TrainingDiverged
 from crossfuse.fusion import checkpoint, losses
 from crossfuse.fusion.checkpoint import TrainingState
 from crossfuse.fusion.config import RunData, TrainConfig, to_toml
@@ -63,6 +65,24 @@ def make_optimizer(parts: dict[str, nn.Module], cfg: TrainConfig):
     return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
 
 
+#: The lock file a training holds inside its run folder (one training per folder at a time).
+LOCK_FILE = "train.lock"
+
+
+def lock_run(run: Path) -> str:
+    """Take the run folder's lock (creating the folder); returns the lock file's path. Raises
+    :class:`RunLockedError` naming the holder when another live process trains there."""
+    path = str(run / LOCK_FILE)
+
+    def busy(who: str) -> RunLockedError:
+        return RunLockedError(f"{run} is being trained by another process: {who} Wait for it to finish (then "
+                              "--resume), or choose another --out.")
+
+    run.mkdir(parents=True, exist_ok=True)
+    _lock.acquire(path, subject=str(run), busy=busy)
+    return path
+
+
 #: What a run folder holds (the checkpoints folder: only ``epoch_*.pth`` and ``latest.pth``).
 RUN_FILES = ("config.toml", "log.jsonl", "loss_phase1.png", "loss_phase2.png", "samples_phase1.png",
              "samples_phase2.png")
@@ -74,7 +94,7 @@ def clear_run(run: Path) -> None:
         (run / name).unlink(missing_ok=True)
     ckpts = run / "checkpoints"
     if ckpts.is_dir():
-        for path in list(ckpts.glob("epoch_*.pth")) + list(ckpts.glob("*.pth.tmp")) + [ckpts / "latest.pth"]:
+        for path in list(ckpts.glob("epoch_*.pth")) + list(ckpts.glob("*.tmp")) + [ckpts / "latest.pth"]:
             path.unlink(missing_ok=True)
 
 
@@ -124,6 +144,7 @@ class Trainer:
     samples: tuple[torch.Tensor, torch.Tensor] | None = None  # fixed uint8 patches for the sample sheets
     _bad_streak: int = 0
     _log: Any = None
+    _lock: str = ""
 
     @classmethod
     def setup(cls, *, data: list[str], out: str, cfg: TrainConfig, weights: list[float] | None = None,
@@ -138,6 +159,18 @@ class Trainer:
             device = torch.device("cuda", dist_info.local_rank)
             torch.cuda.set_device(device)
         run = Path(out)
+        held = lock_run(run) if dist_info.main else ""
+        try:
+            return cls._setup(run, data=data, cfg=cfg, weights=weights, resume=resume, overwrite=overwrite,
+                              device=device, dist_info=dist_info, held=held)
+        except BaseException:
+            if held:
+                _lock.release(held)
+            raise
+
+    @classmethod
+    def _setup(cls, run: Path, *, data: list[str], cfg: TrainConfig, weights: list[float] | None, resume: bool,
+               overwrite: bool, device: torch.device, dist_info: Dist, held: str) -> Trainer:
         resume, overwrite = _check_run_folder(run, resume=resume, overwrite=overwrite)
         corpora = Corpora(data, weights)
         if corpora.patch < cfg.crop:
@@ -148,7 +181,7 @@ class Trainer:
                 clear_run(run)
             (run / "checkpoints").mkdir(parents=True, exist_ok=True)
             recorded = RunData(stores=tuple(absolute(u) for u in data), weights=tuple(weights) if weights else None)
-            (run / "config.toml").write_text(to_toml(cfg, recorded))
+            atomic.write_text(str(run / "config.toml"), to_toml(cfg, recorded))
         torch.manual_seed(cfg.seed)
         model = CrossFuse(cfg.network).to(device)
         if cfg.channels_last:
@@ -161,7 +194,7 @@ class Trainer:
                                              persistent_workers=False, pin_memory=device.type == "cuda")
         trainer = cls(cfg=cfg, run=run, device=device, dist=dist_info, model=model, parts=parts, opt=opt,
                       sched=sched, dataset=dataset, loader=loader, last_checkpoint=str(run / "checkpoints" / "latest.pth"),
-                      samples=fixed_patches(corpora.urls) if dist_info.main else None)
+                      samples=fixed_patches(corpora.urls) if dist_info.main else None, _lock=held)
         if resume:
             trainer.restore(str(run / "checkpoints" / "latest.pth"))
         trainer._wrap_ddp()
@@ -223,7 +256,10 @@ class Trainer:
                   "beta": beta, **{k: float(v.detach()) for k, v in terms.items()}}
         self.history.append(record)
         if self._log is not None:
-            self._log.write(json.dumps(record) + "\n")
+            try:
+                self._log.write(json.dumps(record) + "\n")
+            except OSError as exc:
+                raise atomic.write_error(str(self.run / "log.jsonl"), exc) or exc
         return record
 
     def run_epoch(self, progress: Progress = no_progress) -> None:
@@ -249,24 +285,33 @@ class Trainer:
         """Checkpoint after ``epoch`` (``epoch_NNNN.pth`` and ``latest.pth``, on the main rank)
         and redraw the loss curves; every rank waits for it."""
         if self.dist.main:
-            self._log.flush()
+            try:
+                self._log.flush()
+            except OSError as exc:
+                raise atomic.write_error(str(self.run / "log.jsonl"), exc) or exc
             state = TrainingState(epoch=epoch, step=self.step, optimizer=self.opt.state_dict(),
                                   scheduler=self.sched.state_dict(), rng=_rng_state(), config=self.cfg)
             self.last_checkpoint = str(self.run / "checkpoints" / f"epoch_{epoch + 1:04d}.pth")
             checkpoint.save(self.last_checkpoint, self.model, state)
-            checkpoint.save(str(self.run / "checkpoints" / "latest.pth"), self.model, state)
             _plot(self.history, self.run)
             phase, _ = self.phase(epoch)
             if epoch + 1 in (self.cfg.phase1_epochs, self.cfg.epochs) and self.samples is not None:
                 vis, ir = (t.to(self.device) for t in to_model_inputs(*self.samples))
                 sample_sheet(self.model, vis, ir, str(self.run / f"samples_phase{phase}.png"), phase=phase,
                              title=f"{self.run.name}: phase {'I' if phase == 1 else 'II'} after epoch {epoch + 1}")
+            # latest.pth last: an epoch counts as done (for --resume) only once its curves and
+            # sample sheets are written too, so an interrupt before then runs the epoch again
+            checkpoint.save(str(self.run / "checkpoints" / "latest.pth"), self.model, state)
         barrier(self.dist)
 
     def close(self) -> None:
+        """Close the log and release the run folder's lock."""
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._lock:
+            _lock.release(self._lock)
+            self._lock = ""
 
 
 def train(*, data: list[str], out: str, cfg: TrainConfig, weights: list[float] | None = None, resume: bool = False,
@@ -313,7 +358,7 @@ def _read_history(path: Path, upto_step: int) -> list[dict[str, float]]:
             warnings.warn(f"{path}: its last line was cut off (a kill during a write); dropped it and resuming",
                           stacklevel=3)
     kept = [r for r in records if r["step"] <= upto_step]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    atomic.write_text(str(path), "".join(json.dumps(r) + "\n" for r in kept))
     return kept
 
 

@@ -29,7 +29,14 @@ def broken_aux(tmp_path, sample_aux):
 
 
 def test_bad_pair_stops_the_build_and_names_the_file(tmp_path, broken_aux, sample_target, engine):
-    root, truncated, _ = broken_aux
+    root, truncated, orphan = broken_aux
+    with pytest.raises(ManifestError, match=rf"1 pair\(s\) lack a partner: '{orphan}' \(infrared missing\)"):
+        build(target=sample_target, aux=manifest.load(str(root)), out=str(tmp_path / "o.zarr"), params=PARAMS,
+              engine=engine)  # found before anything is written
+    assert not (tmp_path / "o.zarr").exists()
+    (root / "vis" / f"{orphan}.png").unlink()
+    shutil.copy(root / "vis" / f"{truncated}.png", root / "vis" / "zz_second.png")
+    shutil.copy(root / "ir" / sorted(p.name for p in (root / "ir").iterdir())[0], root / "ir" / "zz_second.png")
     with pytest.raises(PairError, match=rf"{truncated}.png is unreadable or truncated.*1 more problem.*--skip-bad") as info:
         build(target=sample_target, aux=manifest.load(str(root)), out=str(tmp_path / "o.zarr"), params=PARAMS,
               engine=engine)
@@ -76,11 +83,11 @@ def test_k_larger_than_the_pool(tmp_path, sample_target, sample_aux, engine):
 def test_fixed_file_is_read_again_after_a_failed_build(tmp_path, broken_aux, sample_aux, sample_target, engine):
     root, truncated, orphan = broken_aux
     out = str(tmp_path / "o.zarr")
+    (root / "vis" / f"{orphan}.png").unlink()  # an unpaired image is refused before anything is written
     with pytest.raises(PairError):
         build(target=sample_target, aux=manifest.load(str(root)), out=out, params=PARAMS, engine=engine)
     source = next(p for p in sample_aux.pairs if p.id.endswith(truncated))
     shutil.copy(sample_aux.url(source.vis), root / "vis" / f"{truncated}.png")
-    (root / "vis" / f"{orphan}.png").unlink()
     summary = build(target=sample_target, aux=manifest.load(str(root)), out=out, params=PARAMS, engine=engine,
                     overwrite=True)
     assert summary.counts.aux_pairs == 3 and not summary.skipped

@@ -1,0 +1,291 @@
+"""The second fault-injection pass (issue 20): each test names the item it covers, runs on real
+sample files, and failed on the code before the fix."""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zarr
+from PIL import Image
+
+from crossfuse import manifest
+from crossfuse.align import BuildParams, pack
+from crossfuse.cli.align import main as align_main
+from crossfuse.cli.main import main
+from crossfuse.errors import ManifestError, PairError, RunLockedError
+from tests.helpers import REPO, crash_writes_at
+from tests.test_untrusted import _dataset, _run, _tampered_checkpoint
+
+PARAMS = BuildParams(patch=32, stride=32, chunk=16)
+TINY_TOML = """epochs = 2
+phase1_epochs = 1
+batch_size = 4
+steps_per_epoch = 2
+lr = 1e-3
+[network]
+dim = 8
+heads = 2
+encoder_blocks = 1
+decoder_blocks = 1
+detail_nodes = 1
+"""
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    return _tampered_checkpoint(tmp_path, lambda payload: None)
+
+
+def _cli(*args, limit_bytes=None, timeout=300):
+    """A crossfuse command in a subprocess (``limit_bytes``: RLIMIT_FSIZE, a full disk's stand-in)."""
+    def limit():
+        if limit_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=limit, cwd=REPO)
+
+
+# ---- 1. a 48-bit PNG is 16-bit whatever mode Pillow opens it in ----
+
+def test_1_a_48_bit_colour_png_is_refused_everywhere(tmp_path, ckpt):
+    cv2 = pytest.importorskip("cv2")
+    root, ids = _dataset(tmp_path, n=2)
+    vis = np.asarray(Image.open(root / "vis" / f"{ids[0]}.png").convert("RGB"))
+    wide = root / "vis" / f"{ids[0]}.png"
+    cv2.imwrite(str(wide), (vis[:, :, ::-1].astype(np.uint16) * 257))  # bit depth 16, colour type 2
+    assert Image.open(wide).mode == "RGB"  # the trap: Pillow keeps the high bytes only
+    r = _run(align_main, "pack", "-m", root, "-o", tmp_path / "p.zarr", "-s", "32", "-q")
+    assert r.exit_code == 1 and str(wide) in r.output and "16-bit" in r.output, r.output
+    r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", root, "-o", tmp_path / "f", "-q")
+    assert r.exit_code == 1 and "16-bit" in r.output and not (tmp_path / "f" / f"{ids[0]}.png").exists()
+    fused = tmp_path / "fused"
+    fused.mkdir()
+    for i in ids:
+        Image.open(root / "ir" / f"{i}.png").save(fused / f"{i}.png")
+    r = _run(main, "eval", "-f", fused, "--pairs", root, "-j", "1", "-q")
+    assert r.exit_code == 1 and str(wide) in r.output and "16-bit" in r.output, r.output
+
+
+# ---- 2. symlinks cannot lead out of a dataset's root ----
+
+def test_2_symlinks_out_of_the_root_are_refused_unless_followed(tmp_path, sample_target, engine):
+    root, ids = _dataset(tmp_path, n=2)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "ir" / f"{ids[0]}.png").rename(outside / "secret.png")
+    os.symlink(outside / "secret.png", root / "ir" / f"{ids[0]}.png")
+    with pytest.raises(PairError, match="leads outside the dataset root"):
+        pack(dataset=manifest.load(str(root)), out=str(tmp_path / "a.zarr"), params=PARAMS, engine=engine)
+    summary = pack(dataset=manifest.load(str(root), follow_symlinks=True), out=str(tmp_path / "b.zarr"),
+                   params=PARAMS, engine=engine)
+    assert summary.counts.aux_pairs == 2 and "symlinks out of its root followed" in summary.record.inputs["dataset"]
+    inside = tmp_path / "inner"  # a symlink that stays inside the root is fine
+    (root / "ir" / f"{ids[0]}.png").unlink()
+    (root / "kept").mkdir()
+    (outside / "secret.png").rename(root / "kept" / "real.png")
+    os.symlink(root / "kept" / "real.png", root / "ir" / f"{ids[0]}.png")
+    assert pack(dataset=manifest.load(str(root)), out=str(inside), params=PARAMS, engine=engine).counts.aux_pairs == 2
+
+
+def test_2_a_symlinked_subfolder_is_refused_through_the_cli(tmp_path):
+    root, ids = _dataset(tmp_path, n=2)
+    (root / "ir").rename(tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", root / "ir")
+    r = _run(align_main, "pack", "-m", root, "-o", tmp_path / "p.zarr", "-s", "32", "-q")
+    assert r.exit_code == 1 and "leads outside the dataset root" in r.output and "--follow-symlinks" in r.output
+    r = _run(align_main, "pack", "-m", root, "-o", tmp_path / "p.zarr", "-s", "32", "-q", "--follow-symlinks")
+    assert r.exit_code == 0, r.output
+
+
+# ---- 3. --overwrite never resumes ----
+
+def test_3_overwrite_starts_over_instead_of_resuming_stale_batches(tmp_path, monkeypatch, engine):
+    root, ids = _dataset(tmp_path, n=3)
+    out = str(tmp_path / "c.zarr")
+    with monkeypatch.context() as m:
+        crash_writes_at(m, 0)
+        with pytest.raises(Exception, match="simulated crash"):
+            pack(dataset=manifest.load(str(root)), out=out, params=PARAMS, engine=engine)
+    vis = root / "vis" / f"{ids[0]}.png"
+    Image.fromarray(255 - np.asarray(Image.open(vis))).save(vis)  # the source changes after the scan
+    summary = pack(dataset=manifest.load(str(root)), out=out, params=PARAMS, engine=engine, overwrite=True)
+    fresh = pack(dataset=manifest.load(str(root)), out=str(tmp_path / "fresh.zarr"), params=PARAMS, engine=engine)
+    assert not summary.resumed
+    a, b = zarr.open_group(out, mode="r"), zarr.open_group(str(tmp_path / "fresh.zarr"), mode="r")
+    assert np.array_equal(a["vis"][...], b["vis"][...]) and np.array_equal(a["means"][...], b["means"][...])
+    assert fresh.record.means_before == summary.record.means_before
+
+
+# ---- 12 and 31: a refused build can be corrected without --overwrite ----
+
+def test_12_adding_skip_bad_after_a_refusal_resumes(tmp_path, engine):
+    root, ids = _dataset(tmp_path, n=3)
+    (root / "vis" / f"{ids[2]}.png").write_bytes(b"not an image")
+    out = str(tmp_path / "c.zarr")
+    with pytest.raises(PairError, match="Pass --skip-bad"):
+        pack(dataset=manifest.load(str(root)), out=out, params=PARAMS, engine=engine)
+    summary = pack(dataset=manifest.load(str(root)), out=out, params=PARAMS, engine=engine, skip_bad=True)
+    assert summary.counts.aux_pairs == 2 and len(summary.skipped) == 1
+    assert summary.record.inputs["skip_bad"] is True
+
+
+def test_31_pairing_errors_are_found_before_anything_is_written(tmp_path, engine):
+    root, ids = _dataset(tmp_path, n=3)
+    (root / "ir" / f"{ids[1]}.png").unlink()
+    out = tmp_path / "c.zarr"
+    with pytest.raises(ManifestError, match=f"1 pair\\(s\\) lack a partner: '{ids[1]}' \\(infrared missing\\)"):
+        pack(dataset=manifest.load(str(root)), out=str(out), params=PARAMS, engine=engine)
+    assert not out.exists()
+
+
+def test_31_a_store_that_finished_no_batch_is_replaced_without_overwrite(tmp_path, engine):
+    root, ids = _dataset(tmp_path, n=2)
+    (root / "vis" / f"{ids[0]}.png").write_bytes(b"broken")
+    out = str(tmp_path / "c.zarr")
+    with pytest.raises(PairError):
+        pack(dataset=manifest.load(str(root)), out=out, params=BuildParams(patch=32, stride=32, chunk=16),
+             engine=engine)
+    assert zarr.open_group(out, mode="r").attrs["crossfuse"]["complete"] is False
+    Image.open(root / "ir" / f"{ids[0]}.png").convert("RGB").save(root / "vis" / f"{ids[0]}.png")
+    summary = pack(dataset=manifest.load(str(root)), out=out, params=BuildParams(patch=32, stride=48, chunk=16),
+                   engine=engine)  # other inputs, yet nothing of the failed build was worth keeping
+    assert summary.counts.aux_pairs == 2 and not summary.resumed
+
+
+# ---- 4. one training per run folder ----
+
+def test_4_two_trainings_racing_on_one_run_folder(tmp_path, sample_corpus):
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "crossfuse.cli.main", "train", "-d", sample_corpus[0], "-o", str(run), "-c",
+           str(tmp_path / "tiny.toml"), "-q"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    assert sorted(r[0] for r in results) == [0, 1], results
+    loser = next(r for r in results if r[0] == 1)
+    assert f"{run} is being trained by another process: pid" in loser[2] and "Traceback" not in loser[2], loser
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) == [1, 2, 3, 4]
+    assert not (run / "train.lock").exists()
+
+
+def test_4_a_held_run_folder_is_refused_naming_the_holder(tmp_path, sample_corpus):
+    from crossfuse.fusion import trainer
+    from crossfuse.fusion.config import load
+
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    run = tmp_path / "run"
+    held = trainer.lock_run(run)
+    with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+        trainer.train(data=[sample_corpus[0]], out=str(run), cfg=load(str(tmp_path / "tiny.toml")))
+    assert not (run / "config.toml").exists()
+    os.unlink(held)
+
+
+# ---- 7. a full disk: one line, nothing half-written ----
+
+def test_7_train_on_a_full_disk(tmp_path, sample_corpus):
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    run = tmp_path / "run"
+    r = _cli("crossfuse.cli.main", "train", "-d", sample_corpus[0], "-o", run, "-c", tmp_path / "tiny.toml", "-q",
+             limit_bytes=60_000)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "file too large" in r.stderr and "epoch_0001.pth" in r.stderr, r.stderr
+    assert not list(run.rglob("*.tmp")) and not (run / "checkpoints" / "epoch_0001.pth").exists()
+
+
+def test_7_fuse_and_eval_on_a_full_disk(tmp_path, ckpt):
+    root, ids = _dataset(tmp_path, n=2, size=(256, 192))
+    r = _cli("crossfuse.cli.main", "fuse", "--checkpoint", ckpt, "--pairs", root, "-o", tmp_path / "f", "-q",
+             limit_bytes=20_000)
+    assert r.returncode == 1 and "file too large" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not list((tmp_path / "f").glob("*.tmp")) and not list((tmp_path / "f").glob("*.png"))
+    r = _cli("crossfuse.cli.main", "fuse", "--checkpoint", ckpt, "--pairs", root, "-o", tmp_path / "f", "-q",
+             "--overwrite")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "scores.json"
+    r = _cli("crossfuse.cli.main", "eval", "-f", tmp_path / "f", "--pairs", root, "-j", "1", "-q", "--json", out,
+             limit_bytes=600)
+    assert r.returncode == 1 and "file too large" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not out.exists() and not list(tmp_path.glob("*.tmp"))
+    r = _cli("crossfuse.cli.main", "eval", "-f", tmp_path / "f", "--pairs", root, "-j", "1", "-q", "--json", out)
+    assert r.returncode == 0 and len(json.loads(out.read_text())["images"]) == 2
+
+
+# ---- 8. long names ----
+
+def test_8_a_250_character_stem_fuses(tmp_path, ckpt):
+    root, ids = _dataset(tmp_path, n=1)
+    stem = "x" * 250
+    for side in ("ir", "vis"):
+        (root / side / f"{ids[0]}.png").rename(root / side / f"{stem}.png")
+    r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", root, "-o", tmp_path / "f", "-q")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "f" / f"{stem}.png").is_file() and not list((tmp_path / "f").glob(".*.tmp"))
+
+
+# ---- 19. an interrupt after the last epoch's checkpoint ----
+
+def test_19_finishing_steps_complete_on_resume(tmp_path, sample_corpus, monkeypatch):
+    from crossfuse.fusion import trainer
+    from crossfuse.fusion.config import load
+
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    cfg = load(str(tmp_path / "tiny.toml"))
+    run = tmp_path / "run"
+    real = trainer.sample_sheet
+
+    def interrupted(model, vis, ir, path, *, phase, title):
+        if phase == 2:
+            raise KeyboardInterrupt
+        return real(model, vis, ir, path, phase=phase, title=title)
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer, "sample_sheet", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            trainer.train(data=[sample_corpus[0]], out=str(run), cfg=cfg)
+    assert not (run / "samples_phase2.png").exists() and not (run / "train.lock").exists()
+    result = trainer.train(data=[sample_corpus[0]], out=str(run), cfg=cfg, resume=True)
+    assert result.epochs_run == 1 and (run / "samples_phase2.png").stat().st_size > 1000
+
+
+# ---- 26. Ctrl-C always returns promptly ----
+
+@pytest.mark.slow
+def test_26_ctrl_c_at_many_points_of_a_build_returns_promptly(tmp_path):
+    """SIGINT at varied delays (start-up, scan, selection, writing, shutdown), each with a
+    deadline; every interrupted build resumes, and the last run completes a sound store."""
+    import signal
+    import time
+
+    from crossfuse.align import verify
+    from tests.helpers import SAMPLE_AUX, SAMPLE_TARGET
+
+    out = tmp_path / "c.zarr"
+    cmd = [sys.executable, "-m", "crossfuse.cli.align", "build", "-t", SAMPLE_TARGET, "-a", SAMPLE_AUX, "-k", "2000",
+           "-s", "16", "--chunk", "16", "-j", "2", "-o", out]
+    for delay in (1.5, 2.0, 2.6, 3.1, 3.7, 4.4, 5.2, 6.5, 8.0):  # after the interpreter has started
+        proc = subprocess.Popen(list(map(str, cmd)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                cwd=REPO)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"a SIGINT {delay} s into the build left it hanging for 30 s")
+        # 130: interrupted with the resume hint; -2: the signal came as Python started or exited
+        assert proc.returncode in (0, 1, 130, -signal.SIGINT), (delay, err)
+        assert "Traceback" not in err or proc.returncode == -signal.SIGINT, (delay, err)
+        if proc.returncode == 0:
+            break
+    r = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode in (0, 1), r.stderr
+    assert r.returncode == 0 or "already holds a complete corpus" in r.stderr
+    assert verify(str(out), check_sources=False).ok
