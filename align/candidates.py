@@ -168,7 +168,7 @@ def scan_pool(client, url: str, aux: Manifest, target_mean: np.ndarray, params: 
     position = {p.id: i for i, p in enumerate(aux.pairs)}
     state.problems.sort(key=lambda p: position.get(p.id, -1))
     if state.patches == 0:
-        scan.explain_empty(aux, state.pairs, params)
+        scan.explain_empty(aux, state.pairs, params, state.problems)
     return state
 
 

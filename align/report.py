@@ -21,7 +21,7 @@ import zarr
 from crossfuse import atomic
 from crossfuse import manifest as _manifest
 from crossfuse.align import gamma as _gamma
-from crossfuse.errors import CrossfuseError
+from crossfuse.errors import CrossfuseError, OutputExistsError
 from crossfuse.imageio import decode, read_bytes
 from crossfuse.plotting import pyplot, save_figure
 from crossfuse.schema import STATS_GROUP, CorpusRecord, open_corpus
@@ -221,6 +221,9 @@ def write(url: str, out: str, *, root: str | None = None) -> Report:
     """Write ``out/index.html`` and its figures for the corpus at ``url``; ``root`` overrides the
     recorded root of the source images (for the "before" patches)."""
     group, record = open_corpus(url)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputExistsError(f"--out {out} is a file; the report is a folder (index.html and its figures): "
+                                "choose another --out.")
     os.makedirs(out, exist_ok=True)
     means = _means(group, record)
     figures = []

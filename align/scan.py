@@ -103,13 +103,18 @@ def collect(client, url: str, pending: PendingScan, params: BuildParams, engine:
         problems.extend(Problem(**p, dataset=pending.role) for p in info["problems"])
     result = ScanResult(**{n: np.concatenate(v) for n, v in parts.items()}, pairs=pairs, problems=problems)
     if len(result.means) == 0:
-        explain_empty(pending.manifest, pairs, params)
+        explain_empty(pending.manifest, pairs, params, problems)
     return result
 
 
-def explain_empty(manifest: Manifest, pairs: list[ScannedPair], params: BuildParams) -> None:
+def explain_empty(manifest: Manifest, pairs: list[ScannedPair], params: BuildParams,
+                  problems: list[Problem] = ()) -> None:
+    """Why a scan found no patch: no pair could be read (the problems listed), or the patch is
+    larger than every image."""
     if not pairs:
-        raise ManifestError(f"no pair of {manifest.origin} could be read; see the skipped list.")
+        listed = "".join(f"\n  {p.id}: {p.error}" for p in problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise ManifestError(f"no pair of {manifest.origin} could be read ({len(problems)} skipped):{listed}{more}")
     largest = max(pairs, key=lambda p: p.height * p.width)
     raise ParameterError(f"patch size {params.patch} is larger than every image of {manifest.origin} (the largest "
                          f"is {largest.width}x{largest.height}); use a smaller --patch.")

@@ -49,10 +49,12 @@ class ScannedPair:
         return Source(id=self.id, ir=self.ir, vis=self.vis, ir_sha256=self.ir_sha256, vis_sha256=self.vis_sha256)
 
 
-def _cut_pairs(manifest: Manifest, first_pair: int, patch: int, stride: int, problems: list[dict]):
+def _cut_pairs(manifest: Manifest, first_pair: int, patch: int, stride: int, problems: list[dict],
+               notes: list[dict]):
     """Each readable pair of a batch (numbered from ``first_pair``): (its manifest index, the pair,
     its images, its patch origins, its visible patches); a pair that cannot be read goes to
-    ``problems`` instead."""
+    ``problems`` instead. A pair smaller than a patch is yielded (with no patch) and also noted
+    in ``notes``: recorded as skipped, but not an error."""
     for offset, pair in enumerate(manifest.pairs):
         try:
             loaded = read_pair(manifest, pair)
@@ -60,6 +62,10 @@ def _cut_pairs(manifest: Manifest, first_pair: int, patch: int, stride: int, pro
             problems.append({"id": pair.id, "path": exc.path, "error": str(exc)})
             continue
         height, width = loaded.ir.shape
+        if min(height, width) < patch:
+            notes.append({"id": pair.id, "path": manifest.url(pair.vis),
+                          "error": f"pair {pair.id!r}: {manifest.url(pair.vis)} is {width}x{height}, smaller than the "
+                                   f"{patch}x{patch} patch, so it holds no patch (skipped)."})
         origins = _patches.grid(height, width, patch, stride)
         yield first_pair + offset, pair, loaded, origins, _patches.extract(loaded.vis, origins, patch)
 
@@ -79,9 +85,10 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
     ``skip_bad`` is off nothing is stored, so a rerun reads the files again.
     """
     problems: list[dict] = []
+    notes: list[dict] = []
     pairs_info: list[dict] = []
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _store.SCAN_ARRAYS + _store.STASH_ARRAYS}
-    for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems):
+    for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes):
         parts["origins"].append(origins)
         parts["means"].append(_patches.channel_means(vis))
         parts["pair"].append(np.full(len(origins), index, dtype=np.int32))
@@ -95,7 +102,7 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
              "vis": ((0, 3, patch, patch), np.uint8), "ir": ((0, 1, patch, patch), np.uint8)}
     names = _store.SCAN_ARRAYS + (_store.STASH_ARRAYS if stash else ())
     arrays = {name: np.concatenate(parts[name]) if parts[name] else np.zeros(*empty[name]) for name in names}
-    _store.write_batch(url, role, batch, arrays, {"pairs": pairs_info, "problems": problems})
+    _store.write_batch(url, role, batch, arrays, {"pairs": pairs_info, "problems": problems + notes})
     return problems
 
 
@@ -140,12 +147,13 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
     ``pixels`` the candidates' pixels are stored too (:func:`_write_candidates`). Returns the
     problems found; with some and ``skip_bad`` off nothing is stored."""
     problems: list[dict] = []
+    notes: list[dict] = []
     pairs_info: list[dict] = []
     kept: dict[str, list[np.ndarray]] = {n: [] for n in (*CANDIDATE_COLUMNS, "vis", "ir")}
     sums_seen: list[np.ndarray] = []
     sampled: dict[str, list[np.ndarray]] = {n: [] for n in SAMPLE_COLUMNS}
     local = 0
-    for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems):
+    for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes):
         n = len(origins)
         sums = vis.reshape(n, 3, -1).sum(axis=2, dtype=np.int64)
         means = sums / float(patch * patch)  # = patches.channel_means, bit for bit
@@ -171,7 +179,7 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
         return problems
     _truncate_sample(sampled, sample)
     _write_candidates(url, batch, kept, sums_seen, sampled, patch=patch, pixels=pixels,
-                      info={"pairs": pairs_info, "problems": problems, "k": k, "pixels": bool(pixels)})
+                      info={"pairs": pairs_info, "problems": problems + notes, "k": k, "pixels": bool(pixels)})
     return problems
 
 

@@ -374,6 +374,19 @@ def check_meta(meta: Any, where: str, *, require_complete: bool = True) -> Corpu
     return CorpusRecord.from_json(meta, where, require_complete=require_complete)
 
 
+def _not_a_store_hint(url: str) -> str:
+    """What to do about a path that is not a store: a dataset (manifest or folder of pairs) is
+    packed first; anything else is a wrong path."""
+    import os
+
+    local = "://" not in url
+    if local and (url.endswith(".json") and os.path.isfile(url)
+                  or os.path.isdir(url) and any(os.path.isdir(os.path.join(url, d)) for d in ("ir", "infrared"))):
+        return (f"It looks like a dataset of image pairs: pack it into a corpus first "
+                f"(crossfuse-align pack --manifest {url} --out CORPUS.zarr) and pass that.")
+    return "Check the path."
+
+
 def open_corpus(url: str, *, require_complete: bool = True):
     """Open a corpus read-only and check its record and arrays; returns ``(zarr.Group, CorpusRecord)``."""
     import zarr
@@ -381,7 +394,7 @@ def open_corpus(url: str, *, require_complete: bool = True):
     try:
         group = zarr.open_group(store=url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
-        raise StoreError(f"no Zarr group at {url}: {exc}. Check the path.") from exc
+        raise StoreError(f"no Zarr group at {url}: {exc}. {_not_a_store_hint(url)}") from exc
     except (ValueError, TypeError, KeyError) as exc:  # junk zarr.json (JSONDecodeError is a ValueError)
         raise StoreError(f"{url} is not a readable Zarr store: its metadata is damaged ({type(exc).__name__}: "
                          f"{exc}). Rebuild it, or restore its zarr.json.") from exc

@@ -10,6 +10,7 @@ optimiser, scheduler, RNG states, epoch and step). Everything loads with
 from __future__ import annotations
 
 import io
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -85,11 +86,25 @@ def save(path: str, model: CrossFuse, state: TrainingState | None = None) -> Non
 def read(path: str) -> dict[str, Any]:
     """The checkpoint's contents (tensors on the CPU), checked to be a CrossFuse checkpoint."""
     try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"checkpoint {path} does not exist.") from exc
+    if magic != b"PK\x03\x04" and magic[:1] != b"\x80":  # torch's zip format, or its legacy pickle
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (a .pth file written by torch.save).")
+    try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError as exc:
         raise CheckpointError(f"checkpoint {path} does not exist.") from exc
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" in str(exc):  # torch's refusal of pickled objects other than tensors
+            raise CheckpointError(f"{path} holds pickled Python objects besides tensors, which could run code when "
+                                  "loaded; crossfuse does not load it. Use a checkpoint of plain state dicts (as "
+                                  "crossfuse and the official release write them).") from None
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (it cannot be unpickled).") from None
     except Exception as exc:  # torch raises many types for a damaged or foreign file
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint ({exc}).") from exc
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint, or is damaged ({type(exc).__name__}).") \
+            from None
     if not isinstance(payload, dict) or any(not isinstance(payload.get(k), dict) for k in CHECKPOINT_PARTS):
         raise CheckpointError(f"{path} is not a CrossFuse checkpoint: it needs the state dicts {list(CHECKPOINT_PARTS)}.")
     return payload
@@ -108,14 +123,22 @@ def load_model(path: str) -> CrossFuse:
     """A network with the weights of an official checkpoint or one of ours (whose sizes it records)."""
     payload = read(path)
     state = TrainingState.from_payload(payload, path)  # validates the recorded network sizes first
+    model = CrossFuse(state.config.network if state else NetworkConfig())
+    load_weights(model, payload, path)
+    return model
+
+
+def load_weights(model: CrossFuse, payload: Mapping[str, Any], path: str) -> None:
+    """Load a checkpoint's weights into ``model``, refusing non-finite weights and weights of
+    other names or shapes with a :class:`CheckpointError` naming ``path``."""
     broken = _non_finite_weights({part: payload[part] for part in CHECKPOINT_PARTS})
     if broken:
-        raise CheckpointError(f"{path} holds NaN or infinite weights ({broken}); it would fuse to garbage. Use an "
-                              "earlier checkpoint of the run.")
-    model = CrossFuse(state.config.network if state else NetworkConfig())
+        raise CheckpointError(f"{path} holds NaN or infinite weights ({broken}); training or fusing from it would "
+                              "give garbage. Use an earlier checkpoint of the run.")
     try:
         model.load_official(payload)
     except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
-        raise CheckpointError(f"{path} does not fit the network: {exc}") from exc
-    return model
+        first = str(exc).strip().splitlines()
+        raise CheckpointError(f"{path} does not fit the network (its weights have other names or shapes: "
+                              f"{' '.join(first[:3])[:400]}). It was made with another network config.") from None
 

@@ -67,6 +67,18 @@ def _same_size(fused: str, ir: str, vis: str, f: np.ndarray, a: np.ndarray, b: n
                         f"{a.shape[1]}x{a.shape[0]} and {b.shape[1]}x{b.shape[0]}; fuse at the sources' size.")
 
 
+#: The smallest image side each protocol's metrics are defined on (their SSIM windows: CDDFuse's
+#: 7x7 uniform filter, VIFB's 11x11 Gaussian); tested on every size from 1 to 40.
+MIN_SIDE = {"cddfuse": 7, "vifb": 11, "all": 11}
+
+
+def _large_enough(fused: str, f: np.ndarray, protocol: str) -> None:
+    need = MIN_SIDE[protocol]
+    if min(f.shape[:2]) < need:
+        raise EvalError(f"{fused} is {f.shape[1]}x{f.shape[0]}; the {protocol} protocol's metrics need images of at "
+                        f"least {need}x{need} pixels (the SSIM window). Score larger images.")
+
+
 def _check_protocol(protocol: str) -> None:
     if protocol not in PROTOCOLS:
         raise EvalError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
@@ -78,6 +90,7 @@ def score(fused: str, ir: str, vis: str, protocol: str = "cddfuse") -> dict[str,
     _check_protocol(protocol)
     f, a, b = read_stored(fused), read_stored(ir), read_stored(vis)  # each file read once, whatever the protocol
     _same_size(fused, ir, vis, f, a, b)
+    _large_enough(fused, f, protocol)
     out: dict[str, float] = {}
     if protocol in ("cddfuse", "all"):
         prefix = "cddfuse:" if protocol == "all" else ""

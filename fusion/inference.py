@@ -169,6 +169,17 @@ def _check_outputs(dataset: Manifest, out_dir: str, record: dict, *, overwrite: 
     return existing
 
 
+#: The smallest image side the network takes (its reflection padding needs 2; 3 keeps a 3x3 window).
+MIN_SIDE = 3
+
+
+def _check_fusable(dataset: Manifest, pair, shape: tuple[int, int]) -> None:
+    if min(shape) < MIN_SIDE:
+        url = dataset.url(pair.vis)
+        raise PairError(f"pair {pair.id!r}: {url} is {shape[1]}x{shape[0]}; the network fuses images of at least "
+                        f"{MIN_SIDE}x{MIN_SIDE} pixels.", pair_id=pair.id, path=url)
+
+
 def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: torch.device,
                  options: FuseOptions = FuseOptions(), overwrite: bool = False, resume: bool = False,
                  skip_bad: bool = False, checkpoint_sha256: str | None = None,
@@ -195,6 +206,7 @@ def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: t
                 continue
             try:
                 loaded = read_pair(dataset, pair)
+                _check_fusable(dataset, pair, loaded.ir.shape)
             except PairError as exc:
                 if not skip_bad:
                     raise PairError(f"{exc} Pass --skip-bad to skip bad pairs and list them.",

@@ -206,7 +206,7 @@ class Trainer:
         """Continue from checkpoint ``path``: weights, optimiser, scheduler, RNG states (CUDA's
         too), epoch and step; the log is cut back to that checkpoint's step."""
         payload, state = checkpoint.read_state(path)
-        self.model.load_official(payload)
+        checkpoint.load_weights(self.model, payload, path)
         self.opt.load_state_dict(state.optimizer)
         self.sched.load_state_dict(state.scheduler)
         torch.set_rng_state(state.rng["torch"])

@@ -35,6 +35,10 @@ detail_nodes = 1
 """
 
 
+class Pickled:
+    """An arbitrary class: a pickle of it could run code (torch's weights_only load refuses it)."""
+
+
 @pytest.fixture
 def ckpt(tmp_path):
     return _tampered_checkpoint(tmp_path, lambda payload: None)
@@ -289,3 +293,103 @@ def test_26_ctrl_c_at_many_points_of_a_build_returns_promptly(tmp_path):
     assert r.returncode in (0, 1), r.stderr
     assert r.returncode == 0 or "already holds a complete corpus" in r.stderr
     assert verify(str(out), check_sources=False).ok
+
+
+# ---- 9 and 10b: tiny images get a value or a clear error, in bounded time ----
+
+def test_10b_eval_of_every_size_from_1_to_40_returns(tmp_path):
+    """In a subprocess with a deadline: a 16x16 pair hung for ever in VIF (fast_length(0))."""
+    script = f"""
+import numpy as np, warnings
+from PIL import Image
+from crossfuse.errors import EvalError
+from crossfuse.fusion.evaluate import score, MIN_SIDE
+warnings.simplefilter("ignore")
+src = np.asarray(Image.open({str(REPO / 'data_manifests/sample/roadscene/vis/FLIR_00006.jpg')!r}).convert("RGB"))
+for n in range(1, 41):
+    paths = []
+    for name, img in (("f", src[:n, :n, ::-1]), ("a", src[:n, :n, 1]), ("b", src[:n, :n])):
+        paths.append("{tmp_path}/" + name + str(n) + ".png")
+        Image.fromarray(np.ascontiguousarray(img)).save(paths[-1])
+    for protocol in ("cddfuse", "vifb", "all"):
+        try:
+            values = score(*paths, protocol=protocol)
+            assert n >= MIN_SIDE[protocol] and not any(np.isnan(v) for v in values.values()), (n, protocol, values)
+        except EvalError as exc:
+            assert n < MIN_SIDE[protocol] and paths[0] in str(exc), (n, protocol, exc)
+print("done")
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0 and "done" in r.stdout, r.stderr
+
+
+def test_9_tiny_pairs_are_skipped_by_fuse_and_recorded_by_pack(tmp_path, ckpt, engine):
+    root, ids = _dataset(tmp_path, n=3)
+    for side in ("ir", "vis"):
+        Image.open(root / side / f"{ids[1]}.png").crop((0, 0, 1, 1)).save(root / side / f"{ids[1]}.png")
+    r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", root, "-o", tmp_path / "f", "-q")
+    assert r.exit_code == 1 and f"{ids[1]}.png is 1x1" in r.output and "Traceback" not in r.output, r.output
+    r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", root, "-o", tmp_path / "f", "-q", "--skip-bad",
+             "--overwrite")
+    assert r.exit_code == 0 and "wrote 2 fused image(s)" in r.output, r.output
+    summary = pack(dataset=manifest.load(str(root)), out=str(tmp_path / "p.zarr"), params=PARAMS, engine=engine)
+    assert [p.id for p in summary.skipped] == [ids[1]] and "smaller than the 32x32 patch" in summary.skipped[0].error
+    assert summary.counts.patches > 0
+
+
+def test_21_every_pair_bad_lists_what_was_skipped(tmp_path, engine):
+    root, ids = _dataset(tmp_path, n=2)
+    for i in ids:
+        (root / "vis" / f"{i}.png").write_bytes(b"junk")
+    r = _run(align_main, "pack", "-m", root, "-o", tmp_path / "p.zarr", "-s", "32", "-q", "--skip-bad")
+    assert r.exit_code == 1 and "could be read (2 skipped)" in r.output, r.output
+    assert all(f"{i}: pair {i!r}: " in r.output and "not an image file" in r.output for i in ids)
+
+
+# ---- 6, 13, 28: checkpoints that cannot be used ----
+
+def test_6_resume_from_a_wrong_shape_or_nan_checkpoint_is_refused_before_training(tmp_path, sample_corpus):
+    import torch
+
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    run = tmp_path / "run"
+    r = _run(main, "train", "-d", sample_corpus[0], "-o", run, "-c", tmp_path / "tiny.toml", "-q", "--epochs", "1")
+    assert r.exit_code == 0, r.output
+    latest = run / "checkpoints" / "latest.pth"
+    good = latest.read_bytes()
+    payload = torch.load(latest, weights_only=True)
+    key = next(iter(payload["DIDF_Encoder"]))
+    payload["DIDF_Encoder"][key] = torch.zeros(3, 3)
+    torch.save(payload, latest)
+    r = _run(main, "train", "-o", run, "--resume", "--epochs", "2", "-q")
+    assert r.exit_code == 1 and "does not fit the network" in r.output and "Traceback" not in r.output, r.output
+    latest.write_bytes(good)
+    payload = torch.load(latest, weights_only=True)
+    payload["DIDF_Decoder"][next(iter(payload["DIDF_Decoder"]))].fill_(float("nan"))
+    torch.save(payload, latest)
+    r = _run(main, "train", "-o", run, "--resume", "--epochs", "2", "-q")
+    assert r.exit_code == 1 and "NaN or infinite weights" in r.output, r.output
+    assert len((run / "log.jsonl").read_text().splitlines()) == 2  # no step was taken
+
+
+def test_13_28_foreign_files_get_crossfuse_words_not_torchs(tmp_path):
+    import torch
+
+    torch.save({"x": Pickled()}, tmp_path / "code.pth")  # an object torch's safe loader will not unpickle
+    root, _ = _dataset(tmp_path, n=1)
+    for path, words in ((tmp_path / "code.pth", "holds pickled Python objects"),
+                        (REPO / "configs" / "demo.toml", "is not a PyTorch checkpoint")):
+        r = _run(main, "fuse", "--checkpoint", path, "--pairs", root, "-o", tmp_path / "f", "-q")
+        assert r.exit_code == 1 and words in r.output, r.output
+        assert "weights_only" not in r.output and "will likely succeed" not in r.output
+
+
+# ---- 10 and 30: outputs and inputs of the wrong kind ----
+
+def test_10_report_into_a_file_and_30_train_on_a_dataset(tmp_path, sample_corpus):
+    (tmp_path / "afile").write_text("mine")
+    r = _run(align_main, "report", sample_corpus[0], "--out", tmp_path / "afile")
+    assert r.exit_code == 1 and "is a file" in r.output and (tmp_path / "afile").read_text() == "mine", r.output
+    for dataset in (REPO / "data_manifests" / "sample-target.json", REPO / "data_manifests" / "sample" / "roadscene"):
+        r = _run(main, "train", "-d", dataset, "-o", tmp_path / "r", "-q")
+        assert r.exit_code == 1 and "crossfuse-align pack --manifest" in r.output, r.output

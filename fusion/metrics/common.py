@@ -55,7 +55,10 @@ def gaussian_window(n: int, sigma: float) -> np.ndarray:
 
 
 def fast_length(n: int) -> int:
-    """The smallest 5-smooth number >= n (FFTs of such lengths are fast)."""
+    """The smallest 5-smooth number >= n (FFTs of such lengths are fast); 1 for n < 1 (an empty
+    axis: 0 is divisible by every prime, so the search below would never end)."""
+    if n < 1:
+        return 1
     while True:
         m = n
         for p in (2, 3, 5):
