@@ -140,6 +140,15 @@ def output_path(out_dir: str, pair_id: str) -> str:
     return os.path.join(out_dir, f"{pair_id}.png")
 
 
+def _check_inside(out_dir: str, path: str) -> None:
+    """Refuse an output whose folder resolves outside ``out_dir`` (a sub-folder that is a symlink
+    to elsewhere): ids are plain names, but the folders under --out may not be."""
+    top, real = os.path.realpath(out_dir), os.path.realpath(os.path.dirname(path))
+    if real != top and not real.startswith(top.rstrip(os.sep) + os.sep):
+        raise FuseError(f"{path} would be written outside --out {out_dir}: {os.path.dirname(path)} leads to {real} "
+                        "(a symlink). Remove the link, or choose another --out.")
+
+
 def _check_outputs(dataset: Manifest, out_dir: str, record: dict, *, overwrite: bool, resume: bool) -> set[str]:
     """Ids whose output exists; refuses (before any work) when that would replace or mix results."""
     if overwrite and resume:
@@ -217,6 +226,7 @@ def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: t
             image = fuse_images(model, loaded.vis, loaded.ir, device=device, options=options)
             path = output_path(out_dir, pair.id)
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            _check_inside(out_dir, path)
             with atomic.replacing(path) as tmp:
                 image.save(tmp, format="PNG")
             written.append(path)

@@ -393,3 +393,17 @@ def test_10_report_into_a_file_and_30_train_on_a_dataset(tmp_path, sample_corpus
     for dataset in (REPO / "data_manifests" / "sample-target.json", REPO / "data_manifests" / "sample" / "roadscene"):
         r = _run(main, "train", "-d", dataset, "-o", tmp_path / "r", "-q")
         assert r.exit_code == 1 and "crossfuse-align pack --manifest" in r.output, r.output
+
+
+# ---- 11. outputs stay under --out, symlinked sub-folders included ----
+
+def test_11_fuse_never_writes_through_a_symlinked_subfolder(tmp_path, ckpt):
+    root, ids = _dataset(tmp_path, n=1)
+    m = {"name": "nested", "root": str(root), "pairs": [{"id": f"sub/{ids[0]}", "ir": f"ir/{ids[0]}.png",
+                                                         "vis": f"vis/{ids[0]}.png"}]}
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", tmp_path / "out" / "sub")
+    r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", tmp_path / "m.json", "-o", tmp_path / "out", "-q")
+    assert r.exit_code == 1 and "outside --out" in r.output and not list((tmp_path / "elsewhere").iterdir())
