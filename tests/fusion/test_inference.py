@@ -95,7 +95,7 @@ def test_our_checkpoint_roundtrip(tmp_path, model):
     assert loaded.config == TINY
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
     (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(checkpoint.CheckpointError, match="not a readable"):
+    with pytest.raises(checkpoint.CheckpointError, match="is not a PyTorch checkpoint"):
         checkpoint.load_model(str(tmp_path / "bad.pth"))
 
 
