@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -49,15 +50,13 @@ class _DropShutdownNoise:
 
     def filter(self, record) -> bool:
         return not (_interrupt["seen"] and record.name.split(".", 1)[0] in _SHUTDOWN_NOISE
-                    and record.levelno < 50)
+                    and record.levelno < logging.CRITICAL)
 
 
 _FILTER = _DropShutdownNoise()
 
 
 def _install_noise_filter() -> None:
-    import logging
-
     handlers = [logging.lastResort] + [h for name in ("", *_SHUTDOWN_NOISE) for h in logging.getLogger(name).handlers]
     for handler in handlers:
         if handler is not None and _FILTER not in handler.filters:
@@ -107,7 +106,6 @@ def quiet_client_logging() -> None:
 
 
 def _critical_only(*names: str) -> None:
-    import logging
 
     for name in names:
         logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -9,10 +9,12 @@ take a suffix gets a short hashed one.
 
 from __future__ import annotations
 
+import csv
 import errno
 import hashlib
+import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 from crossfuse.errors import WriteError
@@ -60,6 +62,16 @@ def write_error(path: str, exc: BaseException) -> WriteError | None:
 
 
 @contextmanager
+def reported(path: str) -> Iterator[None]:
+    """Raise a full disk or file-size limit met in the block as :class:`WriteError` naming
+    ``path`` (for a file written in place, such as an appended log)."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_error(path, exc) or exc
+
+
+@contextmanager
 def replacing(path: str) -> Iterator[str]:
     """Yield a temporary path to write; on leaving the block it replaces ``path``. On any error
     (an interrupt included) the temporary file is removed and ``path`` is left as it was; a full
@@ -88,3 +100,12 @@ def write_bytes(path: str, data: bytes) -> None:
 def write_text(path: str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` whole (see :func:`replacing`)."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def write_csv(path: str, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Write a CSV table (``header``, then ``rows``) to ``path`` whole (see :func:`replacing`)."""
+    buffer = io.StringIO(newline="")
+    w = csv.writer(buffer)
+    w.writerow(header)
+    w.writerows(rows)
+    write_text(path, buffer.getvalue())

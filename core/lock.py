@@ -15,8 +15,7 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 log = logging.getLogger("crossfuse")
 
@@ -90,12 +89,3 @@ def release(path: str) -> None:
         except FileNotFoundError:
             pass
 
-
-@contextmanager
-def held(path: str, *, subject: str, busy: Callable[[str], Exception], break_lock: bool = False) -> Iterator[None]:
-    """Hold the lock file ``path`` for the block (see :func:`acquire`)."""
-    acquire(path, subject=subject, busy=busy, break_lock=break_lock)
-    try:
-        yield
-    finally:
-        release(path)

@@ -66,8 +66,8 @@ class Manifest:
             return url
         import os
 
-        root, real = os.path.realpath(self.root), os.path.realpath(url)
-        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+        real = os.path.realpath(url)
+        if not is_within(real, self.root):
             raise ManifestError(f"{url} leads outside the dataset root {self.root} (a symlink to {real}); "
                                 "crossfuse reads only files inside the root. Copy the file in, or pass "
                                 "--follow-symlinks if you trust where the link points (it is recorded).")
@@ -82,6 +82,14 @@ class Manifest:
                 item["sha256"] = {"ir": p.ir_sha256, "vis": p.vis_sha256}
             pairs.append(item)
         return {"name": self.name, "root": self.root, "pairs": pairs}
+
+
+def is_within(path: str, folder: str) -> bool:
+    """Whether the local ``path`` lies in ``folder`` (or is it) once every symlink of both is resolved."""
+    import os
+
+    real, top = os.path.realpath(path), os.path.realpath(folder)
+    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
 
 
 def _contained(value: str) -> bool:

@@ -7,13 +7,13 @@ is listed, so a partial experiment (``--only``, or one still running) reports ho
 from __future__ import annotations
 
 import csv
-import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from crossfuse import atomic
 from crossfuse.experiment.published import METRICS as PUBLISHED_METRICS
 from crossfuse.experiment.published import PUBLISHED, SOURCE
 from crossfuse.experiment.runner import BASELINES, Layout, write_text
@@ -64,13 +64,9 @@ def collect(spec: Spec, layout: Layout) -> tuple[list[Score], list[str]]:
 
 
 def write_csv(scores: list[Score], path: str) -> None:
-    buffer = io.StringIO(newline="")
-    w = csv.writer(buffer)
-    w.writerow(("variant", "seed", "dataset", "image") + NAMES)
-    for s in scores:
-        w.writerow([s.variant, "" if s.seed is None else s.seed, s.dataset, s.image]
-                   + [repr(s.metrics[k]) for k in NAMES])
-    write_text(path, buffer.getvalue())
+    atomic.write_csv(path, ("variant", "seed", "dataset", "image") + NAMES,
+                     ([s.variant, "" if s.seed is None else s.seed, s.dataset, s.image]
+                      + [repr(s.metrics[k]) for k in NAMES] for s in scores))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,8 +10,6 @@ with a ``mean`` row per dataset, as the table and the JSON do.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -158,14 +156,9 @@ def write_csv(rows: list[Row], path: str) -> None:
     """One line per image, then one per dataset with its means (name ``mean``); header
     ``dataset,name,`` then the protocol's columns (``EN,...,MSE`` by default); full precision."""
     names = columns(rows)
-    buffer = io.StringIO(newline="")
-    w = csv.writer(buffer)
-    w.writerow(("dataset", "name") + names)
-    for r in rows:
-        w.writerow([r.dataset, r.name] + [repr(r.metrics[n]) for n in names])
-    for dataset, m in means(rows).items():
-        w.writerow([dataset, "mean"] + [repr(m[n]) for n in names])
-    atomic.write_text(path, buffer.getvalue())
+    lines = [[r.dataset, r.name] + [repr(r.metrics[n]) for n in names] for r in rows]
+    lines += [[dataset, "mean"] + [repr(m[n]) for n in names] for dataset, m in means(rows).items()]
+    atomic.write_csv(path, ("dataset", "name") + names, lines)
 
 
 def check_outputs(paths: list[str | None], *, overwrite: bool) -> None:

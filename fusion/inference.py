@@ -25,7 +25,7 @@ from crossfuse import atomic, ycrcb
 from crossfuse.errors import FuseError, ManifestError, OutputExistsError, PairError, ParameterError
 from crossfuse.fusion.network import CrossFuse
 from crossfuse.imageio import read_pair
-from crossfuse.manifest import Manifest
+from crossfuse.manifest import Manifest, is_within
 from crossfuse.progress import Progress, no_progress
 
 
@@ -143,10 +143,10 @@ def output_path(out_dir: str, pair_id: str) -> str:
 def _check_inside(out_dir: str, path: str) -> None:
     """Refuse an output whose folder resolves outside ``out_dir`` (a sub-folder that is a symlink
     to elsewhere): ids are plain names, but the folders under --out may not be."""
-    top, real = os.path.realpath(out_dir), os.path.realpath(os.path.dirname(path))
-    if real != top and not real.startswith(top.rstrip(os.sep) + os.sep):
-        raise FuseError(f"{path} would be written outside --out {out_dir}: {os.path.dirname(path)} leads to {real} "
-                        "(a symlink). Remove the link, or choose another --out.")
+    folder = os.path.dirname(path)
+    if not is_within(folder, out_dir):
+        raise FuseError(f"{path} would be written outside --out {out_dir}: {folder} leads to "
+                        f"{os.path.realpath(folder)} (a symlink). Remove the link, or choose another --out.")
 
 
 def _check_outputs(dataset: Manifest, out_dir: str, record: dict, *, overwrite: bool, resume: bool) -> set[str]:

@@ -9,8 +9,6 @@ better larger.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from dataclasses import dataclass
@@ -104,13 +102,9 @@ def markdown(b: Board) -> str:
 def write_csv(scored: dict[str, list[Row]], path: str) -> None:
     """One line per method and image (``method,dataset,name,<metrics>``), full precision."""
     names = columns(next(iter(scored.values())))
-    buffer = io.StringIO(newline="")
-    w = csv.writer(buffer)
-    w.writerow(("method", "dataset", "name") + names)
-    for method, rows in scored.items():
-        for r in rows:
-            w.writerow([method, r.dataset, r.name] + [repr(r.metrics[c]) for c in names])
-    atomic.write_text(path, buffer.getvalue())
+    atomic.write_csv(path, ("method", "dataset", "name") + names,
+                     ([method, r.dataset, r.name] + [repr(r.metrics[c]) for c in names]
+                      for method, rows in scored.items() for r in rows))
 
 
 def write_json(scored: dict[str, list[Row]], b: Board, path: str) -> None:

@@ -144,7 +144,7 @@ class Trainer:
     samples: tuple[torch.Tensor, torch.Tensor] | None = None  # fixed uint8 patches for the sample sheets
     _bad_streak: int = 0
     _log: Any = None
-    _lock: str = ""
+    _lock_file: str = ""
 
     @classmethod
     def setup(cls, *, data: list[str], out: str, cfg: TrainConfig, weights: list[float] | None = None,
@@ -194,7 +194,7 @@ class Trainer:
                                              persistent_workers=False, pin_memory=device.type == "cuda")
         trainer = cls(cfg=cfg, run=run, device=device, dist=dist_info, model=model, parts=parts, opt=opt,
                       sched=sched, dataset=dataset, loader=loader, last_checkpoint=str(run / "checkpoints" / "latest.pth"),
-                      samples=fixed_patches(corpora.urls) if dist_info.main else None, _lock=held)
+                      samples=fixed_patches(corpora.urls) if dist_info.main else None, _lock_file=held)
         if resume:
             trainer.restore(str(run / "checkpoints" / "latest.pth"))
         trainer._wrap_ddp()
@@ -256,10 +256,8 @@ class Trainer:
                   "beta": beta, **{k: float(v.detach()) for k, v in terms.items()}}
         self.history.append(record)
         if self._log is not None:
-            try:
+            with atomic.reported(str(self.run / "log.jsonl")):
                 self._log.write(json.dumps(record) + "\n")
-            except OSError as exc:
-                raise atomic.write_error(str(self.run / "log.jsonl"), exc) or exc
         return record
 
     def run_epoch(self, progress: Progress = no_progress) -> None:
@@ -285,10 +283,8 @@ class Trainer:
         """Checkpoint after ``epoch`` (``epoch_NNNN.pth`` and ``latest.pth``, on the main rank)
         and redraw the loss curves; every rank waits for it."""
         if self.dist.main:
-            try:
+            with atomic.reported(str(self.run / "log.jsonl")):
                 self._log.flush()
-            except OSError as exc:
-                raise atomic.write_error(str(self.run / "log.jsonl"), exc) or exc
             state = TrainingState(epoch=epoch, step=self.step, optimizer=self.opt.state_dict(),
                                   scheduler=self.sched.state_dict(), rng=_rng_state(), config=self.cfg)
             self.last_checkpoint = str(self.run / "checkpoints" / f"epoch_{epoch + 1:04d}.pth")
@@ -309,9 +305,9 @@ class Trainer:
         if self._log is not None:
             self._log.close()
             self._log = None
-        if self._lock:
-            _lock.release(self._lock)
-            self._lock = ""
+        if self._lock_file:
+            _lock.release(self._lock_file)
+            self._lock_file = ""
 
 
 def train(*, data: list[str], out: str, cfg: TrainConfig, weights: list[float] | None = None, resume: bool = False,
