@@ -106,7 +106,6 @@ def quiet_client_logging() -> None:
 
 
 def _critical_only(*names: str) -> None:
-
     for name in names:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
