@@ -9,7 +9,7 @@ import numpy as np
 
 from crossfuse import manifest as _manifest
 from crossfuse.digest import file_sha256, object_digest
-from crossfuse.schema import ARRAYS, CorpusRecord, chunk_count, chunk_url, missing_chunks, open_corpus
+from crossfuse.schema import ARRAYS, CorpusRecord, chunk_count, chunk_url, missing_chunks, open_corpus, stats_digest
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,8 +131,13 @@ def _check_digests(url: str, group, record: CorpusRecord, problems: list[str], n
     edited attribute is found)."""
     problems += missing_chunks(url, group, record)
     if record.chunks is None:
-        notes.append("this store records no chunk digests (made before crossfuse recorded them): chunks were read "
-                     "back but not checked against digests; rebuild it to record them")
+        if record.record_sha256 is not None:
+            problems.append("the record's 'chunks' digests were removed (its record_sha256 is there, which crossfuse "
+                            "writes only together with them): the chunks cannot be checked; rebuild the corpus, or "
+                            "restore its zarr.json")
+        else:
+            notes.append("this store records no digests (made before crossfuse recorded them): chunks were read "
+                         "back but not checked against digests, nor its attributes; rebuild it to record them")
         return
     for name in ARRAYS:
         recorded = record.chunks.get(name, ())
@@ -148,9 +153,37 @@ def _check_digests(url: str, group, record: CorpusRecord, problems: list[str], n
             if actual[1] != sha and actual[0] == size:
                 problems.append(f"array '{name}' chunk {index} differs from what was written (sha256 {actual[1][:12]}, "
                                 f"recorded {sha[:12]}): corrupted, or swapped with another chunk")
-    if record.record_sha256 is not None and record.content_sha256() != record.record_sha256:
+    if record.record_sha256 is None:
+        problems.append("the record's own digest (record_sha256) was removed, though its chunk digests are there "
+                        "(crossfuse writes both): its attributes cannot be checked; rebuild the corpus, or restore "
+                        "its zarr.json")
+    elif record.content_sha256() != record.record_sha256:
         problems.append("the store's attributes were changed after the build (their digest no longer matches the "
                         "recorded record_sha256); rebuild the corpus, or restore its zarr.json")
+    problems += stats_problems(group, record, notes)
+
+
+def stats_problems(group, record: CorpusRecord, notes: list[str] | None = None) -> list[str]:
+    """What is wrong with an aligned corpus' ``stats`` group (the patch means its report draws),
+    judged by the recorded ``stats_sha256``; a store made before crossfuse digested it gets a
+    note in ``notes`` instead."""
+    if record.kind != "aligned":
+        return []
+    if record.stats_sha256 is None:
+        if notes is not None:
+            notes.append("this store records no digest of its 'stats' group (made before crossfuse recorded it): the "
+                         "target and pool patch means the report draws were not checked; rebuild it to record it")
+        return []
+    try:
+        actual = stats_digest(group)
+    except Exception as exc:  # an undecodable stats chunk is a finding, not a crash
+        return [f"the 'stats' group cannot be read: {exc}"]
+    if actual is None:
+        return ["the 'stats' group (target and pool patch means, which the report draws) was deleted; rebuild the corpus"]
+    if actual != record.stats_sha256:
+        return ["the 'stats' group (target and pool patch means, which the report draws) differs from what the build "
+                "wrote: an array, a chunk or its attributes were changed or deleted; rebuild the corpus"]
+    return []
 
 
 def verify(url: str, *, check_sources: bool = True, root: str | None = None) -> VerifyReport:

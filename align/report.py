@@ -21,7 +21,8 @@ import zarr
 from crossfuse import atomic
 from crossfuse import manifest as _manifest
 from crossfuse.align import gamma as _gamma
-from crossfuse.errors import CrossfuseError, OutputExistsError
+from crossfuse.align.describe import stats_problems
+from crossfuse.errors import CrossfuseError, OutputExistsError, StoreError
 from crossfuse.imageio import decode, read_bytes
 from crossfuse.plotting import pyplot, save_figure
 from crossfuse.schema import STATS_GROUP, CorpusRecord, open_corpus
@@ -217,13 +218,43 @@ def _facts(url: str, record: CorpusRecord) -> str:
     return f"<h2>{html.escape(url)}</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 
 
-def write(url: str, out: str, *, root: str | None = None) -> Report:
+#: The files a report consists of; a folder holding anything else is not replaced without overwrite.
+FILES = ("index.html", "distributions.png", "clouds.png", "gamma.png", "patches.png")
+#: Marks an index.html as crossfuse's own, so that a rerun replaces it and a user's is refused.
+GENERATOR = '<meta name="generator" content="crossfuse-align report">'
+
+
+def _foreign_files(out: str) -> list[str]:
+    """Entries of ``out`` that an earlier report did not write: anything not among :data:`FILES`,
+    and an ``index.html`` without crossfuse's :data:`GENERATOR` mark (or older reports' title)."""
+    foreign = sorted(name for name in os.listdir(out) if name not in FILES)
+    index = os.path.join(out, "index.html")
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+            if GENERATOR not in head and "<title>crossfuse report</title>" not in head:  # the latter: older reports
+                foreign.insert(0, "index.html")
+    return foreign
+
+
+def write(url: str, out: str, *, root: str | None = None, overwrite: bool = False) -> Report:
     """Write ``out/index.html`` and its figures for the corpus at ``url``; ``root`` overrides the
-    recorded root of the source images (for the "before" patches)."""
+    recorded root of the source images (for the "before" patches). An ``out`` holding files an
+    earlier report did not write is refused unless ``overwrite`` (which replaces the report's own
+    file names and leaves everything else there)."""
     group, record = open_corpus(url)
+    damaged = stats_problems(group, record)
+    if damaged:
+        raise StoreError(f"{url}: {damaged[0]}. The report would draw wrong distributions; "
+                         f"`crossfuse-align verify {url}` checks the whole store.")
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputExistsError(f"--out {out} is a file; the report is a folder (index.html and its figures): "
                                 "choose another --out.")
+    if os.path.isdir(out) and not overwrite and (foreign := _foreign_files(out)):
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise OutputExistsError(f"--out {out} holds files this report did not write ({shown}); a report writes "
+                                f"{', '.join(FILES)} there. Choose an empty or new folder, or pass --overwrite to "
+                                "replace those names (other files are left as they are).")
     os.makedirs(out, exist_ok=True)
     means = _means(group, record)
     figures = []
@@ -241,7 +272,7 @@ def write(url: str, out: str, *, root: str | None = None) -> Report:
         figures.append(path)
     body = _facts(url, record) + (_w1_table(record) if record.kind == "aligned" else "")
     body += "".join(f'<figure><img src="{os.path.basename(f)}" alt="{os.path.basename(f)}"></figure>' for f in figures)
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>crossfuse report</title><style>"
+    page = ("<!doctype html><html><head><meta charset='utf-8'>" + GENERATOR + "<title>crossfuse report</title><style>"
             "body{font-family:sans-serif;max-width:1400px;margin:1em auto}table{border-collapse:collapse;margin:1em 0}"
             "td,th{border:1px solid #999;padding:.3em .8em;text-align:right}caption{text-align:left;padding:.3em 0}"
             "img{max-width:100%}</style></head><body><h1>What the alignment did</h1>" + body + "</body></html>\n")

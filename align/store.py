@@ -29,7 +29,7 @@ from crossfuse import __version__
 from crossfuse.errors import StoreError, StoreExistsError, StoreLockedError
 from crossfuse.digest import object_digest
 from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, STATS_GROUP, CorpusRecord, array_specs, chunk_count, chunk_key,
-                              chunk_url, stored_chunks)
+                              chunk_url, stats_digest, stored_chunks)
 
 #: Scratch role of the selected patches' pixels read by the second pass (``--low-scratch``, IVF).
 SELECTED = "selected"
@@ -343,7 +343,8 @@ def finalize(group: zarr.Group, record: CorpusRecord, token: str) -> CorpusRecor
     header = CorpusRecord.from_json(group.attrs[ATTR_KEY], str(group.store), require_complete=False)
     record = dataclasses.replace(record, fingerprint=header.fingerprint, scan_fingerprint=header.scan_fingerprint,
                                  inputs=header.inputs, complete=True, tool_version=__version__,
-                                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")).sealed()
+                                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                                 stats_sha256=stats_digest(group)).sealed()
     group.attrs[ATTR_KEY] = record.to_json()
     if PARTIAL_GROUP in group:
         del group[PARTIAL_GROUP]

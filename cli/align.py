@@ -184,14 +184,17 @@ def _print_summary(s) -> None:
 @click.option("--out", "-o", required=True, metavar="DIR", help="Folder for index.html and its PNG figures.")
 @click.option("--root", default=None,
               help="Where the source images are, if not at the recorded root (for the 'before' patches).")
+@click.option("--overwrite", is_flag=True,
+              help="Write into a DIR that holds files an earlier report did not write (the report's own file names "
+                   "are replaced; other files stay).")
 @reports_errors
-def report(store, out, root):
+def report(store, out, root, overwrite):
     """Write an HTML report of what a corpus' alignment did: W1 per channel, distributions and point
     clouds of patch means (target, pool, selection before and after gamma), the gamma curves and a
     grid of selected patches before | after. Open DIR/index.html in a browser."""
     from crossfuse.align.report import write
 
-    result = write(store, out, root=root)
+    result = write(store, out, root=root, overwrite=overwrite)
     click.echo(f"wrote {result.index} with {len(result.figures)} figures")
 
 

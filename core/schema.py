@@ -242,9 +242,11 @@ class CorpusRecord:
     ``means_before``/``means_after`` (0-255), ``counts``, the ``skipped`` pairs, the ``created``
     time, with an IVF index ``ivf_recall``, and (aligned corpora built since W1 was recorded) the
     alignment quality ``w1`` (:class:`Distances`). Integrity: ``chunks`` gives, per array, the
-    (size, sha256) of every chunk object as written, and ``record_sha256`` the digest of the rest
-    of the record (:meth:`sealed`), so that a missing, swapped or altered chunk and an edited
-    attribute are found (stores written before crossfuse recorded them have neither).
+    (size, sha256) of every chunk object as written, ``stats_sha256`` (aligned) the digest of the
+    ``stats`` group (:func:`stats_digest`), and ``record_sha256`` the digest of the rest of the
+    record (:meth:`sealed`), so that a missing, swapped or altered chunk, edited statistics and
+    an edited attribute are found. Stores written before crossfuse recorded digests have none
+    of them; stores written before it digested the statistics lack ``stats_sha256`` alone.
     """
 
     schema: int = SCHEMA_VERSION
@@ -268,6 +270,7 @@ class CorpusRecord:
     w1: Distances | None = None
     created: str | None = None
     chunks: dict[str, tuple[tuple[int, str], ...]] | None = None
+    stats_sha256: str | None = None
     record_sha256: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -293,6 +296,8 @@ class CorpusRecord:
             out["created"] = self.created
         if self.chunks is not None:
             out["chunks"] = {name: [list(c) for c in chunks] for name, chunks in self.chunks.items()}
+        if self.stats_sha256 is not None:
+            out["stats_sha256"] = self.stats_sha256
         if self.record_sha256 is not None:
             out["record_sha256"] = self.record_sha256
         return out
@@ -353,6 +358,7 @@ def _body(doc: Mapping) -> dict[str, Any]:
             "ivf_recall": _get(doc, "ivf_recall", float, optional=True),
             "w1": Distances.from_json(w1) if (w1 := _get(doc, "w1", dict, optional=True)) is not None else None,
             "created": _get(doc, "created", str, optional=True), "chunks": _chunks(doc),
+            "stats_sha256": _get(doc, "stats_sha256", str, optional=True),
             "record_sha256": _get(doc, "record_sha256", str, optional=True)}
 
 
@@ -367,6 +373,24 @@ def _chunks(doc: Mapping) -> dict[str, tuple[tuple[int, str], ...]] | None:
             raise StoreError(f"has a malformed 'chunks' entry for {name!r}")
         out[name] = tuple((int(size), str(sha)) for size, sha in items)
     return out
+
+
+def stats_digest(group) -> str | None:
+    """sha256 of a corpus' ``stats`` group: its attributes and, per array, its dtype, shape and
+    values as read (a missing chunk reads as zeros, so it changes the digest too). None when the
+    group has no ``stats``."""
+    import hashlib
+
+    import numpy as np
+
+    if STATS_GROUP not in group:
+        return None
+    stats = group[STATS_GROUP]
+    arrays = {}
+    for name in sorted(stats.array_keys()):
+        values = np.ascontiguousarray(stats[name][...])
+        arrays[name] = [str(values.dtype), list(values.shape), hashlib.sha256(values.tobytes()).hexdigest()]
+    return json_sha256({"attrs": dict(stats.attrs), "arrays": arrays})
 
 
 def check_meta(meta: Any, where: str, *, require_complete: bool = True) -> CorpusRecord:

@@ -407,3 +407,92 @@ def test_11_fuse_never_writes_through_a_symlinked_subfolder(tmp_path, ckpt):
     os.symlink(tmp_path / "elsewhere", tmp_path / "out" / "sub")
     r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", tmp_path / "m.json", "-o", tmp_path / "out", "-q")
     assert r.exit_code == 1 and "outside --out" in r.output and not list((tmp_path / "elsewhere").iterdir())
+
+
+# ---- 5 and 18: the stats group and the record's own digest are checked ----
+
+def _copy_store(tmp_path, sample_corpus):
+    import shutil
+
+    out = tmp_path / "copy.zarr"
+    shutil.copytree(sample_corpus[0], out)
+    return out
+
+
+def _verify(store):
+    r = _run(align_main, "verify", store, "--no-sources")
+    return r.exit_code, r.output
+
+
+@pytest.mark.parametrize("damage", ["edit pool_means", "delete a target_means chunk", "edit stats attributes",
+                                    "delete the stats group"])
+def test_5_the_stats_group_is_digested(tmp_path, sample_corpus, damage):
+    store = _copy_store(tmp_path, sample_corpus)
+    assert _verify(store)[0] == 0
+    stats = zarr.open_group(str(store), mode="r+")["stats"]
+    if damage == "edit pool_means":
+        stats["pool_means"][0] = [0.0, 0.0, 0.0]
+    elif damage == "delete a target_means chunk":
+        for chunk in (store / "stats" / "target_means" / "c").rglob("*"):
+            if chunk.is_file():
+                chunk.unlink()
+    elif damage == "edit stats attributes":
+        stats.attrs["pool_patches"] = 1
+    else:
+        import shutil
+
+        shutil.rmtree(store / "stats")
+    code, output = _verify(store)
+    assert code == 1 and "'stats' group" in output, output
+    r = _run(align_main, "report", store, "--out", tmp_path / "report")
+    assert r.exit_code == 1 and "'stats' group" in r.output and not (tmp_path / "report").exists(), r.output
+
+
+def test_5_a_store_made_before_stats_were_digested_says_so(tmp_path, sample_corpus):
+    store = _copy_store(tmp_path, sample_corpus)
+    g = zarr.open_group(str(store), mode="r+")
+    doc = dict(g.attrs["crossfuse"])
+    doc.pop("stats_sha256")
+    doc.pop("record_sha256")
+    from crossfuse.schema import CorpusRecord
+
+    g.attrs["crossfuse"] = CorpusRecord.from_json(doc, "x").sealed().to_json()  # as the previous release sealed it
+    code, output = _verify(store)
+    assert code == 0 and "no digest of its 'stats' group" in output, output
+
+
+def test_18_a_record_without_its_digest_is_a_problem_unless_it_predates_digests(tmp_path, sample_corpus):
+    store = _copy_store(tmp_path, sample_corpus)
+    g = zarr.open_group(str(store), mode="r+")
+    doc = dict(g.attrs["crossfuse"])
+    g.attrs["crossfuse"] = {**{k: v for k, v in doc.items() if k != "record_sha256"}, "gamma": [1.0, 1.0, 1.0]}
+    code, output = _verify(store)
+    assert code == 1 and "record_sha256) was removed" in output, output
+    # A store from before digests has neither chunk digests nor its own: a note, not a problem.
+    g.attrs["crossfuse"] = {k: v for k, v in doc.items() if k not in ("record_sha256", "chunks", "stats_sha256")}
+    code, output = _verify(store)
+    assert code == 0 and "records no digests (made before crossfuse recorded them)" in output, output
+    # Chunk digests removed, the record's own kept: a problem.
+    g.attrs["crossfuse"] = {k: v for k, v in doc.items() if k != "chunks"}
+    code, output = _verify(store)
+    assert code == 1 and "'chunks' digests were removed" in output, output
+
+
+# ---- 15. report never replaces files it did not write ----
+
+def test_15_report_refuses_a_folder_with_a_users_files(tmp_path, sample_corpus):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "index.html").write_text("<p>my page</p>")
+    r = _run(align_main, "report", sample_corpus[0], "--out", out)
+    assert r.exit_code == 1 and "index.html" in r.output and "--overwrite" in r.output, r.output
+    assert (out / "index.html").read_text() == "<p>my page</p>" and sorted(os.listdir(out)) == ["index.html"]
+    (out / "index.html").unlink()
+    (out / "notes.txt").write_text("mine")
+    r = _run(align_main, "report", sample_corpus[0], "--out", out)
+    assert r.exit_code == 1 and "notes.txt" in r.output, r.output
+    r = _run(align_main, "report", sample_corpus[0], "--out", out, "--overwrite")
+    assert r.exit_code == 0 and (out / "notes.txt").read_text() == "mine", r.output
+    (out / "notes.txt").unlink()
+    r = _run(align_main, "report", sample_corpus[0], "--out", out)  # its own earlier report: replaced
+    assert r.exit_code == 0 and "crossfuse-align report" in (out / "index.html").read_text(), r.output
