@@ -54,7 +54,8 @@ def main() -> None:
     \b
     Typical use:
       crossfuse-align build --target data_manifests/roadscene.json \\
-                            --aux data_manifests/msrs.json --out msrs-to-roadscene.zarr -k 800
+                            --aux data_manifests/msrs.json \\
+                            --out msrs-to-roadscene.zarr -k 800
       crossfuse-align inspect msrs-to-roadscene.zarr
       crossfuse-align verify msrs-to-roadscene.zarr
 

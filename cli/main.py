@@ -15,8 +15,11 @@ def main() -> None:
 
     \b
     Typical use:
-      crossfuse train --data msrs-to-roadscene.zarr --data roadscene.zarr --out runs/rs
-      crossfuse fuse --checkpoint runs/rs/checkpoints/latest.pth --pairs data_manifests/tno.json --out fused/
+      crossfuse train --data msrs-to-roadscene.zarr --data roadscene.zarr \\
+                      --out runs/rs
+      crossfuse fuse --checkpoint runs/rs/checkpoints/latest.pth \\
+                     --pairs data_manifests/tno.json --out fused/
+      crossfuse eval --fused fused/ --pairs data_manifests/tno.json
     """
 
 
@@ -152,12 +155,17 @@ def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channe
 @click.option("--pairs", required=True, multiple=True, metavar="MANIFEST_OR_DIR",
               help="Source pairs (repeat for several datasets; each gets a mean row).")
 @click.option("--csv", "csv_path", default=None, metavar="FILE",
-              help="Write dataset,name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE per image and a mean row per "
-                   "dataset (a leaderboard: method,dataset,name,... per method and image).")
+              help="Write a CSV: per image its dataset, name and metrics (EN, SD, SF, AG, MI, SCD, VIF, Qabf, "
+                   "SSIM, CC, PSNR, MSE by default), then a mean row per dataset (a leaderboard: a method column "
+                   "first, a row per method and image).")
 @click.option("--json", "json_path", default=None, metavar="FILE", help="Write the scores (and a leaderboard) as JSON.")
 @click.option("--markdown", "markdown_path", default=None, metavar="FILE",
               help="Write the leaderboard as a Markdown table: per method the mean of each metric and its rank.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --csv, --json or --markdown file.")
+@click.option("--skip-missing", is_flag=True,
+              help="Score the pairs that have a fused image and name the rest (recorded in --json and --markdown; "
+                   "in a leaderboard every method is scored without any pair one of them lacks). Without it a "
+                   "missing image is an error naming every one.")
 @click.option("--protocol", type=click.Choice(["cddfuse", "vifb", "all"]), default="cddfuse", show_default=True,
               help="cddfuse: the paper's evaluator (12 metrics, gray images). vifb: VIFB's 13 MATLAB metrics "
                    "(AG CE EI EN MI PSNR Qabf Qcb Qcv RMSE SF SSIM SD; colour scored per channel). all: both, "
@@ -166,12 +174,11 @@ def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channe
               help="Worker processes [default: one per core].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors(interrupted="interrupted; no score file was written.")
-def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, protocol, workers, quiet):
+def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, skip_missing, protocol, workers, quiet):
     """Score fused images with the IVIF metrics of a published protocol: by default the paper's
     (EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, CC, PSNR, MSE), computed exactly as its evaluator
     does; with --protocol vifb VIFB's, exactly as its MATLAB code does.
 
-    \b
     A --fused folder of method folders is a leaderboard: every method is scored on the same
     pairs, and ranked on each metric (MSE, CE, RMSE and Qcv are better smaller, the rest larger).
     """
@@ -182,31 +189,37 @@ def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, protoc
 
     datasets = [manifest.load(p) for p in pairs]
     ev.check_outputs([csv_path, json_path, markdown_path], overwrite=overwrite)
+    total = sum(len(m.pairs) for m in datasets)
     found = lb.methods(fused)
+    methods = found if found is not None else [(os.path.basename(os.path.normpath(fused)), fused)]
+    gone = {name: ev.missing(folder, datasets) for name, folder in methods}  # every file located before any work
+    if not skip_missing:
+        for name, folder in methods:
+            ev.refuse_missing(folder if found is None else f"method {name} ({folder})", gone[name], total)
+    skipped = list({(g.dataset, g.name): g for lost in gone.values() for g in lost}.values())
+    skip = frozenset((g.dataset, g.name) for g in skipped)
+    scored = {name: ev.evaluate(folder, datasets, workers=workers, protocol=protocol, skip=skip,
+                                progress=progress_factory(quiet),
+                                label="evaluate" if found is None else f"evaluate {name}")
+              for name, folder in methods}
     if found is None:
-        rows = ev.evaluate(fused, datasets, workers=workers, protocol=protocol, progress=progress_factory(quiet))
+        rows = scored[methods[0][0]]
         click.echo(ev.table(rows))
         if csv_path:
             ev.write_csv(rows, csv_path)
         if json_path:
-            ev.write_json(rows, json_path)
-        if markdown_path:
-            lb.write_markdown(lb.board({os.path.basename(os.path.normpath(fused)): rows}), markdown_path)
-        return
-    for _, folder in found:  # every file located before any scoring
-        for m in datasets:
-            for p in m.pairs:
-                ev.find_fused(folder, p.id)
-    scored = {name: ev.evaluate(folder, datasets, workers=workers, protocol=protocol,
-                                progress=progress_factory(quiet)) for name, folder in found}
-    board = lb.board(scored)
-    click.echo(lb.text(board))
-    if csv_path:
-        lb.write_csv(scored, csv_path)
-    if json_path:
-        lb.write_json(scored, board, json_path)
+            ev.write_json(rows, json_path, skipped=skipped)
+    else:
+        board = lb.board(scored)
+        click.echo(lb.text(board))
+        if csv_path:
+            lb.write_csv(scored, csv_path)
+        if json_path:
+            lb.write_json(scored, board, json_path, skipped=skipped)
     if markdown_path:
-        lb.write_markdown(board, markdown_path)
+        lb.write_markdown(lb.board(scored), markdown_path, skipped=skipped)
+    if skipped:
+        click.echo(ev.missing_note(skipped), err=True)
 
 
 @main.command()
@@ -224,10 +237,13 @@ def experiment(spec_file, out, only, device, workers, quiet):
     """Run an experiment from SPEC.toml: build each corpus once, train every variant at every seed,
     fuse and score every test set, and write results.csv, results.md and plots to DIR.
 
-    \b
     Rerunning the same command continues a killed experiment (finished stages are reused).
-    Recipes: recipes/smoke.toml (minutes), recipes/cpu.toml (about an hour on 2 cores),
-    recipes/paper.toml (the paper's setting, for a GPU).
+
+    \b
+    Recipes:
+      recipes/smoke.toml   minutes
+      recipes/cpu.toml     about an hour on 2 cores
+      recipes/paper.toml   the paper's setting, for a GPU
     """
     from crossfuse.align.config import EngineConfig
     from crossfuse.experiment import runner, spec as spec_mod

@@ -100,13 +100,26 @@ def _contained(value: str) -> bool:
     return all(part not in ("", ".", "..") for part in value.split("/"))
 
 
+#: Characters a pair id may not hold besides control characters: those some file systems refuse
+#: in a name (Windows'), and which would also break the CSV, Markdown and HTML the id lands in.
+ID_FORBIDDEN = '\\:*?"<>|'
+#: The id rule in words, as every refusal states it.
+ID_RULE = ("ids become file names under --out: printable characters except " + " ".join(ID_FORBIDDEN)
+           + ", '/' between sub-folders, no empty, '.' or '..' part, no absolute path")
+
+
+def is_plain_id(value: str) -> bool:
+    """Whether ``value`` obeys :data:`ID_RULE`."""
+    return _contained(value) and value.isprintable() and not any(c in ID_FORBIDDEN for c in value)
+
+
 def check_pair(spec: str, pair: Pair) -> None:
-    """Refuse a pair whose id is not a plain (relative, contained) name, or whose paths leave the
-    dataset root. Ids become output file names (fuse writes ``OUT/<id>.png``) and paths are read
-    from disk, so a manifest from elsewhere must not reach outside the folders the user named."""
-    if not _contained(pair.id):
-        raise ManifestError(f"{spec}: pair id {pair.id!r} is not a plain name (ids become file names under --out: "
-                            "letters, digits and sub-folders only, no '..', no absolute path). Rename the pair.")
+    """Refuse a pair whose id is not a plain (relative, contained, printable) name, or whose paths
+    leave the dataset root. Ids become output file names (fuse writes ``OUT/<id>.png``) and paths
+    are read from disk, so a manifest from elsewhere must not reach outside the folders the user
+    named."""
+    if not is_plain_id(pair.id):
+        raise ManifestError(f"{spec}: pair id {pair.id!r} is not a plain name ({ID_RULE}). Rename the pair.")
     for side in ("ir", "vis"):
         path = getattr(pair, side)
         if path and not _contained(path):

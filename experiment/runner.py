@@ -31,7 +31,7 @@ from crossfuse.align.config import BuildParams, EngineConfig
 from crossfuse.align.lock import lock_path
 from crossfuse.align.pipeline import build, pack
 from crossfuse.digest import file_sha256
-from crossfuse.errors import ConfigError, RunLockedError, StoreError, StoreLockedError
+from crossfuse.errors import ConfigError, ManifestError, RunLockedError, StoreError, StoreLockedError
 from crossfuse.experiment.spec import Spec, VariantSpec
 from crossfuse.fusion import evaluate as ev
 from crossfuse.fusion.checkpoint import load_model
@@ -188,6 +188,39 @@ def baselines(spec: Spec, layout: Layout, *, workers: int | None, log: Callable[
             _score(folder, dataset, path, workers=workers, progress=progress)
 
 
+def check_inputs(spec: Spec, variants: list[VariantSpec]) -> None:
+    """Every manifest the run will read (the ``variants``' corpora, their targets, every test set)
+    loads, and every local image it lists exists: checked before any work, so that a wrong path
+    is found in a second, not after hours of building and training. Raises :class:`ConfigError`
+    naming the spec, the table and each problem."""
+    wanted: dict[str, str] = {}
+    for name in dict.fromkeys(c for v in variants for c in v.corpora):
+        c = spec.corpora[name]
+        wanted.setdefault(c.manifest, f"[corpora.{name.split('@')[0]}]")
+        if c.target:
+            wanted.setdefault(c.target, f"[corpora.{name.split('@')[0]}] target")
+    for test in spec.tests.values():
+        wanted.setdefault(test.pairs, f"[tests.{test.name}]")
+    problems = []
+    for path, where in wanted.items():
+        try:
+            dataset = manifest.load(path)
+        except ManifestError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if "://" in dataset.root:
+            continue  # remote images are checked as they are read
+        missing = [dataset.url(p) for pair in dataset.pairs for p in (pair.ir, pair.vis)
+                   if p and not os.path.isfile(dataset.url(p))]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            problems.append(f"{where}: {path} lists {len(missing)} image(s) that do not exist: "
+                            f"{', '.join(missing[:3])}{more}")
+    if problems:
+        raise ConfigError(f"{spec.path}: nothing was started, because " + "; ".join(problems)
+                          + ". Fix the paths in the spec (relative paths are taken from the spec's folder).")
+
+
 def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConfig = EngineConfig(),
         device: str = "auto", workers: int | None = None, log: Callable[[str], None] = lambda _: None,
         progress: Progress = no_progress) -> Layout:
@@ -196,6 +229,7 @@ def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConf
     from crossfuse.experiment import results
 
     variants = [spec.variant(v) for v in only] if only else list(spec.variants.values())
+    check_inputs(spec, variants)
     layout = claim(spec, root)
     for name in dict.fromkeys(c for v in variants for c in v.corpora):
         build_corpus(spec, name, layout, engine=engine, log=log, progress=progress)

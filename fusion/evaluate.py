@@ -37,14 +37,57 @@ class Row:
     metrics: dict[str, float]
 
 
-def find_fused(fused_dir: str, pair_id: str) -> str:
-    """The fused image of ``pair_id`` in ``fused_dir``, or an EvalError naming what was expected."""
-    for suffix in IMAGE_SUFFIXES:
-        path = os.path.join(fused_dir, pair_id + suffix)
-        if os.path.isfile(path):
-            return path
+def _candidates(fused_dir: str, pair_id: str) -> list[str]:
+    """Every file in ``fused_dir`` that could be the fused image of ``pair_id``: ``<id>.<suffix>``
+    for each image suffix, in either case."""
+    folder, stem = os.path.split(os.path.join(fused_dir, pair_id))
+    try:
+        names = os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(os.path.join(folder, n) for n in names if os.path.splitext(n)[0] == stem
+                  and os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES and os.path.isfile(os.path.join(folder, n)))
+
+
+def find_fused(fused_dir: str, pair_id: str, *, missing_ok: bool = False) -> str | None:
+    """The fused image of ``pair_id`` in ``fused_dir``. Two candidates (``X.png`` and ``X.jpg``)
+    are an EvalError naming both; none is an EvalError naming what was expected, or None when
+    ``missing_ok``."""
+    found = _candidates(fused_dir, pair_id)
+    if len(found) > 1:
+        raise EvalError(f"{' and '.join(found)} are both a fused image of pair {pair_id!r}; crossfuse will not guess "
+                        "which to score. Keep one (move the other out of the folder).")
+    if found:
+        return found[0]
+    if missing_ok:
+        return None
     raise EvalError(f"no fused image for pair {pair_id!r}: expected {os.path.join(fused_dir, pair_id)}.png "
                     f"(or {', '.join(IMAGE_SUFFIXES[1:])}). Fuse it first, or evaluate the pairs you have.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Missing:
+    """A pair without a fused image: its ``dataset`` and ``name`` (the pair id)."""
+
+    dataset: str
+    name: str
+
+
+def missing(fused_dir: str, datasets: list[Manifest]) -> list[Missing]:
+    """The pairs of ``datasets`` with no fused image in ``fused_dir`` (an ambiguous one is an EvalError)."""
+    return [Missing(dataset=m.name, name=p.id) for m in datasets for p in m.pairs
+            if find_fused(fused_dir, p.id, missing_ok=True) is None]
+
+
+def refuse_missing(where: str, gone: list[Missing], total: int) -> None:
+    """An EvalError naming every pair of ``gone`` (up to 20, then a count) and the two ways on."""
+    if not gone:
+        return
+    shown = ", ".join(g.name for g in gone[:20]) + (f" and {len(gone) - 20} more" if len(gone) > 20 else "")
+    raise EvalError(f"{where}: no fused image for {len(gone)} of {total} pairs: {shown} (each is looked for as "
+                    f"<pair id>.png, or {', '.join(IMAGE_SUFFIXES[1:])}). Fuse them first, or pass "
+                    "--skip-missing to score the pairs present (the skipped ids are printed and recorded in "
+                    "--json and --markdown).")
 
 
 def _single_threaded() -> None:
@@ -100,17 +143,22 @@ def score(fused: str, ir: str, vis: str, protocol: str = "cddfuse") -> dict[str,
 
 
 def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = None, protocol: str = "cddfuse",
-             progress: Progress = no_progress) -> list[Row]:
+             progress: Progress = no_progress, skip: frozenset[tuple[str, str]] = frozenset(),
+             label: str = "evaluate") -> list[Row]:
     """Score the fused image of every pair of ``datasets`` under ``protocol`` in ``workers``
-    processes (None: one per core); every file is located before any work starts."""
+    processes (None: one per core); every file is located before any work starts, and every
+    missing one is named (:func:`refuse_missing`). Pairs in ``skip`` ((dataset, id)) are left
+    out: ``--skip-missing`` passes those :func:`missing` found."""
     _check_protocol(protocol)
+    refuse_missing(fused_dir, [g for g in missing(fused_dir, datasets) if (g.dataset, g.name) not in skip],
+                   sum(len(m.pairs) for m in datasets))
     jobs = [(m.name, p.id, find_fused(fused_dir, p.id), m.source(p.ir), m.source(p.vis), protocol)
-            for m in datasets for p in m.pairs]
+            for m in datasets for p in m.pairs if (m.name, p.id) not in skip]
     if not jobs:
         raise EvalError("the given pairs list no images to evaluate.")
     workers = min(workers or available_cores(), len(jobs))
     rows: list[Row] = []
-    with progress("evaluate", len(jobs)) as advance:
+    with progress(label, len(jobs)) as advance:
         if workers <= 1:
             results = (score(*job[2:]) for job in jobs)
             for job, metrics in zip(jobs, results):
@@ -138,18 +186,49 @@ def means(rows: list[Row]) -> dict[str, dict[str, float]]:
     return out
 
 
+#: The widest table printed as it is; a wider one (``--protocol all``) is printed as the means
+#: alone, one metric per line, and the whole table is left to --csv/--json.
+MAX_WIDTH = 160
+
+
 def table(rows: list[Row]) -> str:
-    """A plain-text table: one row per image, then a mean row per dataset; columns aligned."""
+    """A plain-text table: one row per image, then a mean row per dataset; columns aligned. When
+    that would be wider than :data:`MAX_WIDTH`, the per-dataset means alone, transposed."""
     names = columns(rows)
     width = max([len(r.name) for r in rows] + [len(f"mean {d}") for d in means(rows)] + [4])
     cell = max(8, *(len(n) for n in names))
     head = f"{'name':<{width}}  " + "  ".join(f"{n:>{cell}}" for n in names)
+    if len(head) > MAX_WIDTH:
+        return transposed_means(rows)
     lines = [head, "-" * len(head)]
     lines += [f"{r.name:<{width}}  " + "  ".join(f"{r.metrics[n]:>{cell}.4f}" for n in names) for r in rows]
     lines.append("-" * len(head))
     lines += [f"{'mean ' + d:<{width}}  " + "  ".join(f"{m[n]:>{cell}.4f}" for n in names)
               for d, m in means(rows).items()]
     return "\n".join(lines)
+
+
+def transposed_means(rows: list[Row]) -> str:
+    """The mean of each metric per dataset, one metric per line (a narrow summary of a wide table)."""
+    names, by_dataset = columns(rows), means(rows)
+    counts = {d: sum(1 for r in rows if r.dataset == d) for d in by_dataset}
+    titles = [f"mean {d} ({counts[d]})" for d in by_dataset]
+    width = max(len(n) for n in names + ("metric",))
+    cells = [max(12, len(t)) for t in titles]
+    head = f"{'metric':<{width}}  " + "  ".join(f"{t:>{c}}" for t, c in zip(titles, cells))
+    lines = [head, "-" * len(head)]
+    lines += [f"{n:<{width}}  " + "  ".join(f"{m[n]:>{c}.4f}" for m, c in zip(by_dataset.values(), cells))
+              for n in names]
+    lines.append("(per-image scores: write them with --csv or --json)")
+    return "\n".join(lines)
+
+
+def missing_note(gone: list[Missing]) -> str:
+    """One line naming the pairs skipped for want of a fused image (empty when none were)."""
+    if not gone:
+        return ""
+    return f"skipped {len(gone)} pair(s) with no fused image (--skip-missing): " + ", ".join(
+        f"{g.dataset}/{g.name}" for g in gone)
 
 
 def write_csv(rows: list[Row], path: str) -> None:
@@ -169,7 +248,10 @@ def check_outputs(paths: list[str | None], *, overwrite: bool) -> None:
                                "another file.")
 
 
-def write_json(rows: list[Row], path: str) -> None:
-    """Per-image records and per-dataset means."""
+def write_json(rows: list[Row], path: str, *, skipped: list[Missing] = ()) -> None:
+    """Per-image records and per-dataset means; with ``skipped`` (``--skip-missing``) also the
+    pairs left out for want of a fused image."""
     doc = {"images": [{"dataset": r.dataset, "name": r.name, **r.metrics} for r in rows], "means": means(rows)}
+    if skipped:
+        doc["skipped_missing"] = [{"dataset": g.dataset, "name": g.name} for g in skipped]
     atomic.write_text(path, json.dumps(doc, indent=1))

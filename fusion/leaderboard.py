@@ -9,6 +9,7 @@ better larger.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 
 from crossfuse import atomic
 from crossfuse.errors import EvalError
-from crossfuse.fusion.evaluate import Row, columns
+from crossfuse.fusion.evaluate import MAX_WIDTH, Missing, Row, columns, missing_note
 from crossfuse.manifest import IMAGE_SUFFIXES
 
 #: Metrics read "smaller is better": the CDDFuse protocol's MSE; VIFB's cross entropy, RMSE and
@@ -74,12 +75,16 @@ def _arrow(column: str) -> str:
     return "↑" if better_larger(column) else "↓"
 
 
-def text(b: Board) -> str:
-    """A plain-text leaderboard: one row per method, ``mean (rank)`` per metric, best mean rank first."""
+def text(b: Board, *, max_width: int = MAX_WIDTH) -> str:
+    """A plain-text leaderboard: one row per method, ``mean (rank)`` per metric, best mean rank
+    first; when that is wider than ``max_width`` (``--protocol all``), one row per metric and a
+    column per method instead."""
     order = sorted(b.means, key=b.mean_rank)
     width = max(len(m) for m in order + ["method"])
     cell = max(14, *(len(c) + 2 for c in b.columns))
     head = f"{'method':<{width}}  " + "  ".join(f"{c + ' ' + _arrow(c):>{cell}}" for c in b.columns) + "  mean rank"
+    if len(head) > max_width:
+        return _text_by_metric(b, order)
     lines = [head, "-" * len(head)]
     for m in order:
         cells = "  ".join(f"{f'{b.means[m][c]:.4f} ({b.ranks[m][c]})':>{cell}}" for c in b.columns)
@@ -87,15 +92,38 @@ def text(b: Board) -> str:
     return "\n".join(lines)
 
 
-def markdown(b: Board) -> str:
+def _text_by_metric(b: Board, order: list[str]) -> str:
+    width = max(len(c) + 2 for c in b.columns + ("mean rank",))
+    cells = [max(16, len(m)) for m in order]
+    head = f"{'metric':<{width}}  " + "  ".join(f"{m:>{c}}" for m, c in zip(order, cells))
+    lines = [head, "-" * len(head)]
+    for col in b.columns:
+        lines.append(f"{col + ' ' + _arrow(col):<{width}}  " + "  ".join(
+            f"{f'{b.means[m][col]:.4f} ({b.ranks[m][col]})':>{c}}" for m, c in zip(order, cells)))
+    lines.append("-" * len(head))
+    lines.append(f"{'mean rank':<{width}}  " + "  ".join(f"{b.mean_rank(m):>{c}.2f}" for m, c in zip(order, cells)))
+    return "\n".join(lines)
+
+
+def _cell(name: str) -> str:
+    """A method name as one Markdown table cell: HTML escaped (``<script>`` shows as text), ``|``
+    escaped, line breaks as spaces."""
+    flat = " ".join(html.escape(name, quote=False).replace("|", "\\|").splitlines())
+    return flat or " "
+
+
+def markdown(b: Board, *, skipped: list[Missing] = ()) -> str:
     """The leaderboard as a Markdown table (best mean rank first, ties in the order given; each
-    cell ``mean (rank)``)."""
+    cell ``mean (rank)``; method names escaped); with ``skipped`` a line naming the pairs left
+    out for want of a fused image."""
     order = sorted(b.means, key=b.mean_rank)
     lines = ["| method | " + " | ".join(f"{c} {_arrow(c)}" for c in b.columns) + " | mean rank |",
              "|---|" + "---|" * (len(b.columns) + 1)]
     for m in order:
-        lines.append(f"| {m} | " + " | ".join(f"{b.means[m][c]:.4f} ({b.ranks[m][c]})" for c in b.columns)
+        lines.append(f"| {_cell(m)} | " + " | ".join(f"{b.means[m][c]:.4f} ({b.ranks[m][c]})" for c in b.columns)
                      + f" | {b.mean_rank(m):.2f} |")
+    if skipped:
+        lines += ["", html.escape(missing_note(skipped), quote=False) + " (every method was scored without them)."]
     return "\n".join(lines) + "\n"
 
 
@@ -107,15 +135,18 @@ def write_csv(scored: dict[str, list[Row]], path: str) -> None:
                       for method, rows in scored.items() for r in rows))
 
 
-def write_json(scored: dict[str, list[Row]], b: Board, path: str) -> None:
-    """The leaderboard (means, ranks, mean rank, direction of each metric) and every image's scores."""
+def write_json(scored: dict[str, list[Row]], b: Board, path: str, *, skipped: list[Missing] = ()) -> None:
+    """The leaderboard (means, ranks, mean rank, direction of each metric) and every image's
+    scores; with ``skipped``, the pairs every method was scored without (``--skip-missing``)."""
     doc = {"better": {c: "larger" if better_larger(c) else "smaller" for c in b.columns},
            "methods": {m: {"means": b.means[m], "ranks": b.ranks[m], "mean_rank": b.mean_rank(m)} for m in b.means},
            "images": [{"method": m, "dataset": r.dataset, "name": r.name, **r.metrics}
                       for m, rows in scored.items() for r in rows]}
+    if skipped:
+        doc["skipped_missing"] = [{"dataset": g.dataset, "name": g.name} for g in skipped]
     atomic.write_text(path, json.dumps(doc, indent=1))
 
 
-def write_markdown(b: Board, path: str) -> None:
+def write_markdown(b: Board, path: str, *, skipped: list[Missing] = ()) -> None:
     """The Markdown table of :func:`markdown`, to ``path``."""
-    atomic.write_text(path, markdown(b))
+    atomic.write_text(path, markdown(b, skipped=skipped))

@@ -496,3 +496,136 @@ def test_15_report_refuses_a_folder_with_a_users_files(tmp_path, sample_corpus):
     (out / "notes.txt").unlink()
     r = _run(align_main, "report", sample_corpus[0], "--out", out)  # its own earlier report: replaced
     assert r.exit_code == 0 and "crossfuse-align report" in (out / "index.html").read_text(), r.output
+
+
+# ---- 14. an experiment checks every path of its spec before any work ----
+
+def test_14_an_experiment_with_a_missing_test_manifest_starts_nothing(tmp_path):
+    spec = (REPO / "recipes" / "smoke.toml").read_text().replace("../data_manifests/", f"{REPO}/data_manifests/")
+    spec = spec.replace(f"{REPO}/data_manifests/sample-target-test.json", str(tmp_path / "gone.json"))
+    assert str(tmp_path / "gone.json") in spec
+    (tmp_path / "spec.toml").write_text(spec)
+    r = _run(main, "experiment", tmp_path / "spec.toml", "-o", tmp_path / "exp", "-q")
+    assert r.exit_code == 1 and "[tests.sample-test]" in r.output and "gone.json does not exist" in r.output, r.output
+    assert not (tmp_path / "exp").exists()
+    # A manifest listing an image that is not there is named too, before anything is built.
+    root, ids = _dataset(tmp_path / "data", n=2)
+    (root / "vis" / f"{ids[1]}.png").unlink()
+    m = {"name": "holey", "root": str(root), "pairs": [{"id": i, "ir": f"ir/{i}.png", "vis": f"vis/{i}.png"}
+                                                       for i in ids]}
+    (tmp_path / "holey.json").write_text(json.dumps(m))
+    (tmp_path / "spec.toml").write_text(spec.replace(str(tmp_path / "gone.json"), str(tmp_path / "holey.json")))
+    r = _run(main, "experiment", tmp_path / "spec.toml", "-o", tmp_path / "exp", "-q")
+    assert r.exit_code == 1 and f"vis/{ids[1]}.png" in r.output and "do not exist" in r.output, r.output
+    assert not (tmp_path / "exp").exists()
+
+
+# ---- 23. the id rule and its wording agree ----
+
+@pytest.mark.parametrize("bad", ["two\nlines", "<script>alert(1)</script>", "a|b", "tab\there", 'quote"d', "x:y"])
+def test_23_ids_the_rule_refuses_are_refused_in_its_words(tmp_path, bad):
+    root, ids = _dataset(tmp_path, n=1)
+    m = {"name": "odd", "root": str(root), "pairs": [{"id": bad, "ir": f"ir/{ids[0]}.png", "vis": f"vis/{ids[0]}.png"}]}
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    with pytest.raises(ManifestError, match="printable characters except") as exc:
+        manifest.load(str(tmp_path / "m.json"))
+    assert repr(bad) in str(exc.value)
+
+
+def test_23_ids_the_rule_allows_fuse(tmp_path, ckpt):
+    root, ids = _dataset(tmp_path, n=1)
+    good = ["sub/FLIR (copy) #2", "é-ü_1.v2"]
+    m = {"name": "ok", "root": str(root), "pairs": [{"id": g, "ir": f"ir/{ids[0]}.png", "vis": f"vis/{ids[0]}.png"}
+                                                    for g in good]}
+    (tmp_path / "m.json").write_text(json.dumps(m))
+    r = _run(main, "fuse", "--checkpoint", ckpt, "--pairs", tmp_path / "m.json", "-o", tmp_path / "out", "-q")
+    assert r.exit_code == 0 and all((tmp_path / "out" / f"{g}.png").is_file() for g in good), r.output
+
+
+# ---- 16, 17, 29 and 33: eval and leaderboards ----
+
+def _fused_like(root, ids, folder, which=None):
+    """A method folder of plain (colour) max fusions of the pairs ``which`` (default all) of ``root``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in which if which is not None else ids:
+        ir = np.asarray(Image.open(root / "ir" / f"{i}.png").convert("L"))
+        vis = np.asarray(Image.open(root / "vis" / f"{i}.png").convert("RGB"))
+        Image.fromarray(np.maximum(ir[..., None], vis)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_16_two_candidates_for_one_pair_are_refused_naming_both(tmp_path):
+    root, ids = _dataset(tmp_path, n=2)
+    for board in (False, True):
+        top = tmp_path / f"board{board}"
+        method = _fused_like(root, ids, top / "B" if board else top)
+        if board:
+            _fused_like(root, ids, top / "A")
+        Image.open(method / f"{ids[1]}.png").save(method / f"{ids[1]}.jpg")
+        r = _run(main, "eval", "--fused", top, "--pairs", root, "-q", "-j", "1")
+        assert r.exit_code == 1 and f"{ids[1]}.jpg and " in r.output and f"{ids[1]}.png are both" in r.output, r.output
+
+
+def test_17_method_names_are_escaped_in_the_markdown_table(tmp_path):
+    root, ids = _dataset(tmp_path, n=1)
+    names = ["a|b", "two\nlines", "<script>alert(1)"]
+    for name in names:
+        _fused_like(root, ids, tmp_path / "board" / name)
+    r = _run(main, "eval", "--fused", tmp_path / "board", "--pairs", root, "-q", "-j", "1",
+             "--markdown", tmp_path / "b.md")
+    assert r.exit_code == 0, r.output
+    lines = (tmp_path / "b.md").read_text().splitlines()
+    assert len(lines) == 2 + len(names)  # a header, a rule, one line per method: no name broke a row
+    cells = {line.replace("\\|", "").count("|") for line in lines}
+    assert cells == {lines[0].count("|")}, lines  # every row has the header's number of cells
+    text = "\n".join(lines)
+    assert "<script>" not in text and "&lt;script&gt;" in text and "a\\|b" in text and "two lines" in text
+
+
+def test_29_eval_names_every_missing_image_and_can_skip_them(tmp_path):
+    root, ids = _dataset(tmp_path, n=3)
+    fused = _fused_like(root, ids, tmp_path / "fused", which=ids[:1])
+    r = _run(main, "eval", "--fused", fused, "--pairs", root, "-q", "-j", "1")
+    assert r.exit_code == 1 and "no fused image for 2 of 3 pairs" in r.output, r.output
+    assert ids[1] in r.output and ids[2] in r.output and "--skip-missing" in r.output
+    r = _run(main, "eval", "--fused", fused, "--pairs", root, "-q", "-j", "1", "--skip-missing",
+             "--json", tmp_path / "s.json", "--markdown", tmp_path / "s.md")
+    assert r.exit_code == 0 and f"skipped 2 pair(s) with no fused image (--skip-missing): pairs/{ids[1]}" in r.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert [i["name"] for i in doc["images"]] == [ids[0]]
+    assert doc["skipped_missing"] == [{"dataset": "pairs", "name": ids[1]}, {"dataset": "pairs", "name": ids[2]}]
+    assert f"pairs/{ids[2]}" in (tmp_path / "s.md").read_text()
+    # A leaderboard: each method lacks another pair; every method is scored on the pair all have.
+    board = tmp_path / "board"
+    _fused_like(root, ids, board / "A", which=ids[:2])
+    _fused_like(root, ids, board / "B", which=[ids[0], ids[2]])
+    r = _run(main, "eval", "--fused", board, "--pairs", root, "-q", "-j", "1")
+    assert r.exit_code == 1 and "method A" in r.output and ids[2] in r.output, r.output
+    r = _run(main, "eval", "--fused", board, "--pairs", root, "-q", "-j", "1", "--skip-missing",
+             "--json", tmp_path / "b.json")
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert r.exit_code == 0 and {(i["method"], i["name"]) for i in doc["images"]} == {("A", ids[0]), ("B", ids[0])}
+    assert {g["name"] for g in doc["skipped_missing"]} == {ids[1], ids[2]}
+
+
+def test_33_eval_prints_narrow_tables_and_names_each_method_without_a_terminal(tmp_path):
+    root, ids = _dataset(tmp_path, n=2, size=(64, 64))
+    board = tmp_path / "board"
+    for name in ("first-method", "second-method"):
+        _fused_like(root, ids, board / name)
+    r = _run(main, "eval", "--fused", board, "--pairs", root, "-j", "1")  # no -q, and no terminal
+    assert r.exit_code == 0 and "evaluate first-method" in r.output and "evaluate second-method" in r.output, r.output
+    for fused in (board, board / "first-method"):
+        r = _run(main, "eval", "--fused", fused, "--pairs", root, "-q", "-j", "1", "--protocol", "all")
+        assert r.exit_code == 0 and max(map(len, r.output.splitlines())) <= 160, r.output
+        assert "cddfuse:Qabf" in r.output and "vifb:Qcv" in r.output
+
+
+def test_33_every_help_fits_80_columns_without_breaking_words():
+    from crossfuse.cli.align import main as align
+
+    for group in (main, align):
+        for name in [None, *group.commands]:
+            r = _run(group, *([name] if name else []), "--help")
+            assert r.exit_code == 0 and max(map(len, r.output.splitlines())) <= 80, (name, r.output)
+            assert "Qab f" not in r.output
