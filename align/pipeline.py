@@ -149,7 +149,7 @@ def _run(job: _Job, out: str, *, engine: EngineConfig, overwrite: bool, break_lo
                                                overwrite=overwrite, token=token, also=job.without_skip_bad)
         with dask_client(engine) as client:
             record = stages(client, group, clock, facts)
-        record = _store.finalize(group, record, token)
+        record = _store.finalize(out, group, record, token)
     clock["end"] = time.perf_counter()
     marks = list(clock)
     seconds = {b: clock[b] - clock[a] for a, b in zip(marks, marks[1:]) if b != "end"}

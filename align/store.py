@@ -330,17 +330,17 @@ def chunk_digests(url: str, group: zarr.Group, name: str) -> tuple[tuple[int, st
     return tuple(object_digest(chunk_url(url, arr, i)) for i in range(chunk_count(arr.shape[0], arr.chunks[0])))
 
 
-def finalize(group: zarr.Group, record: CorpusRecord, token: str) -> CorpusRecord:
+def finalize(url: str, group: zarr.Group, record: CorpusRecord, token: str) -> CorpusRecord:
     """Record the corpus attributes (the build's header kept), mark the store complete, then drop
     the scratch group. Returns the record as stored. Refused when the scratch group holds another
     writer's ``token``: another build took the store over while this one ran (object stores have
     no lock file; this is the single-writer rule's check)."""
     holder = group[PARTIAL_GROUP].attrs.get("writer") if PARTIAL_GROUP in group else None
     if holder != token:
-        raise StoreLockedError(f"{group.store}: another build took this store over while this one ran (its writer "
+        raise StoreLockedError(f"{url}: another build took this store over while this one ran (its writer "
                                "token changed); it is not marked complete. Run one build per --out, then rerun the "
                                "command that should own it.")
-    header = CorpusRecord.from_json(group.attrs[ATTR_KEY], str(group.store), require_complete=False)
+    header = CorpusRecord.from_json(group.attrs[ATTR_KEY], url, require_complete=False)
     record = dataclasses.replace(record, fingerprint=header.fingerprint, scan_fingerprint=header.scan_fingerprint,
                                  inputs=header.inputs, complete=True, tool_version=__version__,
                                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -132,6 +132,11 @@ def score(fused: str, ir: str, vis: str, protocol: str = "cddfuse") -> dict[str,
     f, a, b = read_stored(fused), read_stored(ir), read_stored(vis)  # each file read once, whatever the protocol
     _same_size(fused, ir, vis, f, a, b)
     _large_enough(fused, f, protocol)
+    if protocol in ("vifb", "all") and f.ndim == 2 and (a.ndim == 3 or b.ndim == 3):
+        colour = " and ".join(p for p, x in ((ir, a), (vis, b)) if x.ndim == 3)
+        raise EvalError(f"{fused} is a gray image but {colour} is in colour: VIFB's Qcb and Qcv are computed per "
+                        "channel and its MATLAB code fails on that mix. Score a 3-channel fused image, or use "
+                        "--protocol cddfuse.")
     out: dict[str, float] = {}
     if protocol in ("cddfuse", "all"):
         prefix = "cddfuse:" if protocol == "all" else ""

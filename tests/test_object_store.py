@@ -17,24 +17,6 @@ pytest.importorskip("s3fs")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def s3(monkeypatch):
-    """A moto S3 server on 127.0.0.1 (a free port) with one bucket; fsspec's s3 defaults point at it."""
-    import fsspec
-
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    endpoint = f"http://127.0.0.1:{server._server.server_port}"
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint, "key": "testing", "secret": "testing"})
-    fs = fsspec.filesystem("s3", skip_instance_cache=True)
-    fs.mkdir("crossfuse")
-    yield fs
-    server.stop()
-
-
 def _upload(fs, local_manifest: str, prefix: str) -> str:
     """Copy a manifest's pairs to s3://crossfuse/<prefix>/ and write a manifest whose root is there."""
     m = manifest.load(local_manifest)

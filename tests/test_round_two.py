@@ -629,3 +629,48 @@ def test_33_every_help_fits_80_columns_without_breaking_words():
             r = _run(group, *([name] if name else []), "--help")
             assert r.exit_code == 0 and max(map(len, r.output.splitlines())) <= 80, (name, r.output)
             assert "Qab f" not in r.output
+
+
+# ---- 20. a grey + alpha visible image ----
+
+def test_20_a_grey_alpha_visible_image_reads_as_grey_and_mixes_are_named(tmp_path):
+    root, ids = _dataset(tmp_path, n=1, size=(64, 64))
+    fused = tmp_path / "fused"
+    fused.mkdir()
+    Image.open(_fused_like(root, ids, tmp_path / "colour") / f"{ids[0]}.png").convert("L").save(fused / f"{ids[0]}.png")
+    grey = tmp_path / "grey"
+    import shutil
+
+    shutil.copytree(root, grey)
+    Image.open(root / "vis" / f"{ids[0]}.png").convert("L").save(grey / "vis" / f"{ids[0]}.png")
+    Image.open(root / "vis" / f"{ids[0]}.png").convert("LA").save(root / "vis" / f"{ids[0]}.png")
+    scores = []
+    for pairs in (root, grey):
+        r = _run(main, "eval", "--fused", fused, "--pairs", pairs, "-q", "-j", "1", "--protocol", "vifb",
+                 "--json", tmp_path / f"{pairs.name}.json")
+        assert r.exit_code == 0, r.output
+        scores.append({k: v for k, v in json.loads((tmp_path / f"{pairs.name}.json").read_text())["images"][0].items()
+                       if k != "dataset"})
+    assert scores[0] == scores[1]  # LA is scored as its grey image, as MATLAB's imread reads it
+    shutil.copy(tmp_path / "colour" / f"{ids[0]}.png", grey / "vis" / f"{ids[0]}.png")
+    r = _run(main, "eval", "--fused", fused, "--pairs", grey, "-q", "-j", "1", "--protocol", "vifb")
+    assert r.exit_code == 1 and f"fused/{ids[0]}.png is a gray image but" in r.output, r.output
+    assert f"grey/vis/{ids[0]}.png is in colour" in r.output
+
+
+# ---- 24. a race on an object store is reported with the store's URL ----
+
+@pytest.mark.slow
+def test_24_the_loser_of_an_s3_race_is_told_the_url(s3):
+    from crossfuse.align import store as _store
+    from crossfuse.errors import StoreLockedError
+    from crossfuse.schema import CorpusRecord
+
+    url = "s3://crossfuse/raced.zarr"
+    header = dict(kind="packed", fingerprint="f", scan_fingerprint="s", inputs={}, overwrite=False)
+    first, _ = _store.open_for_build(url, token="first", **header)
+    _store.open_for_build(url, token="second", **header)  # the second build takes the store over
+    with pytest.raises(StoreLockedError) as exc:
+        _store.finalize(url, first, CorpusRecord(kind="packed"), "first")
+    assert str(exc.value).startswith(f"{url}: another build took this store over"), exc.value
+    assert "FsspecStore" not in str(exc.value)

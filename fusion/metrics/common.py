@@ -12,8 +12,8 @@ from crossfuse.imageio import load_image
 
 
 def read_stored(path: str) -> np.ndarray:
-    """An image as its file stores it, as MATLAB's ``imread`` returns it: (H, W) for a gray image,
-    (H, W, 3) for a colour one, uint8. Refuses anything but 8-bit gray or RGB with an error
+    """An image as its file stores it, as MATLAB's ``imread`` returns it: (H, W) for a gray image
+    (with or without alpha), (H, W, 3) for a colour one (alpha dropped), uint8. Refuses anything but 8-bit gray or RGB with an error
     naming the file."""
     import fsspec
 
@@ -27,8 +27,8 @@ def read_stored(path: str) -> np.ndarray:
     except ImageError as exc:
         raise EvalError(f"{exc} The protocol scores 8-bit images; write or convert it as one.") from exc
     with im:
-        if im.mode == "L":
-            return np.asarray(im, dtype=np.uint8)
+        if im.mode in ("L", "LA"):  # imread gives a gray image with alpha as the gray image alone
+            return np.asarray(im.convert("L") if im.mode == "LA" else im, dtype=np.uint8)
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
