@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from crossfuse.align.config import EngineConfig
-from crossfuse.errors import EngineError
+from crossfuse.errors import EngineError, WriteError
 from crossfuse.system import available_cores
 
 #: zarr settings for the engine's work: Dask owns the cores, so zarr's own thread pool runs one
@@ -90,9 +90,24 @@ def completed(client, futures, *, worker_timeout: float, poll: float = 2.0) -> I
                 except (TimeoutError, distributed.TimeoutError):
                     idle_since = _check_workers(client, idle_since, worker_timeout)
                 except lost as exc:
+                    if future.status == "error":  # the task's own error (it ran and raised), not the cluster's
+                        raise _task_error(exc) from exc
                     raise EngineError(_LOST.format(what=f"the cluster lost a task ({type(exc).__name__}: {exc})")) \
                         from exc
             yield future, value
+
+
+def _task_error(exc: BaseException) -> BaseException:
+    """What to raise for a task's own OSError: a full disk or file-size limit as a
+    :class:`WriteError` saying so and how to resume; anything else as it is."""
+    from crossfuse import atomic
+
+    reason = atomic.out_of_space(exc)
+    if not reason:
+        return exc
+    where = f" ({exc.filename})" if isinstance(exc, OSError) and exc.filename else ""
+    return WriteError(f"a build task could not write to the store{where}: {reason}. Free some space (or raise the "
+                      "limit) and rerun the same command: every finished batch and chunk is kept.")
 
 
 _LOST = ("{what}; the store keeps every finished batch and chunk, so rerun the same command to resume once the "

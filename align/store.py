@@ -29,7 +29,7 @@ from crossfuse import __version__
 from crossfuse.errors import StoreError, StoreExistsError, StoreLockedError
 from crossfuse.digest import object_digest
 from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, STATS_GROUP, CorpusRecord, array_specs, chunk_count, chunk_key,
-                              chunk_url, stats_digest, stored_chunks)
+                              chunk_url, missing_chunks, stats_digest, stored_chunks)
 
 #: Scratch role of the selected patches' pixels read by the second pass (``--low-scratch``, IVF).
 SELECTED = "selected"
@@ -79,6 +79,21 @@ def open_for_build(url: str, *, kind: str, fingerprint: str, scan_fingerprint: s
     return group, resumed
 
 
+def _complete_refusal(url: str, group: zarr.Group) -> str:
+    """Why a build will not write over the complete corpus at ``url``, and the one thing to do: an
+    intact one is replaced only on request; a damaged one (chunks deleted or resized since) cannot
+    be repaired in place, since its scratch data went when it was finished."""
+    try:
+        lost = missing_chunks(url, group, CorpusRecord.from_json(group.attrs.get(ATTR_KEY), url))
+    except StoreError:
+        lost = []
+    if not lost:
+        return f"{url} already holds a complete corpus; pass --overwrite to replace it."
+    return (f"{url} holds a finished corpus that was damaged since ({'; '.join(lost[:3])}"
+            f"{' ...' if len(lost) > 3 else ''}); a finished corpus is not repaired in place. Rerun this command "
+            "with --overwrite to build it again.")
+
+
 def _open_or_create(url: str, *, kind: str, fingerprint: str, scan_fingerprint: str, inputs: dict[str, Any],
                     overwrite: bool, also: tuple[str, str] | None = None) -> tuple[zarr.Group, bool]:
     existing = _open_existing(url)
@@ -95,7 +110,7 @@ def _open_or_create(url: str, *, kind: str, fingerprint: str, scan_fingerprint: 
         same_kind = header.kind == kind
         if header.complete:
             if not overwrite:
-                raise StoreExistsError(f"{url} already holds a complete corpus; pass --overwrite to replace it.")
+                raise StoreExistsError(_complete_refusal(url, existing))
         elif overwrite:
             pass  # an unfinished build is never resumed under --overwrite: its batches may be stale
         elif same_kind and header.fingerprint == fingerprint:
@@ -177,7 +192,12 @@ def write_batch(url: str, role: str, batch: int, arrays: dict[str, np.ndarray], 
         buffer, **arrays, info=np.frombuffer(json.dumps(info).encode(), dtype=np.uint8))
     fs, path = fsspec.core.url_to_fs(batch_url(url, role, batch))
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    fs.pipe_file(path + ".tmp", buffer.getvalue())
+    try:
+        fs.pipe_file(path + ".tmp", buffer.getvalue())
+    except OSError:  # a full disk: leave no partial blob behind (a resumed build writes it again)
+        if fs.exists(path + ".tmp"):
+            fs.rm(path + ".tmp")
+        raise
     fs.mv(path + ".tmp", path)
     return len(buffer.getvalue())
 

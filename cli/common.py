@@ -30,6 +30,14 @@ def reports_errors(func: Callable[..., Any] | None = None, *,
             except PermissionError as exc:  # an output folder (or its parent) that may not be written
                 raise click.ClickException(f"permission denied: {exc.filename or exc}; choose a location you can "
                                            "write to (or read, for inputs).") from exc
+            except OSError as exc:  # a full disk met outside crossfuse's own writers (zarr's, Dask's)
+                from crossfuse.atomic import out_of_space
+
+                if not (reason := out_of_space(exc)):
+                    raise
+                where = f" {exc.filename}" if exc.filename else ""
+                raise click.ClickException(f"cannot write{where}: {reason}. Free some space (or raise the limit) "
+                                           "and run the same command again: what was finished is kept.") from exc
             except KeyboardInterrupt:
                 click.echo(f"\n{interrupted}", err=True)
                 sys.exit(130)
@@ -102,6 +110,9 @@ def quiet_client_logging() -> None:
     import distributed  # noqa: F401 - importing it configures its loggers; set ours after that
 
     _critical_only("distributed.client", "distributed.comm", "asyncio")
+    # A failed task is logged by its worker ("Compute Failed" and a traceback) and raised here as
+    # well, where the engine says what it means; in the in-process cluster that log is a duplicate.
+    _critical_only("distributed.worker")
     _install_noise_filter()
 
 

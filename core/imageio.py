@@ -80,10 +80,12 @@ def load_image(data: bytes, *, url: str) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"{url} is too large to decode safely ({exc}).") from exc
+        raise ImageError(f"{url} is too large to decode safely ({exc}); if the file is trusted, raise the limit "
+                         "with CROSSFUSE_MAX_PIXELS=N.") from exc
     except UnidentifiedImageError as exc:
         # Pillow's own message names our in-memory buffer (<_io.BytesIO object at 0x...>), not the file
-        raise ImageError(f"{url} is not an image file Pillow can read.") from exc
+        raise ImageError(f"{url} is not an image file Pillow can read; replace it with the image it should "
+                         "be (PNG, JPEG, BMP or TIFF).") from exc
     width, height = im.size
     if width * height > limit:
         raise ImageError(f"{url} is {width}x{height}, {width * height / 1e6:.0f} million pixels, above the limit of "
@@ -98,7 +100,7 @@ def load_image(data: bytes, *, url: str) -> Image.Image:
     try:
         im.load()
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{url} is unreadable or truncated ({exc}).") from exc
+        raise ImageError(f"{url} is unreadable or truncated ({exc}); copy the file again from its source.") from exc
     return im
 
 

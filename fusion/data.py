@@ -57,9 +57,10 @@ class Corpora:
             group, record = open_corpus(url)
             lost = missing_chunks(url, group, record, FIELDS)
             if lost:
-                raise StoreError(f"{url} has lost data: {'; '.join(lost[:3])}{' ...' if len(lost) > 3 else ''}. Zarr "
-                                 "would read it as zeros, so it is not trained on; run `crossfuse-align verify "
-                                 f"{url}` and rebuild the corpus.")
+                raise StoreError(f"{url} is damaged: {'; '.join(lost[:3])}{' ...' if len(lost) > 3 else ''} since "
+                                 "it was built, so it is not trained on (a missing chunk reads as zeros, a changed "
+                                 f"one as wrong pixels). Rebuild the corpus; `crossfuse-align verify {url}` lists "
+                                 "every damaged chunk.")
             self.lengths.append(int(group["vis"].shape[0]))
             self.chunks.append(int(group["vis"].chunks[0]))
             self.records.append(record)

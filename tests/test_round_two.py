@@ -222,6 +222,23 @@ def test_7_fuse_and_eval_on_a_full_disk(tmp_path, ckpt):
     assert r.returncode == 0 and len(json.loads(out.read_text())["images"]) == 2
 
 
+@pytest.mark.parametrize("limit", [20_000, 600_000])
+def test_7_build_and_pack_on_a_full_disk_say_so_and_resume(tmp_path, limit):
+    from tests.helpers import SAMPLE_AUX, SAMPLE_TARGET
+
+    out = tmp_path / "b.zarr"
+    args = ("crossfuse.cli.align", "build", "-t", SAMPLE_TARGET, "-a", SAMPLE_AUX, "-o", out, "-p", 64, "-s", 64,
+            "-k", 200, "--chunk", 48, "-q")
+    r = _cli(*args, limit_bytes=limit)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "file too large" in r.stderr, r.stderr
+    assert "lost a task" not in r.stderr and "rerun the same command" in r.stderr
+    assert not list(out.rglob("*.tmp"))
+    assert _cli(*args).returncode == 0 and _cli("crossfuse.cli.align", "verify", out).returncode == 0
+    r = _cli("crossfuse.cli.align", "pack", "--manifest", SAMPLE_AUX, "-o", tmp_path / "p.zarr", "-p", 64, "-s", 64,
+             "-q", limit_bytes=limit)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "file too large" in r.stderr, r.stderr
+
+
 # ---- 8. long names ----
 
 def test_8_a_250_character_stem_fuses(tmp_path, ckpt):
@@ -674,3 +691,35 @@ def test_24_the_loser_of_an_s3_race_is_told_the_url(s3):
         _store.finalize(url, first, CorpusRecord(kind="packed"), "first")
     assert str(exc.value).startswith(f"{url}: another build took this store over"), exc.value
     assert "FsspecStore" not in str(exc.value)
+
+
+# ---- 25. each message says what happened and the one thing to do ----
+
+def test_25_messages_say_what_happened_and_what_to_do(tmp_path, sample_corpus, ckpt):
+    import shutil
+
+    store = _copy_store(tmp_path, sample_corpus)
+    chunk = store / "vis" / "c" / "0" / "0" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes() + b"\0")  # resized: not a missing chunk, not zeros
+    r = _run(main, "train", "-d", store, "-o", tmp_path / "run", "-q")
+    assert r.exit_code == 1 and "is damaged: array 'vis' chunk 0" in r.output and "Rebuild the corpus" in r.output
+    assert "would read it as zeros" not in r.output
+    # A truncated image: what happened, not the 8-bit advice.
+    root, ids = _dataset(tmp_path / "d", n=1)
+    fused = _fused_like(root, ids, tmp_path / "fused")
+    data = (fused / f"{ids[0]}.png").read_bytes()
+    (fused / f"{ids[0]}.png").write_bytes(data[: len(data) // 2])
+    r = _run(main, "eval", "--fused", fused, "--pairs", root, "-q", "-j", "1")
+    assert r.exit_code == 1 and "truncated" in r.output and "copy the file again" in r.output, r.output
+    assert "8-bit" not in r.output
+    # A finished corpus that lost a chunk: the build command says it is damaged and to add --overwrite.
+    shutil.rmtree(store)
+    store = _copy_store(tmp_path, sample_corpus)
+    (store / "ir" / "c" / "0" / "0" / "0" / "0").unlink()
+    from tests.helpers import SAMPLE_AUX, SAMPLE_PARAMS, SAMPLE_TARGET
+
+    p = SAMPLE_PARAMS
+    r = _run(align_main, "build", "-t", SAMPLE_TARGET, "-a", SAMPLE_AUX, "-o", store, "-k", p["k"], "-p", p["patch"],
+             "-s", p["stride"], "--chunk", p["chunk"], "-q")
+    assert r.exit_code == 1 and "damaged since (array 'ir' chunk 0" in r.output and "with --overwrite" in r.output, \
+        r.output

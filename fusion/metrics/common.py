@@ -25,7 +25,7 @@ def read_stored(path: str) -> np.ndarray:
     try:
         im = load_image(data, url=path)
     except ImageError as exc:
-        raise EvalError(f"{exc} The protocol scores 8-bit images; write or convert it as one.") from exc
+        raise EvalError(str(exc)) from exc  # the message names the file and what to do
     with im:
         if im.mode in ("L", "LA"):  # imread gives a gray image with alpha as the gray image alone
             return np.asarray(im.convert("L") if im.mode == "LA" else im, dtype=np.uint8)

@@ -47,7 +47,7 @@ def test_a_deleted_chunk_is_found_by_verify_and_refused_by_the_loader(store):
     _chunk(store, "ir", 2).unlink()
     ok, problems = _problems(store)
     assert not ok and "array 'ir' chunk 2 (rows 96:144) is missing" in problems
-    with pytest.raises(StoreError, match=r"has lost data: array 'ir' chunk 2 .* not trained on"):
+    with pytest.raises(StoreError, match=r"is damaged: array 'ir' chunk 2 .* not trained on"):
         Corpora([str(store)])
 
 
