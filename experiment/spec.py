@@ -106,9 +106,7 @@ def _table(doc: dict, key: str, where: str) -> dict[str, Any]:
 
 
 def _check_keys(table: dict, allowed: set[str], where: str) -> None:
-    unknown = set(table) - allowed
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}.")
+    train_config.check_keys(table, allowed, where)
 
 
 def _name(name: str, where: str) -> str:

@@ -100,18 +100,34 @@ def _check_types(cls: type, values: dict[str, Any], where: str, prefix: str = ""
                               f"got {value!r} ({type(value).__name__}).")
 
 
+def check_keys(table: dict[str, Any], known: set[str] | frozenset[str], where: str, section: str = "") -> None:
+    """A ConfigError for the keys of ``table`` not in ``known``: each unknown key named with its
+    ``section`` (``[network]``), the closest known key suggested as flag typos get it ("did you
+    mean"), then every known key."""
+    import difflib
+
+    unknown = sorted(set(table) - set(known))
+    if not unknown:
+        return
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        named.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    place = f" in {section}" if section else ""
+    raise ConfigError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''}{place}: {', '.join(named)}. "
+                      f"Known keys{place}: {', '.join(sorted(known))}.")
+
+
 def from_dict(values: dict[str, Any], *, where: str = "config") -> TrainConfig:
-    """Build a config from plain values (a parsed TOML document), rejecting unknown keys and
-    values of the wrong type. A ``[data]`` table (a run's corpora) is ignored here."""
+    """Build a config from plain values (a parsed TOML document), rejecting unknown keys (named,
+    with the closest known one) and values of the wrong type. A ``[data]`` table (a run's
+    corpora) is ignored here."""
     values = {k: v for k, v in values.items() if k != DATA_TABLE}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(values) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known keys are {sorted(known)}.")
+    check_keys(values, {f.name for f in dataclasses.fields(TrainConfig)}, where)
     net = values.pop("network", {})
-    net_known = {f.name for f in dataclasses.fields(NetworkConfig)}
-    if not isinstance(net, dict) or set(net) - net_known:
-        raise ConfigError(f"{where}: [network] accepts {sorted(net_known)}, got {net!r}.")
+    if not isinstance(net, dict):
+        raise ConfigError(f"{where}: network must be a table ([network]) of network settings, got {net!r}.")
+    check_keys(net, {f.name for f in dataclasses.fields(NetworkConfig)}, where, "[network]")
     _check_types(TrainConfig, values, where)
     _check_types(NetworkConfig, net, where, prefix="network.")
     try:

@@ -723,3 +723,17 @@ def test_25_messages_say_what_happened_and_what_to_do(tmp_path, sample_corpus, c
              "-s", p["stride"], "--chunk", p["chunk"], "-q")
     assert r.exit_code == 1 and "damaged since (array 'ir' chunk 0" in r.output and "with --overwrite" in r.output, \
         r.output
+
+
+# ---- 32. a typo in a config key is named, with the key it was probably meant to be ----
+
+def test_32_config_key_typos_are_named_with_a_suggestion(tmp_path, sample_corpus):
+    for text, expected in (("[network]\nheds = 2\n", "unknown key in [network]: 'heds' (did you mean 'heads'?)"),
+                           ("batchsize = 4\n", "unknown key: 'batchsize' (did you mean 'batch_size'?)")):
+        (tmp_path / "bad.toml").write_text(text)
+        r = _run(main, "train", "-d", sample_corpus[0], "-o", tmp_path / "run", "-c", tmp_path / "bad.toml", "-q")
+        assert r.exit_code == 1 and expected in r.output, r.output
+    spec = (REPO / "recipes" / "smoke.toml").read_text().replace("sheet_pairs = 2", "sheet_pair = 2")
+    (tmp_path / "spec.toml").write_text(spec)
+    r = _run(main, "experiment", tmp_path / "spec.toml", "-o", tmp_path / "exp", "-q")
+    assert r.exit_code == 1 and "'sheet_pair' (did you mean 'sheet_pairs'?)" in r.output, r.output

@@ -147,7 +147,7 @@ def test_clear_errors(tmp_path, sample_corpus):
     bad = tmp_path / "bad.toml"
     bad.write_text("epochz = 3\n")
     r = _run("train", "--data", sample_corpus[0], "--out", tmp_path / "r", "--config", bad)
-    assert r.exit_code == 1 and "unknown key(s) ['epochz']" in r.output
+    assert r.exit_code == 1 and "unknown key: 'epochz' (did you mean 'epochs'?)" in r.output
     r = _run("train", "--data", tmp_path / "nothing.zarr", "--out", tmp_path / "r")
     assert r.exit_code == 1 and "no Zarr group" in r.output
     r = _run("fuse", "--checkpoint", tmp_path / "none.pth", "--pairs", SAMPLE_TARGET, "-o", tmp_path / "o")

@@ -44,7 +44,7 @@ def _write(tmp_path, text):
     ("[corpora.x]\npack = \"a.json\"\nk = 5", "belong to build corpora"),
     ("[corpora.x]\nbuild = \"a.json\"\ntarget = \"b.json\"\nk = [5, 5]", "distinct"),
     ("[tests.t2]\npairs = \"x.json\"\npublished = \"Nowhere\"", "published must be one of"),
-    ("colour = 1", "unknown key(s) ['colour']"),
+    ("colour = 1", "unknown key: 'colour'"),
 ])
 def test_mistakes_are_named(tmp_path, extra, message):
     with pytest.raises(ConfigError) as exc:
