@@ -251,10 +251,9 @@ def experiment(spec_file, out, only, device, workers, quiet):
 
     keep_freed_memory()
     spec = spec_mod.load(spec_file)
-    layout = runner.run(spec, out, only=tuple(only), engine=EngineConfig(workers=workers), device=device,
-                        workers=workers, log=lambda line: click.echo(line, err=True),
-                        progress=progress_factory(quiet))
-    click.echo(f"results: {layout.root}/results.md")
+    # The run's last log line names the results (printed once, there).
+    runner.run(spec, out, only=tuple(only), engine=EngineConfig(workers=workers), device=device, workers=workers,
+               log=lambda line: click.echo(line, err=True), progress=progress_factory(quiet))
 
 
 if __name__ == "__main__":

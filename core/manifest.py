@@ -24,6 +24,7 @@ import fsspec
 
 from crossfuse.digest import file_sha256, json_sha256
 from crossfuse.errors import ManifestError, OutputExistsError
+from crossfuse.progress import Progress, no_progress
 
 #: Sub-folder pairs accepted for a dataset folder, in order of preference.
 FOLDER_LAYOUTS = (("ir", "vis"), ("infrared", "visible"), ("ir", "vi"))
@@ -259,15 +260,19 @@ def write(manifest: Manifest, path: str) -> None:
         fh.write("\n")
 
 
-def with_checksums(manifest: Manifest) -> Manifest:
-    """A copy of ``manifest`` whose pairs carry the sha256 of their files as they are now."""
-    pairs = []
+def with_checksums(manifest: Manifest, *, progress: Progress = no_progress) -> Manifest:
+    """A copy of ``manifest`` whose pairs carry the sha256 of their files as they are now (every
+    pair checked for both partners before any file is read)."""
     for p in manifest.pairs:
         if not p.ir or not p.vis:
             raise ManifestError(f"{manifest.origin}: pair {p.id!r} has no "
                                 f"{'infrared' if not p.ir else 'visible'} partner; fix the folder first.")
-        pairs.append(Pair(id=p.id, ir=p.ir, vis=p.vis, ir_sha256=file_sha256(manifest.source(p.ir)),
-                          vis_sha256=file_sha256(manifest.source(p.vis))))
+    pairs = []
+    with progress("checksum pairs", len(manifest.pairs)) as advance:
+        for p in manifest.pairs:
+            pairs.append(Pair(id=p.id, ir=p.ir, vis=p.vis, ir_sha256=file_sha256(manifest.source(p.ir)),
+                              vis_sha256=file_sha256(manifest.source(p.vis))))
+            advance(1, p.id)
     return Manifest(name=manifest.name, root=manifest.root, pairs=tuple(pairs), origin=manifest.origin,
                     follow_symlinks=manifest.follow_symlinks)
 
@@ -279,7 +284,7 @@ def relocate(manifest: Manifest, *, root: str, name: str | None = None) -> Manif
 
 
 def save(spec: str, out: str, *, name: str | None = None, root: str | None = None,
-         overwrite: bool = False) -> Manifest:
+         overwrite: bool = False, progress: Progress = no_progress) -> Manifest:
     """Write a manifest of the dataset ``spec`` (a folder or a manifest) to ``out`` with the sha256
     of every file. The recorded ``root`` is by default the dataset's location, made relative to
     ``out``'s folder when both are local, so the pair can be moved together."""
@@ -287,7 +292,7 @@ def save(spec: str, out: str, *, name: str | None = None, root: str | None = Non
 
     if os.path.exists(out) and not overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it.")
-    m = with_checksums(load(spec))
+    m = with_checksums(load(spec), progress=progress)
     if root is None:
         root = m.root
         if "://" not in root and "://" not in out:

@@ -737,3 +737,12 @@ def test_32_config_key_typos_are_named_with_a_suggestion(tmp_path, sample_corpus
     (tmp_path / "spec.toml").write_text(spec)
     r = _run(main, "experiment", tmp_path / "spec.toml", "-o", tmp_path / "exp", "-q")
     assert r.exit_code == 1 and "'sheet_pair' (did you mean 'sheet_pairs'?)" in r.output, r.output
+
+
+def test_33_manifest_takes_q_and_shows_progress_without_it(tmp_path):
+    root, ids = _dataset(tmp_path, n=2)
+    r = _run(align_main, "manifest", root, "-o", tmp_path / "m.json", "-q")
+    assert r.exit_code == 0 and "checksum" not in r.output and "wrote" in r.output, r.output
+    r = _run(align_main, "manifest", root, "-o", tmp_path / "m.json", "--overwrite")
+    assert r.exit_code == 0 and "checksum pairs" in r.output, r.output
+    assert len(json.loads((tmp_path / "m.json").read_text())["pairs"]) == 2

@@ -55,6 +55,7 @@ def test_results_hold_every_variant_seed_and_image(finished):
     assert sorted(os.listdir(out / "corpora")) == ["aux-aligned@k24.zarr", "aux-aligned@k48.zarr", "aux.zarr",
                                                    "target.zarr"]
     assert log.count("aligning") == 2 and log.count("packing") == 2
+    assert log.count("results: ") == 1  # named once, at the end
 
 
 def test_every_plot_is_a_real_png(finished):
