@@ -375,10 +375,16 @@ def _chunks(doc: Mapping) -> dict[str, tuple[tuple[int, str], ...]] | None:
     return out
 
 
+#: Attributes of the ``stats`` group left out of its digest: ``build``, the facts of how the build
+#: ran (scratch peak, pairs read twice), which differ between a resumed and an uninterrupted build
+#: of the same corpus and which nothing draws or reads back.
+UNDIGESTED_STATS = ("build",)
+
+
 def stats_digest(group) -> str | None:
-    """sha256 of a corpus' ``stats`` group: its attributes and, per array, its dtype, shape and
-    values as read (a missing chunk reads as zeros, so it changes the digest too). None when the
-    group has no ``stats``."""
+    """sha256 of a corpus' ``stats`` group: its attributes (but :data:`UNDIGESTED_STATS`) and, per
+    array, its dtype, shape and values as read (a missing chunk reads as zeros, so it changes the
+    digest too). None when the group has no ``stats``."""
     import hashlib
 
     import numpy as np
@@ -390,7 +396,8 @@ def stats_digest(group) -> str | None:
     for name in sorted(stats.array_keys()):
         values = np.ascontiguousarray(stats[name][...])
         arrays[name] = [str(values.dtype), list(values.shape), hashlib.sha256(values.tobytes()).hexdigest()]
-    return json_sha256({"attrs": dict(stats.attrs), "arrays": arrays})
+    attrs = {k: v for k, v in stats.attrs.items() if k not in UNDIGESTED_STATS}
+    return json_sha256({"attrs": attrs, "arrays": arrays})
 
 
 def check_meta(meta: Any, where: str, *, require_complete: bool = True) -> CorpusRecord:

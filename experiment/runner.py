@@ -74,16 +74,22 @@ class Layout:
         return os.path.join(self.root, "baselines", name, "scores", f"{test}.csv")
 
 
-def claim(spec: Spec, root: str) -> Layout:
-    """Make the experiment folder, or check that an existing one was made with this spec."""
-    os.makedirs(root, exist_ok=True)
+def refuse_another_spec(spec: Spec, root: str) -> None:
+    """A ConfigError when ``root`` holds an experiment made with another spec (nothing is written)."""
     saved = os.path.join(root, "spec.toml")
     if os.path.exists(saved):
         with open(saved, encoding="utf-8") as fh:
             if fh.read() != spec.text:
                 raise ConfigError(f"{root} holds an experiment made with another spec ({saved} differs from "
                                   f"{spec.path}); rerun with that spec to continue it, or choose another --out.")
-    else:
+
+
+def claim(spec: Spec, root: str) -> Layout:
+    """Make the experiment folder, or check that an existing one was made with this spec."""
+    refuse_another_spec(spec, root)
+    os.makedirs(root, exist_ok=True)
+    saved = os.path.join(root, "spec.toml")
+    if not os.path.exists(saved):
         write_text(saved, spec.text)
     return Layout(root=root)
 
@@ -229,6 +235,7 @@ def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConf
     from crossfuse.experiment import results
 
     variants = [spec.variant(v) for v in only] if only else list(spec.variants.values())
+    refuse_another_spec(spec, root)
     check_inputs(spec, variants)
     layout = claim(spec, root)
     for name in dict.fromkeys(c for v in variants for c in v.corpora):

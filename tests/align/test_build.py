@@ -231,7 +231,7 @@ def test_older_stores_open_and_damaged_records_are_named(tmp_path, sample_corpus
     _, record = open_corpus(str(old))
     assert record.inputs is None and record.gamma_reachable is None and record.counts.patches == SAMPLE_PARAMS["k"]
     report = verify(str(old))
-    assert report.ok and "records no chunk digests" in report.notes[0]
+    assert report.ok and "records no digests" in report.notes[0]
     g.attrs["crossfuse"] = {**attrs, "gamma": "1.0"}
     with pytest.raises(StoreError, match=r"'gamma' = '1.0', expected list.*Rebuild"):
         open_corpus(str(old))

@@ -107,8 +107,16 @@ def test_losing_one_worker_mid_build_changes_nothing(tmp_path, cluster, local_bu
 LONG = [*BUILD[:BUILD.index("-k")], "-k", "400", "-s", "16", "--chunk", "1", "-q"]
 
 
+@pytest.fixture(scope="module")
+def long_build(tmp_path_factory):
+    """The longer build made locally in one go: what every interrupted one must resume to."""
+    whole = tmp_path_factory.mktemp("long") / "whole.zarr"
+    subprocess.run([*LONG, "-o", str(whole)], check=True, capture_output=True)
+    return whole
+
+
 @pytest.mark.parametrize("lose", ["every worker", "the scheduler"])
-def test_a_dead_cluster_fails_with_a_message_and_the_store_resumes(tmp_path, cluster, lose):
+def test_a_dead_cluster_fails_with_a_message_and_the_store_resumes(tmp_path, cluster, lose, long_build):
     out = tmp_path / "dead.zarr"
     proc = subprocess.Popen([*LONG, "--scheduler", cluster.address, "--worker-timeout", "3", "-o", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -121,6 +129,4 @@ def test_a_dead_cluster_fails_with_a_message_and_the_store_resumes(tmp_path, clu
     assert proc.returncode == 1 and "rerun the same command to resume" in stderr and "Traceback" not in stderr, stderr
     r = subprocess.run([*LONG, "-o", str(out)], capture_output=True, text=True)  # on this machine
     assert r.returncode == 0 and "resumed and completed" in r.stdout, r.stderr
-    whole = tmp_path / "whole.zarr"
-    subprocess.run([*LONG, "-o", str(whole)], check=True, capture_output=True)
-    _same(out, whole)
+    _same(out, long_build)
