@@ -83,7 +83,7 @@ def run_variant(name: str, *, device: torch.device, network: NetworkConfig, size
     for phase in (1, 2):
         def step() -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                terms = step_losses(stepped, pv, pi, phase=phase, beta=0.1, cfg=cfg,
+                terms = step_losses(stepped, vis=pv, ir=pi, phase=phase, beta=0.1, cfg=cfg,
                                      generator=torch.Generator().manual_seed(0))
             opt.zero_grad(set_to_none=True)
             terms["loss"].float().backward()

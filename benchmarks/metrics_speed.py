@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
         f, a, b = (read_gray(p) for p in rec["paths"])
         if args.smoke:
             f, a, b = (x[:96, :128] for x in (f, a, b))
-        all_metrics(f, a, b)  # warm-up
+        all_metrics(fused=f, ir=a, vis=b)  # warm-up
         ours, ours_1, baseline = _interleaved(f, a, b, repeats)
-        if not _agree(all_metrics(f, a, b), scipy_metrics.all_metrics(f, a, b)):
+        if not _agree(all_metrics(fused=f, ir=a, vis=b), scipy_metrics.all_metrics(f, a, b)):
             raise SystemExit(f"{rec['name']}: the scipy baseline and ours disagree; fix one before timing.")
         row = {"fused": rec["name"], "shape": list(f.shape), "ours_s": round(ours, 4),
                "ours_1_thread_s": round(ours_1, 4), "scipy_s": round(baseline, 4),

@@ -76,7 +76,7 @@ def train_step(model: CrossFuse, vis: torch.Tensor, ir: torch.Tensor, *, phase: 
     parts = {attr: getattr(model, attr) for attr in CHECKPOINT_PARTS.values()}
     model.zero_grad(set_to_none=True)
     with torch.autocast(vis.device.type, dtype=torch.bfloat16, enabled=bf16):
-        terms = step_losses(parts, vis, ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(0))
+        terms = step_losses(parts, vis=vis, ir=ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(0))
     loss = terms["loss"].float()
     loss.backward()
     sync(vis.device)

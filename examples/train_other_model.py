@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> float:
         batches.set_epoch(epoch)
         for batch in batches:
             fused = model(batch["vis"], batch["ir"])
-            intensity, gradient = intensity_gradient_loss(batch["vis"], batch["ir"], fused)
+            intensity, gradient = intensity_gradient_loss(vis=batch["vis"], ir=batch["ir"], fused=fused)
             total = intensity + 10 * gradient
             opt.zero_grad()
             total.backward()

@@ -10,7 +10,7 @@ import numpy as np
 
 from crossfuse import manifest
 from crossfuse.experiment.results import TABLE_METRICS, Score, summarise
-from crossfuse.experiment.runner import Layout
+from crossfuse.experiment.layout import Layout
 from crossfuse.experiment.spec import Spec
 from crossfuse.fusion.inference import output_path
 from crossfuse.fusion.metrics import read_gray

@@ -1,14 +1,13 @@
 """Gather an experiment's scores into ``results.csv`` (one line per variant, seed, test set and
 image, every metric), ``results.md`` (mean +- sd over seeds of the per-seed means, per variant and
-test set, next to mean and max fusion and published numbers) and plots (see
-:mod:`crossfuse.experiment.plots`). Whatever has been scored is gathered; what is still missing
+test set, next to mean and max fusion and published numbers); :func:`crossfuse.experiment.runner.gather` writes them with the plots
+(:mod:`crossfuse.experiment.plots`). Whatever has been scored is gathered; what is still missing
 is listed, so a partial experiment (``--only``, or one still running) reports honestly."""
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +15,7 @@ import numpy as np
 from crossfuse import atomic
 from crossfuse.experiment.published import METRICS as PUBLISHED_METRICS
 from crossfuse.experiment.published import PUBLISHED, SOURCE
-from crossfuse.experiment.runner import BASELINES, Layout, write_text
+from crossfuse.experiment.layout import BASELINES, Layout
 from crossfuse.experiment.spec import Spec
 from crossfuse.fusion.metrics import NAMES
 
@@ -154,18 +153,3 @@ def _differences(spec: Spec, scores: list[Score]) -> list[str]:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
     return lines
-
-
-def gather(spec: Spec, layout: Layout, *, log: Callable[[str], None] = lambda _: None) -> tuple[str, str]:
-    """Write results.csv, results.md and the plots of what ``layout`` holds; returns the two paths."""
-    from crossfuse.experiment import plots
-
-    scores, missing = collect(spec, layout)
-    csv_path = os.path.join(layout.root, "results.csv")
-    md_path = os.path.join(layout.root, "results.md")
-    write_csv(scores, csv_path)
-    write_text(md_path, markdown(spec, scores, missing))
-    written = plots.draw(spec, layout, scores)
-    log(f"results: {md_path}, {csv_path}, {len(written)} plot(s) in {os.path.join(layout.root, 'plots')}"
-        + (f"; {len(missing)} stage(s) not yet scored" if missing else ""))
-    return csv_path, md_path

@@ -21,7 +21,6 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -32,6 +31,8 @@ from crossfuse.align.lock import lock_path
 from crossfuse.align.pipeline import build, pack
 from crossfuse.digest import file_sha256
 from crossfuse.errors import ConfigError, ManifestError, RunLockedError, StoreError, StoreLockedError
+from crossfuse.experiment import plots, results
+from crossfuse.experiment.layout import BASELINES, Layout, write_text
 from crossfuse.experiment.spec import Spec, VariantSpec
 from crossfuse.fusion import evaluate as ev
 from crossfuse.fusion.checkpoint import load_model
@@ -41,38 +42,6 @@ from crossfuse.fusion.runtime import pick_device
 from crossfuse.fusion.trainer import train
 from crossfuse.progress import Progress, no_progress
 from crossfuse.schema import open_corpus
-
-#: The plain fusions scored next to the variants: name -> f(visible gray, infrared), 0-255 float.
-BASELINES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "mean": lambda v, i: np.floor((v + i) / 2 + 0.5),
-    "max": np.maximum,
-}
-
-
-@dataclass(frozen=True, kw_only=True)
-class Layout:
-    """Where everything of an experiment lives under ``root``."""
-
-    root: str
-
-    def corpus(self, name: str) -> str:
-        return os.path.join(self.root, "corpora", f"{name}.zarr")
-
-    def run(self, variant: str, seed: int) -> str:
-        return os.path.join(self.root, "runs", variant, f"seed{seed}")
-
-    def fused(self, variant: str, seed: int, test: str) -> str:
-        return os.path.join(self.run(variant, seed), "fused", test)
-
-    def scores(self, variant: str, seed: int, test: str) -> str:
-        return os.path.join(self.run(variant, seed), "scores", f"{test}.csv")
-
-    def baseline_fused(self, name: str, test: str) -> str:
-        return os.path.join(self.root, "baselines", name, "fused", test)
-
-    def baseline_scores(self, name: str, test: str) -> str:
-        return os.path.join(self.root, "baselines", name, "scores", f"{test}.csv")
-
 
 def refuse_another_spec(spec: Spec, root: str) -> None:
     """A ConfigError when ``root`` holds an experiment made with another spec (nothing is written)."""
@@ -92,12 +61,6 @@ def claim(spec: Spec, root: str) -> Layout:
     if not os.path.exists(saved):
         write_text(saved, spec.text)
     return Layout(root=root)
-
-
-def write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` whole (a process-private temporary file, then rename)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    atomic.write_text(path, text)
 
 
 def build_corpus(spec: Spec, name: str, layout: Layout, *, engine: EngineConfig, log: Callable[[str], None],
@@ -231,9 +194,7 @@ def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConf
         device: str = "auto", workers: int | None = None, log: Callable[[str], None] = lambda _: None,
         progress: Progress = no_progress) -> Layout:
     """Run the experiment ``spec`` in folder ``root`` (the variants ``only``, or all), then gather
-    whatever results the folder holds (see :func:`crossfuse.experiment.results.gather`)."""
-    from crossfuse.experiment import results
-
+    whatever results the folder holds (:func:`gather`)."""
     variants = [spec.variant(v) for v in only] if only else list(spec.variants.values())
     refuse_another_spec(spec, root)
     check_inputs(spec, variants)
@@ -247,5 +208,18 @@ def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConf
             fuse_and_score(spec, checkpoint, functools.partial(layout.fused, variant.name, seed),
                            functools.partial(layout.scores, variant.name, seed), device=device, workers=workers,
                            log=log, progress=progress)
-    results.gather(spec, layout, log=log)
+    gather(spec, layout, log=log)
     return layout
+
+
+def gather(spec: Spec, layout: Layout, *, log: Callable[[str], None] = lambda _: None) -> tuple[str, str]:
+    """Write results.csv, results.md and the plots of what ``layout`` holds; returns the two paths."""
+    scores, missing = results.collect(spec, layout)
+    csv_path = os.path.join(layout.root, "results.csv")
+    md_path = os.path.join(layout.root, "results.md")
+    results.write_csv(scores, csv_path)
+    write_text(md_path, results.markdown(spec, scores, missing))
+    written = plots.draw(spec, layout, scores)
+    log(f"results: {md_path}, {csv_path}, {len(written)} plot(s) in {os.path.join(layout.root, 'plots')}"
+        + (f"; {len(missing)} stage(s) not yet scored" if missing else ""))
+    return csv_path, md_path

@@ -18,8 +18,37 @@ from typing import Any
 
 from crossfuse.errors import ConfigError
 from crossfuse.manifest import absolute
-from crossfuse.fusion.losses import AGGRESSIVE_VIEWS
-from crossfuse.fusion.network import NetworkConfig
+
+#: The aggressive views of phase II's consistency term (:func:`crossfuse.fusion.losses.aggressive_view`).
+AGGRESSIVE_VIEWS = ("blur", "jpeg", "noise", "cutout")
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
+    """Sizes of the network. Defaults are the paper's: ``dim`` 64 channels, ``heads`` 8,
+    ``encoder_blocks``/``decoder_blocks`` 4 transformer blocks, FFN expansion 2 (1 in the base
+    branch), 3 invertible detail nodes in the encoder and 1 in the detail fusion layer."""
+
+    dim: int = 64
+    heads: int = 8
+    encoder_blocks: int = 4
+    decoder_blocks: int = 4
+    ffn_expansion: float = 2.0
+    base_ffn_expansion: float = 1.0
+    detail_nodes: int = 3
+    fuse_detail_nodes: int = 1
+
+    def __post_init__(self) -> None:
+        # Bounds first: a checkpoint's config comes from a file, and dim=200000 would ask for ~480 GB.
+        bounds = {"dim": (2, 1024), "heads": (1, 64), "encoder_blocks": (1, 32), "decoder_blocks": (1, 32),
+                  "detail_nodes": (1, 32), "fuse_detail_nodes": (1, 32), "ffn_expansion": (0.25, 16),
+                  "base_ffn_expansion": (0.25, 16)}
+        for name, (lo, hi) in bounds.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise ValueError(f"network {name} must lie in {lo}..{hi}, got {value!r}")
+        if self.dim % self.heads or self.dim % 2:
+            raise ValueError(f"dim ({self.dim}) must be even and divisible by heads ({self.heads})")
 
 
 

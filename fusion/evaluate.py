@@ -125,9 +125,10 @@ def _check_protocol(protocol: str) -> None:
         raise EvalError(f"unknown protocol {protocol!r}; use one of {', '.join(PROTOCOLS)}.")
 
 
-def score(fused: str, ir: str, vis: str, protocol: str = "cddfuse") -> dict[str, float]:
-    """The metrics of one fused image against its infrared and visible sources (paths or URLs),
-    under ``protocol`` (a key of :data:`PROTOCOLS`), by column name."""
+def score(*, ir: str, vis: str, fused: str, protocol: str = "cddfuse") -> dict[str, float]:
+    """The metrics of one ``fused`` image against its ``ir`` and ``vis`` sources (paths or URLs;
+    keyword-only, since a swap would run and give wrong numbers), under ``protocol`` (a key of
+    :data:`PROTOCOLS`), by column name."""
     _check_protocol(protocol)
     f, a, b = read_stored(fused), read_stored(ir), read_stored(vis)  # each file read once, whatever the protocol
     _same_size(fused, ir, vis, f, a, b)
@@ -140,11 +141,16 @@ def score(fused: str, ir: str, vis: str, protocol: str = "cddfuse") -> dict[str,
     out: dict[str, float] = {}
     if protocol in ("cddfuse", "all"):
         prefix = "cddfuse:" if protocol == "all" else ""
-        out.update({prefix + k: v for k, v in all_metrics(gray(f), gray(a), gray(b)).items()})
+        out.update({prefix + k: v for k, v in all_metrics(ir=gray(a), vis=gray(b), fused=gray(f)).items()})
     if protocol in ("vifb", "all"):
         prefix = "vifb:" if protocol == "all" else ""
-        out.update({prefix + k: v for k, v in vifb.all_metrics(b, a, f).items()})
+        out.update({prefix + k: v for k, v in vifb.all_metrics(ir=a, vis=b, fused=f).items()})
     return out
+
+
+def _score_job(job: tuple[str, str, str, str]) -> dict[str, float]:
+    fused, ir, vis, protocol = job
+    return score(ir=ir, vis=vis, fused=fused, protocol=protocol)
 
 
 def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = None, protocol: str = "cddfuse",
@@ -165,13 +171,13 @@ def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = 
     rows: list[Row] = []
     with progress(label, len(jobs)) as advance:
         if workers <= 1:
-            results = (score(*job[2:]) for job in jobs)
+            results = (_score_job(job[2:]) for job in jobs)
             for job, metrics in zip(jobs, results):
                 rows.append(Row(dataset=job[0], name=job[1], metrics=metrics))
                 advance(1, job[1])
         else:
             with ProcessPoolExecutor(max_workers=workers, initializer=_single_threaded) as pool:
-                for job, metrics in zip(jobs, pool.map(score, *zip(*[j[2:] for j in jobs]))):
+                for job, metrics in zip(jobs, pool.map(_score_job, [j[2:] for j in jobs])):
                     rows.append(Row(dataset=job[0], name=job[1], metrics=metrics))
                     advance(1, job[1])
     return rows

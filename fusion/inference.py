@@ -67,7 +67,7 @@ def _tiles(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, in
 
 
 @torch.no_grad()
-def fuse_y(model: CrossFuse, vis_y: np.ndarray, ir: np.ndarray, *, device: torch.device,
+def fuse_y(model: CrossFuse, *, vis_y: np.ndarray, ir: np.ndarray, device: torch.device,
            options: FuseOptions = FuseOptions()) -> np.ndarray:
     """The network's raw output (H, W) float32 in (0, 1) for visible Y and infrared (H, W) uint8."""
     h, w = ir.shape
@@ -104,12 +104,12 @@ def is_gray(rgb: np.ndarray) -> bool:
     return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
 
 
-def fuse_images(model: CrossFuse, vis_rgb: np.ndarray, ir: np.ndarray, *, device: torch.device,
+def fuse_images(model: CrossFuse, *, vis_rgb: np.ndarray, ir: np.ndarray, device: torch.device,
                 options: FuseOptions = FuseOptions()) -> Image.Image:
     """Fuse a visible (H, W, 3) uint8 RGB image with an infrared (H, W) uint8 one; returns the
     colour result (or gray when ``options.gray`` or the visible image is gray)."""
     ycc = ycrcb.rgb_to_ycrcb(vis_rgb)  # a gray image gives Y = R = G = B and Cr = Cb = 128
-    fused = to_uint8(fuse_y(model, ycc[..., 0], ir, device=device, options=options), round=options.round)
+    fused = to_uint8(fuse_y(model, vis_y=ycc[..., 0], ir=ir, device=device, options=options), round=options.round)
     if options.gray or is_gray(vis_rgb):
         return Image.fromarray(fused, "L")
     return Image.fromarray(ycrcb.ycrcb_to_rgb(np.dstack([fused, ycc[..., 1], ycc[..., 2]])), "RGB")
@@ -223,7 +223,7 @@ def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: t
                 skipped.append({"id": exc.pair_id, "path": exc.path, "error": str(exc)})
                 advance(1, f"skipped {pair.id}")
                 continue
-            image = fuse_images(model, loaded.vis, loaded.ir, device=device, options=options)
+            image = fuse_images(model, vis_rgb=loaded.vis, ir=loaded.ir, device=device, options=options)
             path = output_path(out_dir, pair.id)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             _check_inside(out_dir, path)

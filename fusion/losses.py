@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from crossfuse.fusion.config import AGGRESSIVE_VIEWS
+
 SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
 SOBEL_Y = ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0))
 
@@ -76,7 +78,7 @@ def correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return cc.clamp(-1.0, 1.0).mean()
 
 
-def decomposition_loss(base_v: torch.Tensor, base_i: torch.Tensor, detail_v: torch.Tensor,
+def decomposition_loss(*, base_v: torch.Tensor, base_i: torch.Tensor, detail_v: torch.Tensor,
                        detail_i: torch.Tensor) -> torch.Tensor:
     """``cc(D_V, D_I)^2 / (1.01 + cc(B_V, B_I))``: detail features uncorrelated, base ones correlated."""
     return correlation(detail_v, detail_i) ** 2 / (1.01 + correlation(base_v, base_i))
@@ -106,19 +108,21 @@ def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
     return (gx.abs() + gy.abs()).reshape(b, c, h, w)
 
 
-def reconstruction_loss(vis: torch.Tensor, vis_hat: torch.Tensor, ir: torch.Tensor, ir_hat: torch.Tensor,
+def reconstruction_loss(*, vis: torch.Tensor, vis_hat: torch.Tensor, ir: torch.Tensor, ir_hat: torch.Tensor,
                         features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Phase I: ``sum_{x in V, I} [5 SSIMLoss(x, x_hat) + MSE(x, x_hat)] + 2 * decomposition
     + 5 * L1(grad(V), grad(V_hat))``. Returns the total under "loss" and each term."""
     rec_v = 5 * ssim_loss(vis, vis_hat) + F.mse_loss(vis, vis_hat)
     rec_i = 5 * ssim_loss(ir, ir_hat) + F.mse_loss(ir, ir_hat)
-    decomp = decomposition_loss(features["base_v"], features["base_i"], features["detail_v"], features["detail_i"])
+    decomp = decomposition_loss(base_v=features["base_v"], base_i=features["base_i"], detail_v=features["detail_v"],
+                                detail_i=features["detail_i"])
     grad = F.l1_loss(spatial_gradient(vis), spatial_gradient(vis_hat))
     loss = rec_v + rec_i + 2 * decomp + 5 * grad
     return {"loss": loss, "rec_v": rec_v, "rec_i": rec_i, "decomp": decomp, "grad": grad}
 
 
-def intensity_gradient_loss(vis: torch.Tensor, ir: torch.Tensor, fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def intensity_gradient_loss(*, vis: torch.Tensor, ir: torch.Tensor,
+                            fused: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``L1(max(V, I), F)`` and ``L1(max(S(V), S(I)), S(F))`` (CDDFuse's Fusionloss terms)."""
     intensity = F.l1_loss(torch.maximum(vis, ir), fused)
     gradient = F.l1_loss(torch.maximum(sobel_magnitude(vis), sobel_magnitude(ir)), sobel_magnitude(fused))
@@ -150,7 +154,6 @@ def beta_schedule(t: float, total: float, beta_max: float = 0.1) -> float:
 
 
 #: The aggressive views the consistency term can compare the weak view with (``TrainConfig.aggressive``).
-AGGRESSIVE_VIEWS = ("blur", "jpeg", "noise", "cutout")
 
 
 def jpeg_view(x: torch.Tensor, quality: int) -> torch.Tensor:
@@ -193,7 +196,7 @@ def aggressive_view(weak: torch.Tensor, kind: str, *, generator: torch.Generator
     raise ValueError(f"unknown aggressive view {kind!r}; choose one of {', '.join(AGGRESSIVE_VIEWS)}")
 
 
-def fusion_loss(vis: torch.Tensor, ir: torch.Tensor, fused: torch.Tensor, features: dict[str, torch.Tensor], *,
+def fusion_loss(*, vis: torch.Tensor, ir: torch.Tensor, fused: torch.Tensor, features: dict[str, torch.Tensor],
                 beta: float, generator: torch.Generator, crop: int = 32, blur: tuple[int, int] = (9, 21),
                 sigma_range: tuple[float, float] = (0.1, 5.0), consistency: bool = True,
                 aggressive: str = "blur") -> dict[str, torch.Tensor]:
@@ -202,8 +205,9 @@ def fusion_loss(vis: torch.Tensor, ir: torch.Tensor, fused: torch.Tensor, featur
     default Gaussian blur ``blur`` = (width, height) with sigma ~ U(``sigma_range``) (see
     :func:`aggressive_view` for the others). ``consistency=False`` drops the last term (the
     ablation without weak/aggressive self-supervision)."""
-    intensity, gradient = intensity_gradient_loss(vis, ir, fused)
-    decomp = decomposition_loss(features["base_v"], features["base_i"], features["detail_v"], features["detail_i"])
+    intensity, gradient = intensity_gradient_loss(vis=vis, ir=ir, fused=fused)
+    decomp = decomposition_loss(base_v=features["base_v"], base_i=features["base_i"], detail_v=features["detail_v"],
+                                detail_i=features["detail_i"])
     loss = intensity + 10 * gradient + 2 * decomp
     terms = {"intensity": intensity, "gradient": gradient, "decomp": decomp}
     if consistency:

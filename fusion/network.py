@@ -10,39 +10,11 @@ dicts load directly. Device and dtype are the caller's choice; nothing here pick
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-@dataclass(frozen=True, kw_only=True)
-class NetworkConfig:
-    """Sizes of the network. Defaults are the paper's: ``dim`` 64 channels, ``heads`` 8,
-    ``encoder_blocks``/``decoder_blocks`` 4 transformer blocks, FFN expansion 2 (1 in the base
-    branch), 3 invertible detail nodes in the encoder and 1 in the detail fusion layer."""
-
-    dim: int = 64
-    heads: int = 8
-    encoder_blocks: int = 4
-    decoder_blocks: int = 4
-    ffn_expansion: float = 2.0
-    base_ffn_expansion: float = 1.0
-    detail_nodes: int = 3
-    fuse_detail_nodes: int = 1
-
-    def __post_init__(self) -> None:
-        # Bounds first: a checkpoint's config comes from a file, and dim=200000 would ask for ~480 GB.
-        bounds = {"dim": (2, 1024), "heads": (1, 64), "encoder_blocks": (1, 32), "decoder_blocks": (1, 32),
-                  "detail_nodes": (1, 32), "fuse_detail_nodes": (1, 32), "ffn_expansion": (0.25, 16),
-                  "base_ffn_expansion": (0.25, 16)}
-        for name, (lo, hi) in bounds.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise ValueError(f"network {name} must lie in {lo}..{hi}, got {value!r}")
-        if self.dim % self.heads or self.dim % 2:
-            raise ValueError(f"dim ({self.dim}) must be even and divisible by heads ({self.heads})")
+from crossfuse.fusion.config import NetworkConfig  # noqa: F401 - defined there (torch-free), used here
 
 
 class _Affine(nn.Module):
@@ -308,7 +280,12 @@ class CrossFuse(nn.Module):
         self.detail_fuse = DetailFeatureExtraction(cfg.dim, cfg.fuse_detail_nodes)
 
     def forward(self, ir: torch.Tensor, vis_y: torch.Tensor) -> torch.Tensor:
-        """Fuse (B, 1, H, W) infrared and visible Y in [0, 1]; returns the sigmoid output (B, 1, H, W)."""
+        """Fuse (B, 1, H, W) infrared and visible Y in [0, 1]; returns the sigmoid output (B, 1, H, W).
+
+        The one function of the package whose images stay positional: a module's ``forward`` is
+        called positionally by ``nn.DataParallel``'s scatter, tracing and export, and (ir, vis)
+        is the official release's order. Pass them by name (``model(ir=..., vis_y=...)``) where
+        the order is not obvious; every other function takes ir, vis and fused by keyword only."""
         vb, vd, _ = self.encoder(vis_y)
         ib, id_, _ = self.encoder(ir)
         fused, _ = self.decoder(vis_y, self.base_fuse(vb + ib), self.detail_fuse(vd + id_))

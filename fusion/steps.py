@@ -14,7 +14,7 @@ from crossfuse.fusion.config import TrainConfig
 from crossfuse.fusion.runtime import Dist, all_finite
 
 
-def step_losses(parts: dict[str, nn.Module], vis: torch.Tensor, ir: torch.Tensor, *, phase: int, beta: float,
+def step_losses(parts: dict[str, nn.Module], *, vis: torch.Tensor, ir: torch.Tensor, phase: int, beta: float,
                 cfg: TrainConfig, generator: torch.Generator) -> dict[str, torch.Tensor]:
     """Forward one batch of visible Y and infrared, (B, 1, P, P) in [0, 1], through the
     sub-networks ``parts`` (encoder, decoder, base_fuse, detail_fuse) and return the phase's loss
@@ -25,11 +25,11 @@ def step_losses(parts: dict[str, nn.Module], vis: torch.Tensor, ir: torch.Tensor
     feats = {"base_v": base[:n], "base_i": base[n:], "detail_v": detail[:n], "detail_i": detail[n:]}
     if phase == 1:
         rec, _ = parts["decoder"](torch.cat([vis, ir]), base, detail)
-        return losses.reconstruction_loss(vis, rec[:n], ir, rec[n:], feats)
+        return losses.reconstruction_loss(vis=vis, vis_hat=rec[:n], ir=ir, ir_hat=rec[n:], features=feats)
     fused_base = parts["base_fuse"](feats["base_v"] + feats["base_i"])
     fused_detail = parts["detail_fuse"](feats["detail_v"] + feats["detail_i"])
     fused, _ = parts["decoder"](vis, fused_base, fused_detail)
-    return losses.fusion_loss(vis, ir, fused.float(), feats, beta=beta, generator=generator, crop=cfg.crop,
+    return losses.fusion_loss(vis=vis, ir=ir, fused=fused.float(), features=feats, beta=beta, generator=generator, crop=cfg.crop,
                               blur=(cfg.blur_width, cfg.blur_height), sigma_range=(cfg.sigma_min, cfg.sigma_max),
                               consistency=cfg.consistency, aggressive=cfg.aggressive)
 

@@ -241,7 +241,7 @@ class Trainer:
             vis, ir = (t.contiguous(memory_format=torch.channels_last) for t in (vis, ir))
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + self.step * 1_009 + self.dist.rank) % 2**63)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            terms = step_losses(self.parts, vis, ir, phase=phase, beta=beta, cfg=cfg, generator=gen)
+            terms = step_losses(self.parts, vis=vis, ir=ir, phase=phase, beta=beta, cfg=cfg, generator=gen)
         self.step += 1
         outcome = optimise(terms, self.parts, self.opt, clip_norm=cfg.clip_norm, dist_info=self.dist)
         if outcome.problem:

@@ -330,7 +330,7 @@ for n in range(1, 41):
         Image.fromarray(np.ascontiguousarray(img)).save(paths[-1])
     for protocol in ("cddfuse", "vifb", "all"):
         try:
-            values = score(*paths, protocol=protocol)
+            values = score(fused=paths[0], ir=paths[1], vis=paths[2], protocol=protocol)
             assert n >= MIN_SIDE[protocol] and not any(np.isnan(v) for v in values.values()), (n, protocol, values)
         except EvalError as exc:
             assert n < MIN_SIDE[protocol] and paths[0] in str(exc), (n, protocol, exc)

@@ -256,8 +256,11 @@ def psnr(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * math.log10(peak / err)) if peak > 0 else -math.inf
 
 
-def all_metrics(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
-    """Every metric of :data:`NAMES` for fused ``f``, infrared ``a`` and visible ``b`` (same shape)."""
+def all_metrics(*, ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> dict[str, float]:
+    """Every metric of :data:`NAMES` for the ``fused`` image against infrared ``ir`` and visible
+    ``vis`` (gray, one shape; keyword-only, since a swap would run and give wrong numbers). The
+    evaluator's own names are kept inside: ``f`` fused, ``a`` infrared, ``b`` visible."""
+    f, a, b = fused, ir, vis
     return {"EN": en(f), "SD": sd(f), "SF": sf(f), "AG": ag(f), "MI": mi(f, a, b), "SCD": scd(f, a, b),
             "VIF": vif(f, a, b), "Qabf": qabf(f, a, b), "SSIM": ssim(f, a, b), "CC": cc(f, a, b),
             "PSNR": psnr(f, a, b), "MSE": mse(f, a, b)}

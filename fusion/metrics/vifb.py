@@ -409,8 +409,9 @@ FUNCTIONS_BY_NAME = {"AG": ag, "CE": ce, "EI": ei, "EN": en, "MI": mi, "PSNR": p
                      "Qcv": qcv, "RMSE": rmse, "SF": sf, "SSIM": ssim, "SD": sd}
 
 
-def all_metrics(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> dict[str, float]:
-    """Every VIFB metric crossfuse implements, by crossfuse name."""
+def all_metrics(*, ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> dict[str, float]:
+    """Every VIFB metric crossfuse implements, by crossfuse name (keyword-only: a swap would run
+    and give wrong numbers)."""
     return {name: FUNCTIONS_BY_NAME[name](vis, ir, fused) for name in NAMES}
 
 

@@ -30,7 +30,7 @@ def pair(sample_target):
 
 
 def test_colour_output_keeps_visible_chroma(model, pair):
-    out = fuse_images(model, pair.vis, pair.ir, device=CPU)
+    out = fuse_images(model, vis_rgb=pair.vis, ir=pair.ir, device=CPU)
     assert out.mode == "RGB" and out.size == (pair.ir.shape[1], pair.ir.shape[0])
     ours = ycrcb.rgb_to_ycrcb(np.asarray(out)).astype(int)
     vis = ycrcb.rgb_to_ycrcb(pair.vis).astype(int)
@@ -39,22 +39,22 @@ def test_colour_output_keeps_visible_chroma(model, pair):
 
 
 def test_gray_output_is_the_normalised_network_output(model, pair):
-    out = fuse_images(model, pair.vis, pair.ir, device=CPU, options=FuseOptions(gray=True))
+    out = fuse_images(model, vis_rgb=pair.vis, ir=pair.ir, device=CPU, options=FuseOptions(gray=True))
     y = ycrcb.luma(pair.vis)
-    raw = fuse_y(model, y, pair.ir, device=CPU)
+    raw = fuse_y(model, vis_y=y, ir=pair.ir, device=CPU)
     assert out.mode == "L" and np.array_equal(np.asarray(out), to_uint8(raw))
     assert np.asarray(out).min() == 0 and np.asarray(out).max() == 255
 
 
 def test_gray_visible_gives_gray_output(model, pair):
     gray = np.repeat(np.asarray(Image.fromarray(pair.vis).convert("L"))[..., None], 3, axis=2)
-    assert fuse_images(model, gray, pair.ir, device=CPU).mode == "L"
+    assert fuse_images(model, vis_rgb=gray, ir=pair.ir, device=CPU).mode == "L"
 
 
 def test_channels_last_gives_the_same_numbers(model, pair):
     y = ycrcb.luma(pair.vis)
-    nchw = fuse_y(model, y, pair.ir, device=CPU, options=FuseOptions(channels_last=False))
-    nhwc = fuse_y(model, y, pair.ir, device=CPU, options=FuseOptions(channels_last=True))
+    nchw = fuse_y(model, vis_y=y, ir=pair.ir, device=CPU, options=FuseOptions(channels_last=False))
+    nhwc = fuse_y(model, vis_y=y, ir=pair.ir, device=CPU, options=FuseOptions(channels_last=True))
     assert np.abs(nchw - nhwc).max() < 1e-5
     assert next(model.parameters()).dim() == 4 and model.encoder.patch_embed.proj.weight.is_contiguous(
         memory_format=torch.channels_last)
@@ -79,9 +79,9 @@ def test_tiles_cover_every_pixel_once(length, tile, overlap):
 
 def test_tiled_fusion_is_close_and_whole_tile_is_exact(model, pair):
     y = ycrcb.luma(pair.vis)
-    whole = fuse_y(model, y, pair.ir, device=CPU)
-    assert np.array_equal(whole, fuse_y(model, y, pair.ir, device=CPU, options=FuseOptions(tile=4096)))
-    tiled = fuse_y(model, y, pair.ir, device=CPU, options=FuseOptions(tile=160, overlap=32))
+    whole = fuse_y(model, vis_y=y, ir=pair.ir, device=CPU)
+    assert np.array_equal(whole, fuse_y(model, vis_y=y, ir=pair.ir, device=CPU, options=FuseOptions(tile=4096)))
+    tiled = fuse_y(model, vis_y=y, ir=pair.ir, device=CPU, options=FuseOptions(tile=160, overlap=32))
     assert np.abs(tiled - whole).mean() < 0.02
 
 

@@ -35,7 +35,7 @@ def test_correlation_and_decomposition():
     assert losses.correlation(a, a).item() == pytest.approx(1.0, abs=1e-5)
     assert losses.correlation(a, -2 * a + 1).item() == pytest.approx(-1.0, abs=1e-5)
     # detail features identical (cc 1), base features opposite (cc -1): 1 / (1.01 - 1) = 100
-    assert losses.decomposition_loss(a, -a, a, a).item() == pytest.approx(100.0, rel=1e-3)
+    assert losses.decomposition_loss(base_v=a, base_i=-a, detail_v=a, detail_i=a).item() == pytest.approx(100.0, rel=1e-3)
 
 
 def test_spatial_gradient_of_a_ramp():
@@ -76,16 +76,15 @@ def test_fusion_loss_terms():
     ir = torch.full((2, 1, 40, 40), 0.75)
     feats = {k: torch.rand(2, 4, 8, 8) for k in ("base_v", "base_i", "detail_v", "detail_i")}
     g = torch.Generator().manual_seed(0)
-    out = losses.fusion_loss(vis, ir, ir.clone(), feats, beta=0.1, generator=g)
+    out = losses.fusion_loss(vis=vis, ir=ir, fused=ir.clone(), features=feats, beta=0.1, generator=g)
     assert out["intensity"].item() == pytest.approx(0.0) and out["gradient"].item() == pytest.approx(0.0, abs=1e-6)
     assert out["consistency"].item() == pytest.approx(0.0, abs=1e-10)
-    out = losses.fusion_loss(vis, ir, vis.clone(), feats, beta=0.1, generator=g)
+    out = losses.fusion_loss(vis=vis, ir=ir, fused=vis.clone(), features=feats, beta=0.1, generator=g)
     assert out["intensity"].item() == pytest.approx(0.5)
     # zero padding gives constant images a Sobel response on the border only: |S(I) - S(V)| = 0.5 S(1)
     border = 0.5 * losses.sobel_magnitude(torch.ones(1, 1, 40, 40)).mean()
     assert border.item() > 0 and out["gradient"].item() == pytest.approx(border.item(), rel=1e-5)
-    expected = 0.5 + 10 * border + 2 * losses.decomposition_loss(feats["base_v"], feats["base_i"], feats["detail_v"],
-                                                                  feats["detail_i"])
+    expected = 0.5 + 10 * border + 2 * losses.decomposition_loss(**feats)
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -94,9 +93,9 @@ def test_reconstruction_loss_is_zero_for_perfect_reconstruction_and_uncorrelated
     y = torch.rand(2, 1, 16, 16)
     d = torch.randn(2, 4, 8, 8)
     feats = {"base_v": d, "base_i": d, "detail_v": torch.zeros_like(d), "detail_i": d}
-    out = losses.reconstruction_loss(x, x, y, y, feats)
+    out = losses.reconstruction_loss(vis=x, vis_hat=x, ir=y, ir_hat=y, features=feats)
     assert out["loss"].item() == pytest.approx(0.0, abs=1e-5)
-    out = losses.reconstruction_loss(x, x + 0.1, y, y, feats)
+    out = losses.reconstruction_loss(vis=x, vis_hat=x + 0.1, ir=y, ir_hat=y, features=feats)
     assert out["rec_v"].item() == pytest.approx(5 * losses.ssim_loss(x, x + 0.1).item() + 0.01, rel=1e-4)
 
 
@@ -128,9 +127,9 @@ def test_every_loss_term_has_finite_gradients_on_constant_patches(name):
         feats = {k: torch.full((2, 4, 10, 10), value, requires_grad=True)
                  for k in ("base_v", "base_i", "detail_v", "detail_i")}
         if phase == 1:
-            terms = losses.reconstruction_loss(vis, out, ir, _leaf(value), feats)
+            terms = losses.reconstruction_loss(vis=vis, vis_hat=out, ir=ir, ir_hat=_leaf(value), features=feats)
         else:
-            terms = losses.fusion_loss(vis, ir, out, feats, beta=0.1, generator=g)
+            terms = losses.fusion_loss(vis=vis, ir=ir, fused=out, features=feats, beta=0.1, generator=g)
         for term, loss in terms.items():
             inputs = [vis, ir, out, *feats.values()]
             grads = torch.autograd.grad(loss, inputs, retain_graph=True, allow_unused=True)
@@ -176,7 +175,7 @@ def test_network_and_losses_give_finite_gradients_on_a_constant_batch(channels_l
     cfg = TrainConfig(network=model.config)
     for phase in (1, 2):
         model.zero_grad()
-        terms = step_losses(parts, vis, ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(1))
+        terms = step_losses(parts, vis=vis, ir=ir, phase=phase, beta=0.1, cfg=cfg, generator=torch.Generator().manual_seed(1))
         terms["loss"].backward()
         bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
         assert not bad, (phase, bad[:5])
@@ -200,12 +199,13 @@ def test_consistency_off_drops_the_term_and_blur_is_the_default():
     fused = (vis + ir) / 2
     feats = {k: torch.randn(vis.shape[0], 4, 8, 8, generator=torch.Generator().manual_seed(i))
              for i, k in enumerate(("base_v", "base_i", "detail_v", "detail_i"))}
-    on = fusion_loss(vis, ir, fused, feats, beta=0.1, generator=torch.Generator().manual_seed(0))
-    off = fusion_loss(vis, ir, fused, feats, beta=0.1, generator=torch.Generator().manual_seed(0), consistency=False)
+    on = fusion_loss(vis=vis, ir=ir, fused=fused, features=feats, beta=0.1, generator=torch.Generator().manual_seed(0))
+    off = fusion_loss(vis=vis, ir=ir, fused=fused, features=feats, beta=0.1, generator=torch.Generator().manual_seed(0),
+                      consistency=False)
     assert "consistency" not in off and on["consistency"] > 0
     assert torch.allclose(on["loss"] - 0.1 * on["consistency"], off["loss"])
     with pytest.raises(ValueError, match="unknown aggressive view"):
-        fusion_loss(vis, ir, fused, feats, beta=0.1, generator=torch.Generator(), aggressive="rotate")
+        fusion_loss(vis=vis, ir=ir, fused=fused, features=feats, beta=0.1, generator=torch.Generator(), aggressive="rotate")
 
 
 def _real_patch_batch() -> torch.Tensor:

@@ -27,7 +27,7 @@ def test_matches_the_official_evaluator(fused_root, source_root, record):
     a = M.read_gray(str(source_root / record["ir"]))
     b = M.read_gray(str(source_root / record["vis"]))
     assert list(f.shape) == record["shape"]
-    got = M.all_metrics(f, a, b)
+    got = M.all_metrics(fused=f, ir=a, vis=b)
     assert set(got) == set(M.NAMES) == set(record["metrics"])
     for name, expected in record["metrics"].items():
         assert got[name] == pytest.approx(expected, rel=1e-4), name
@@ -77,9 +77,9 @@ def test_constant_images_give_defined_values(images):
     _, a, b = images
     flat = np.full_like(a, 128.0)
     for f, x, y in ((flat, a, b), (a, flat, flat), (flat, flat, flat)):
-        values = M.all_metrics(f, x, y)
+        values = M.all_metrics(fused=f, ir=x, vis=y)
         assert not any(math.isnan(v) for v in values.values()), values
-    values = M.all_metrics(flat, a, b)
+    values = M.all_metrics(fused=flat, ir=a, vis=b)
     assert values["EN"] == 0 and values["SD"] == 0 and values["SF"] == 0 and values["AG"] == 0 and values["CC"] == 0
 
 

@@ -27,7 +27,7 @@ def _printed(value: float) -> float:
 def _score_image(image: str, methods: list[str]) -> dict[tuple[str, str], dict[str, float]]:
     vis = vifb.read(str(DATASETS / "VIFB" / "vis" / f"{image}.jpg"))
     ir = vifb.read(str(DATASETS / "VIFB" / "ir" / f"{image}.jpg"))
-    return {(image, m): vifb.all_metrics(vis, ir, vifb.read(str(ORACLE / "fused" / m / f"{image}.jpg")))
+    return {(image, m): vifb.all_metrics(vis=vis, ir=ir, fused=vifb.read(str(ORACLE / "fused" / m / f"{image}.jpg")))
             for m in methods}
 
 
