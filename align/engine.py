@@ -16,6 +16,14 @@ from crossfuse.system import available_cores
 _ZARR_SETTINGS = {"threading.max_workers": 1, "array.write_empty_chunks": True}
 
 
+def zarr_settings():
+    """The engine's zarr settings (:data:`_ZARR_SETTINGS`) for a ``with`` block of work done in
+    this process (an import, say)."""
+    import zarr
+
+    return zarr.config.set(_ZARR_SETTINGS)
+
+
 def _zarr_settings_plugin():
     """A worker plugin capping zarr's thread pool in each worker process of a remote cluster
     (including workers that join later)."""

@@ -199,6 +199,45 @@ def report(store, out, root, overwrite):
     click.echo(f"wrote {result.index} with {len(result.figures)} figures")
 
 
+@main.command("export")
+@click.argument("store")
+@click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True,
+              help="h5: the layout CDDFuse's dataprocessing.py and CrossFuse's release write (groups ir_patchs and "
+                   "vis_patchs, float32 (1, P, P) in [0, 1], visible as Y).")
+@click.option("--out", "-o", required=True, metavar="FILE", help="The file to write (.h5).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing FILE.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@reports_errors
+def export_corpus(store, fmt, out, overwrite, quiet):
+    """Write a corpus in another training code's format, so that its own reader (CDDFuse's
+    H5Dataset, say) trains on it: row i becomes key "i". Needs h5py (pip install 'crossfuse[h5]')."""
+    from crossfuse.align import h5
+
+    result = h5.export(store, out, overwrite=overwrite, progress=progress_factory(quiet))
+    click.echo(f"wrote {result.path}: {result.patches} patches of {result.patch}x{result.patch} "
+               f"(groups {h5.IR_GROUP}, {h5.VIS_GROUP}; visible as Y)")
+
+
+@main.command("import")
+@click.argument("h5file", metavar="FILE.h5")
+@click.option("--out", "-o", required=True, metavar="STORE", help="The corpus to write (.zarr).")
+@click.option("--chunk", type=click.IntRange(min=1), default=_DEFAULT.chunk, show_default=True,
+              help="Patches per Zarr chunk.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing corpus at STORE.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@reports_errors
+def import_corpus(h5file, out, chunk, overwrite, quiet):
+    """Make a packed corpus of an H5 file of training patches in CDDFuse's layout (e.g. an
+    existing MSRS_train_imgsize_128_stride_200.h5). The visible Y becomes a grey patch
+    (R = G = B = round(255 Y)); the record names the file and its sha256. Needs h5py."""
+    from crossfuse.align import h5
+
+    record = h5.import_h5(h5file, out, chunk=chunk, overwrite=overwrite, progress=progress_factory(quiet))
+    p = record.params.patch
+    click.echo(f"wrote packed corpus {out}: {record.counts.patches} patches of {p}x{p} from {h5file} "
+               "(visible stored as grey from Y)")
+
+
 @main.command("manifest")
 @click.argument("dataset")
 @click.option("--out", "-o", required=True, metavar="FILE", help="Manifest file to write (.json).")
