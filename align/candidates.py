@@ -147,7 +147,8 @@ def scan_pool(client, url: str, aux: Manifest, target_mean: np.ndarray, params: 
         keep = pixels and (threshold < float("inf") or _within_budget(state, b, len(sub.pairs), k, stashing))
         futures[client.submit(tasks.scan_candidates, url, b, sub, first, patch=params.patch, stride=params.stride,
                               target=target, k=k, threshold=threshold, pixels=keep, sample=POOL_SAMPLE,
-                              sample_bound=state.sample_bound(), skip_bad=skip_bad, pure=False)] = b
+                              sample_bound=state.sample_bound(), skip_bad=skip_bad,
+                              drop_low_contrast=params.drop_low_contrast, pure=False)] = b
 
     with progress(label, len(aux.pairs)) as advance:
         advance(sum(len(batches[b][1].pairs) for b in state.batches))

@@ -17,7 +17,9 @@ class BuildParams:
 
     ``patch``/``stride`` in pixels (paper code: 64 / 200); ``k`` patches retrieved (paper: 800
     or 1000); ``index`` "flat" (exact) or "ivf" (approximate, ``nlist`` lists, ``nprobe`` probed);
-    ``chunk`` patches per Zarr chunk along N.
+    ``chunk`` patches per Zarr chunk along N; ``drop_low_contrast`` leaves out the patches
+    CDDFuse's data preparation drops (:func:`crossfuse.align.patches.low_contrast`), from a
+    packed dataset or an aligned build's auxiliary pool.
     """
 
     patch: int = 64
@@ -27,26 +29,35 @@ class BuildParams:
     nlist: int = 64
     nprobe: int = 8
     chunk: int = 256
+    drop_low_contrast: bool = False
 
     def __post_init__(self) -> None:
         for name in ("patch", "stride", "k", "nlist", "nprobe", "chunk"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ParameterError(f"{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.drop_low_contrast, bool):
+            raise ParameterError(f"drop_low_contrast must be true or false, got {self.drop_low_contrast!r}.")
         if self.index not in INDEXES:
             raise ParameterError(f"index must be one of {INDEXES}, got {self.index!r}.")
 
     def record(self, *, kind: str) -> Params:
         """The parameters as the corpus record stores them (selection ones for an aligned corpus
         only, IVF ones for an IVF index only)."""
+        drop = True if self.drop_low_contrast else None
         if kind != "aligned":
-            return Params(patch=self.patch, stride=self.stride, chunk=self.chunk)
+            return Params(patch=self.patch, stride=self.stride, chunk=self.chunk, drop_low_contrast=drop)
         ivf = self.index == "ivf"
         return Params(patch=self.patch, stride=self.stride, chunk=self.chunk, k=self.k, metric="L1", index=self.index,
-                      nlist=self.nlist if ivf else None, nprobe=self.nprobe if ivf else None)
+                      nlist=self.nlist if ivf else None, nprobe=self.nprobe if ivf else None, drop_low_contrast=drop)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every parameter (``drop_low_contrast`` only when set, so that the fingerprints of
+        builds without it are what they always were)."""
+        out = asdict(self)
+        if not self.drop_low_contrast:
+            out.pop("drop_low_contrast")
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)

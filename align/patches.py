@@ -27,6 +27,29 @@ def extract(image: np.ndarray, origins: np.ndarray, patch: int) -> np.ndarray:
     return out
 
 
+#: CDDFuse's ``is_low_contrast`` (skimage's): a patch whose (p90 - p10) / p90 of intensity is
+#: below this is dropped by ``--drop-low-contrast``.
+LOW_CONTRAST = 0.1
+
+
+def _low(images: np.ndarray) -> np.ndarray:
+    """Per image of (n, H, W) float32: ``(p90 - p10) / p90 < 0.1`` with numpy's linear
+    percentiles, as their function computes it (a black image gives 0/0 = NaN: not low)."""
+    limits = np.percentile(images.reshape(len(images), -1), [10, 90], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (limits[1] - limits[0]) / limits[1]
+    return ratio < LOW_CONTRAST
+
+
+def low_contrast(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
+    """Which patches CDDFuse's data preparation drops: either the visible luma (their ``rgb2y``
+    of float32 RGB / 255) or the infrared (/ 255) is low contrast. ``vis`` (n, 3, P, P) and
+    ``ir`` (n, 1, P, P) uint8; returns (n,) bool."""
+    x = vis.astype(np.float32) / 255.
+    y = x[:, 0] * 0.299 + x[:, 1] * 0.587 + x[:, 2] * 0.114
+    return _low(y) | _low(ir[:, 0].astype(np.float32) / 255.)
+
+
 def channel_means(patches: np.ndarray) -> np.ndarray:
     """Mean of each channel of each patch: (n, C, P, P) uint8 -> (n, C) float64, 0-255 scale."""
     n, c, h, w = patches.shape

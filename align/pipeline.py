@@ -327,7 +327,8 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
     _check_inputs(target, aux, skip_bad=skip_bad)  # everything that can be checked before anything is written
     job = _Job.of("aligned", scan=dict(kind="aligned", scan="running-threshold", patch=params.patch,
                                        stride=params.stride, batch=engine.batch, target=_manifest.fingerprint(target),
-                                       aux=_manifest.fingerprint(aux), target_root=target.root, aux_root=aux.root),
+                                       aux=_manifest.fingerprint(aux), target_root=target.root, aux_root=aux.root,
+                                       **_dropping(params)),
                   rest=dict(params=params.as_dict()), skip_bad=skip_bad,
                   inputs={"target": _dataset_input(target), "aux": _dataset_input(aux), **params.as_dict()})
 
@@ -367,10 +368,21 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
             gamma=tuple(f.gamma for f in fits), gamma_reachable=tuple(f.reachable for f in fits),
             means_before=tuple(f.mean_before for f in fits), means_after=tuple(f.mean_after for f in fits),
             counts=Counts(target_pairs=len(tscan.pairs), target_patches=len(tscan.means), aux_pairs=len(pool.pairs),
+                          low_contrast=_dropped(pool.pairs, params),
                           aux_patches=pool.patches, patches=len(chosen), skipped=len(problems)),
             skipped=tuple(problems), ivf_recall=recall, chunks=chunks, w1=w1)
 
     return _run(job, out, engine=engine, overwrite=overwrite, break_lock=break_lock, stages=stages)
+
+
+def _dropping(params: BuildParams) -> dict[str, bool]:
+    """The fingerprint entry of ``--drop-low-contrast`` (none without it: fingerprints unchanged)."""
+    return {"drop_low_contrast": True} if params.drop_low_contrast else {}
+
+
+def _dropped(pairs, params: BuildParams) -> int | None:
+    """Patches left out as low contrast, summed over the scanned pairs (None when not asked)."""
+    return sum(p.low_contrast for p in pairs) if params.drop_low_contrast else None
 
 
 def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), engine: EngineConfig = EngineConfig(),
@@ -380,13 +392,14 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
     out = _manifest.absolute(out)
     _check_inputs(dataset, skip_bad=skip_bad)
     job = _Job.of("packed", scan=dict(kind="packed", patch=params.patch, stride=params.stride, batch=engine.batch,
-                                      dataset=_manifest.fingerprint(dataset), root=dataset.root),
+                                      dataset=_manifest.fingerprint(dataset), root=dataset.root, **_dropping(params)),
                   rest=dict(chunk=params.chunk), skip_bad=skip_bad,
                   inputs={"dataset": _dataset_input(dataset), "patch": params.patch, "stride": params.stride,
-                          "chunk": params.chunk})
+                          "chunk": params.chunk, **_dropping(params)})
 
     def stages(client, group, clock: dict[str, float], facts: dict[str, Any]) -> CorpusRecord:
         result = scan.collect(client, out, scan.submit(client, out, "aux", dataset, params, engine, stash=True,
+                                                       drop_low_contrast=params.drop_low_contrast,
                                                        skip_bad=skip_bad, label=f"scan ({dataset.name})"),
                               params, engine, progress=progress)
         clock["scan"] = time.perf_counter()
@@ -404,6 +417,7 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
                             sources=tuple(p.source() for p in result.pairs), aux=_dataset(dataset, result.pairs),
                             target=None, gamma=(1.0, 1.0, 1.0), means_before=means, means_after=means,
                             counts=Counts(aux_pairs=len(result.pairs), aux_patches=n, patches=n,
+                                          low_contrast=_dropped(result.pairs, params),
                                           skipped=len(result.problems)),
                             skipped=tuple(result.problems), chunks=chunks)
 

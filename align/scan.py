@@ -51,13 +51,15 @@ def batches(manifest: Manifest, size: int) -> list[tuple[int, Manifest]]:
 
 
 def submit(client, url: str, role: str, manifest: Manifest, params: BuildParams, engine: EngineConfig,
-           *, stash: bool, skip_bad: bool, label: str) -> PendingScan:
+           *, stash: bool, skip_bad: bool, label: str, drop_low_contrast: bool = False) -> PendingScan:
     """Submit the scan of every batch of ``manifest`` not already in the scratch group; ``stash``
-    keeps the patches' pixels too (for the pool the corpus is written from). An empty dataset is
+    keeps the patches' pixels too (for the pool the corpus is written from); ``drop_low_contrast``
+    leaves out low-contrast patches (a build's target keeps them all: its statistics are of the
+    target as it is). An empty dataset is
     refused before the store is opened (``pipeline._check_not_empty``)."""
     parts = batches(manifest, engine.batch)
     futures = {client.submit(tasks.scan_batch, url, role, i, sub, first, patch=params.patch, stride=params.stride,
-                             stash=stash, skip_bad=skip_bad, pure=False): sub
+                             stash=stash, skip_bad=skip_bad, drop_low_contrast=drop_low_contrast, pure=False): sub
                for i, (first, sub) in enumerate(parts) if not _store.batch_done(url, role, i)}
     return PendingScan(role=role, manifest=manifest, batches=len(parts), futures=futures, skip_bad=skip_bad,
                        label=label)

@@ -36,6 +36,7 @@ class ScannedPair:
     height: int
     width: int
     patches: int
+    low_contrast: int = 0  # patches dropped by --drop-low-contrast
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,11 +51,13 @@ class ScannedPair:
 
 
 def _cut_pairs(manifest: Manifest, first_pair: int, patch: int, stride: int, problems: list[dict],
-               notes: list[dict]):
+               notes: list[dict], dropped: dict[int, int] | None = None):
     """Each readable pair of a batch (numbered from ``first_pair``): (its manifest index, the pair,
     its images, its patch origins, its visible patches); a pair that cannot be read goes to
     ``problems`` instead. A pair smaller than a patch is yielded (with no patch) and also noted
-    in ``notes``: recorded as skipped, but not an error."""
+    in ``notes``: recorded as skipped, but not an error. With ``dropped`` (``--drop-low-contrast``)
+    low-contrast patches (:func:`patches.low_contrast`) are left out, and their number per pair
+    index goes there."""
     for offset, pair in enumerate(manifest.pairs):
         try:
             loaded = read_pair(manifest, pair)
@@ -67,18 +70,24 @@ def _cut_pairs(manifest: Manifest, first_pair: int, patch: int, stride: int, pro
                           "error": f"pair {pair.id!r}: {manifest.url(pair.vis)} is {width}x{height}, smaller than the "
                                    f"{patch}x{patch} patch, so it holds no patch (skipped)."})
         origins = _patches.grid(height, width, patch, stride)
-        yield first_pair + offset, pair, loaded, origins, _patches.extract(loaded.vis, origins, patch)
+        vis = _patches.extract(loaded.vis, origins, patch)
+        if dropped is not None:
+            keep = ~_patches.low_contrast(vis, _patches.extract(loaded.ir, origins, patch))
+            dropped[first_pair + offset] = int(len(keep) - keep.sum())
+            origins, vis = origins[keep], vis[keep]
+        yield first_pair + offset, pair, loaded, origins, vis
 
 
-def _scanned(index: int, pair, loaded, patches: int) -> dict:
+def _scanned(index: int, pair, loaded, patches: int, dropped: dict[int, int] | None) -> dict:
     """A pair's record as the scan read it (:class:`ScannedPair`, as JSON)."""
     height, width = loaded.ir.shape
     return ScannedPair(index=index, id=pair.id, ir=pair.ir, vis=pair.vis, ir_sha256=loaded.ir_sha256,
-                       vis_sha256=loaded.vis_sha256, height=height, width=width, patches=patches).to_json()
+                       vis_sha256=loaded.vis_sha256, height=height, width=width, patches=patches,
+                       low_contrast=(dropped or {}).get(index, 0)).to_json()
 
 
 def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: int, *,
-               patch: int, stride: int, stash: bool, skip_bad: bool) -> list[dict]:
+               patch: int, stride: int, stash: bool, skip_bad: bool, drop_low_contrast: bool = False) -> list[dict]:
     """Read the pairs of ``manifest`` (a batch, numbered from ``first_pair``), cut their patches,
     and store per-patch origins, RGB means and pair numbers (with ``stash`` also the patches
     themselves) in the scratch group. Returns the problems found; when there are some and
@@ -88,14 +97,16 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
     notes: list[dict] = []
     pairs_info: list[dict] = []
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _store.SCAN_ARRAYS + _store.STASH_ARRAYS}
-    for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes):
+    dropped: dict[int, int] | None = {} if drop_low_contrast else None
+    for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes,
+                                                        dropped):
         parts["origins"].append(origins)
         parts["means"].append(_patches.channel_means(vis))
         parts["pair"].append(np.full(len(origins), index, dtype=np.int32))
         if stash:
             parts["vis"].append(vis)
             parts["ir"].append(_patches.extract(loaded.ir, origins, patch))
-        pairs_info.append(_scanned(index, pair, loaded, len(origins)))
+        pairs_info.append(_scanned(index, pair, loaded, len(origins), dropped))
     if problems and not skip_bad:
         return problems
     empty = {"origins": ((0, 2), np.int32), "means": ((0, 3), np.float64), "pair": ((0,), np.int32),
@@ -133,7 +144,7 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 
 def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *, patch: int, stride: int,
                     target: np.ndarray, k: int | None, threshold: float, pixels: bool, sample: int,
-                    sample_bound: int, skip_bad: bool) -> list[dict]:
+                    sample_bound: int, skip_bad: bool, drop_low_contrast: bool = False) -> list[dict]:
     """Scan one batch of the auxiliary pool for an aligned build, keeping only what selection needs.
 
     For every patch: its channel sums go into a per-channel histogram (the pool's exact
@@ -153,7 +164,9 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
     sums_seen: list[np.ndarray] = []
     sampled: dict[str, list[np.ndarray]] = {n: [] for n in SAMPLE_COLUMNS}
     local = 0
-    for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes):
+    dropped: dict[int, int] | None = {} if drop_low_contrast else None
+    for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes,
+                                                        dropped):
         n = len(origins)
         sums = vis.reshape(n, 3, -1).sum(axis=2, dtype=np.int64)
         means = sums / float(patch * patch)  # = patches.channel_means, bit for bit
@@ -174,7 +187,7 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
                 _truncate(kept, k)
         if len(sampled["hash"]) > 1:
             _truncate_sample(sampled, sample)
-        pairs_info.append(_scanned(index, pair, loaded, n))
+        pairs_info.append(_scanned(index, pair, loaded, n, dropped))
     if problems and not skip_bad:
         return problems
     _truncate_sample(sampled, sample)

@@ -25,6 +25,9 @@ def _engine_options(func):
                      help="Stride S between patch corners, in pixels."),
         click.option("--chunk", type=click.IntRange(min=1), default=_DEFAULT.chunk, show_default=True,
                      help="Patches per Zarr chunk along N (the training loader reads whole chunks)."),
+        click.option("--drop-low-contrast", is_flag=True,
+                     help="Leave out the patches CDDFuse's data preparation drops: (p90 - p10) / p90 < 0.1 of the "
+                          "visible Y or the infrared (a build's target keeps all its patches). Recorded."),
         click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
                      help="Worker threads of the local engine [default: one per core]."),
         click.option("--scheduler", default=None, metavar="ADDR", help=_ENGINE_HELP),
@@ -86,14 +89,15 @@ def main() -> None:
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
 def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, low_scratch, patch, stride, chunk,
-          workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad, follow_symlinks, quiet):
+          drop_low_contrast, workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad, follow_symlinks, quiet):
     """Select the K auxiliary patches closest to the target's colour statistics, gamma-correct
     them per channel to match, and write them to a corpus store."""
     from crossfuse import manifest
     from crossfuse.align import BuildParams, EngineConfig, build as run_build
 
     quiet_client_logging()
-    params = BuildParams(patch=patch, stride=stride, k=k, index=index, nlist=nlist, nprobe=nprobe, chunk=chunk)
+    params = BuildParams(patch=patch, stride=stride, k=k, index=index, nlist=nlist, nprobe=nprobe, chunk=chunk,
+                         drop_low_contrast=drop_low_contrast)
     summary = run_build(target=manifest.load(target, root=target_root, follow_symlinks=follow_symlinks),
                         aux=manifest.load(aux, root=aux_root, follow_symlinks=follow_symlinks),
                         out=out, params=params,
@@ -110,7 +114,7 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, low_
 @click.option("--root", default=None, help="Override the manifest's root.")
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
-def pack(dataset, out, root, patch, stride, chunk, workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad,
+def pack(dataset, out, root, patch, stride, chunk, drop_low_contrast, workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad,
          follow_symlinks, quiet):
     """Write every patch of one dataset to a corpus as it is (e.g. the target's own training split)."""
     from crossfuse import manifest
@@ -118,7 +122,7 @@ def pack(dataset, out, root, patch, stride, chunk, workers, scheduler, worker_ti
 
     quiet_client_logging()
     summary = run_pack(dataset=manifest.load(dataset, root=root, follow_symlinks=follow_symlinks), out=out,
-                       params=BuildParams(patch=patch, stride=stride, chunk=chunk),
+                       params=BuildParams(patch=patch, stride=stride, chunk=chunk, drop_low_contrast=drop_low_contrast),
                        engine=EngineConfig(workers=workers, scheduler=scheduler, worker_timeout=worker_timeout),
                        overwrite=overwrite,
                        skip_bad=skip_bad, break_lock=break_lock, progress=progress_factory(quiet))
@@ -175,6 +179,8 @@ def _print_summary(s) -> None:
     else:
         lines += [f"  packed     {c.aux_pairs:>6} pairs  {c.patches:>8} patches",
                   f"  means          {_rgb(record.means_before)}"]
+    if c.low_contrast is not None:
+        lines.append(f"  low contrast {c.low_contrast:>8} auxiliary patches left out (--drop-low-contrast)")
     lines += _skipped_line(record, "skipped")
     lines.append("  time           " + "  ".join(f"{k} {v:.2f}s" for k, v in s.seconds.items()))
     click.echo("\n".join(lines))
@@ -269,9 +275,12 @@ def inspect(store, as_json):
         return
     r = d.record
     p, c = r.params, r.counts
+    stride = f"stride {p.stride}" if p.stride else "stride not known: imported"
     lines = [f"{store}: {r.kind} corpus, schema {r.schema}, made {r.created} by crossfuse {r.tool_version}",
-             f"  patches   {c.patches} of {p.patch}x{p.patch} (stride {p.stride}) from {len(r.sources)} "
-             f"source pairs of {r.aux.name}"]
+             f"  patches   {c.patches} of {p.patch}x{p.patch} ({stride}) from {len(r.sources)} "
+             f"source {'file' if r.inputs and 'import' in r.inputs else 'pairs'} of {r.aux.name}"]
+    if c.low_contrast is not None:
+        lines.append(f"  low contrast {c.low_contrast} auxiliary patches left out (--drop-low-contrast)")
     if r.kind == "aligned":
         index = {"flat": "an exact flat", "ivf": "an approximate IVF"}.get(p.index, f"a {p.index}")
         lines += [f"  retrieval Top-{p.k} by {p.metric} over {index} FAISS index, target "

@@ -94,9 +94,10 @@ def _triple(doc: Mapping, key: str, *, optional: bool = False) -> tuple[float, f
 
 @dataclass(frozen=True, kw_only=True)
 class Params:
-    """How the patches were cut and chosen: ``patch``/``stride`` in pixels, ``chunk`` patches per
-    Zarr chunk; for an aligned corpus ``k``, ``metric`` ("L1") and ``index`` ("flat"/"ivf",
-    with ``nlist``/``nprobe``)."""
+    """How the patches were cut and chosen: ``patch``/``stride`` in pixels (``stride`` 0: not
+    known, an imported corpus), ``chunk`` patches per Zarr chunk; for an aligned corpus ``k``,
+    ``metric`` ("L1") and ``index`` ("flat"/"ivf", with ``nlist``/``nprobe``);
+    ``drop_low_contrast`` True when CDDFuse's low-contrast patches were left out."""
 
     patch: int
     stride: int
@@ -106,6 +107,7 @@ class Params:
     index: str | None = None
     nlist: int | None = None
     nprobe: int | None = None
+    drop_low_contrast: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -115,7 +117,8 @@ class Params:
         return cls(patch=_get(doc, "patch", int), stride=_get(doc, "stride", int), chunk=_get(doc, "chunk", int),
                    k=_get(doc, "k", int, optional=True), metric=_get(doc, "metric", str, optional=True),
                    index=_get(doc, "index", str, optional=True), nlist=_get(doc, "nlist", int, optional=True),
-                   nprobe=_get(doc, "nprobe", int, optional=True))
+                   nprobe=_get(doc, "nprobe", int, optional=True),
+                   drop_low_contrast=_get(doc, "drop_low_contrast", bool, optional=True))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -166,7 +169,8 @@ class Dataset:
 @dataclass(frozen=True, kw_only=True)
 class Counts:
     """Pairs and patches scanned (``aux_*``; ``target_*`` for an aligned corpus), ``patches``
-    written (N) and pairs ``skipped``."""
+    written (N), pairs ``skipped``, and (``--drop-low-contrast``) the auxiliary patches left out
+    as ``low_contrast`` (not counted in ``aux_patches``)."""
 
     aux_pairs: int
     aux_patches: int
@@ -174,6 +178,7 @@ class Counts:
     skipped: int
     target_pairs: int | None = None
     target_patches: int | None = None
+    low_contrast: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -181,6 +186,8 @@ class Counts:
             out.update(target_pairs=self.target_pairs, target_patches=self.target_patches)
         out.update(aux_pairs=self.aux_pairs, aux_patches=self.aux_patches, patches=self.patches,
                    skipped=self.skipped)
+        if self.low_contrast is not None:
+            out["low_contrast"] = self.low_contrast
         return out
 
     @classmethod
@@ -188,7 +195,8 @@ class Counts:
         return cls(aux_pairs=_get(doc, "aux_pairs", int), aux_patches=_get(doc, "aux_patches", int),
                    patches=_get(doc, "patches", int), skipped=_get(doc, "skipped", int),
                    target_pairs=_get(doc, "target_pairs", int, optional=True),
-                   target_patches=_get(doc, "target_patches", int, optional=True))
+                   target_patches=_get(doc, "target_patches", int, optional=True),
+                   low_contrast=_get(doc, "low_contrast", int, optional=True))
 
 
 @dataclass(frozen=True, kw_only=True)
