@@ -2,7 +2,6 @@
 bundled sample's real patches (about 1 in 18 of the auxiliary set), and says so in the record."""
 
 import numpy as np
-import pytest
 import zarr
 from click.testing import CliRunner
 
