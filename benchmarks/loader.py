@@ -26,7 +26,7 @@ import torch
 from benchmarks.common import MANIFESTS, machine, median_seconds, scratch_dir
 from crossfuse import manifest
 from crossfuse.align import build
-from crossfuse.fusion.data import LUMA, Corpora, PatchBatches, to_model_inputs
+from crossfuse.corpus.reading import LUMA, Corpora, PatchBatches, to_model_inputs
 from crossfuse.fusion.runtime import keep_freed_memory
 
 

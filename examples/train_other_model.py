@@ -4,7 +4,7 @@
 
 The model is a few-layer CNN that fuses visible Y and infrared into one image; it is trained for
 N steps on the unsupervised intensity + gradient loss of IVIF (CDDFuse's, from crossfuse.fusion.losses)
-and prints its loss each step. Everything about the data comes from ``crossfuse.fusion.corpus``.
+and prints its loss each step. Everything about the data comes from ``crossfuse.corpus``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import torch
 from torch import nn
 
-from crossfuse.fusion import corpus
+from crossfuse import corpus
 from crossfuse.fusion.losses import intensity_gradient_loss
 
 

@@ -32,7 +32,8 @@ from crossfuse.errors import ConfigError, OutputExistsError, ParameterError, Run
 from crossfuse.fusion import checkpoint, losses
 from crossfuse.fusion.checkpoint import TrainingState
 from crossfuse.fusion.config import RunData, TrainConfig, to_toml
-from crossfuse.fusion.data import Corpora, PatchBatches, fixed_patches, to_model_inputs
+from crossfuse import corpus
+from crossfuse.corpus.reading import fixed_patches, to_model_inputs
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse
 from crossfuse.fusion.plots import loss_curve, sample_sheet
 from crossfuse.fusion.runtime import Dist, barrier, init_distributed, pick_device
@@ -135,8 +136,7 @@ class Trainer:
     parts: dict[str, nn.Module]
     opt: torch.optim.Optimizer
     sched: Any
-    dataset: PatchBatches
-    loader: torch.utils.data.DataLoader
+    loader: corpus.PatchLoader  # the public reader: the trainer reads corpora as any other model does
     epoch: int = 0
     step: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
@@ -172,9 +172,11 @@ class Trainer:
     def _setup(cls, run: Path, *, data: list[str], cfg: TrainConfig, weights: list[float] | None, resume: bool,
                overwrite: bool, device: torch.device, dist_info: Dist, held: str) -> Trainer:
         resume, overwrite = _check_run_folder(run, resume=resume, overwrite=overwrite)
-        corpora = Corpora(data, weights)
-        if corpora.patch < cfg.crop:
-            raise ParameterError(f"crop {cfg.crop} is larger than the corpora's {corpora.patch}x{corpora.patch} "
+        loader = corpus.PatchLoader(data, batch_size=cfg.batch_size, seed=cfg.seed, weights=weights, fields=("vis", "ir"),
+                                    rank=dist_info.rank, world=dist_info.world, workers=cfg.loader_workers,
+                                    buffer_chunks=cfg.buffer_chunks, pin_memory=device.type == "cuda")
+        if loader.patch < cfg.crop:
+            raise ParameterError(f"crop {cfg.crop} is larger than the corpora's {loader.patch}x{loader.patch} "
                                  "patches; lower crop in the config.")
         if dist_info.main:
             if overwrite:
@@ -188,13 +190,9 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         parts: dict[str, nn.Module] = {attr: getattr(model, attr) for attr in CHECKPOINT_PARTS.values()}
         opt, sched = make_optimizer(parts, cfg)
-        dataset = PatchBatches(corpora, batch_size=cfg.batch_size, seed=cfg.seed, rank=dist_info.rank,
-                               world=dist_info.world, buffer_chunks=cfg.buffer_chunks)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=cfg.loader_workers,
-                                             persistent_workers=False, pin_memory=device.type == "cuda")
         trainer = cls(cfg=cfg, run=run, device=device, dist=dist_info, model=model, parts=parts, opt=opt,
-                      sched=sched, dataset=dataset, loader=loader, last_checkpoint=str(run / "checkpoints" / "latest.pth"),
-                      samples=fixed_patches(corpora.urls) if dist_info.main else None, _lock_file=held)
+                      sched=sched, loader=loader, last_checkpoint=str(run / "checkpoints" / "latest.pth"),
+                      samples=fixed_patches(loader.corpora.urls) if dist_info.main else None, _lock_file=held)
         if resume:
             trainer.restore(str(run / "checkpoints" / "latest.pth"))
         trainer._wrap_ddp()
@@ -265,13 +263,13 @@ class Trainer:
         checkpoint, and move on to the next epoch."""
         epoch, cfg = self.epoch, self.cfg
         phase, _ = self.phase(epoch)
-        self.dataset.set_epoch(epoch)
-        n_batches = min(len(self.dataset), cfg.steps_per_epoch) if cfg.steps_per_epoch else len(self.dataset)
+        self.loader.set_epoch(epoch)
+        n_batches = min(len(self.loader), cfg.steps_per_epoch) if cfg.steps_per_epoch else len(self.loader)
         for part in self.parts.values():
             part.train()
         with progress(f"epoch {epoch + 1}/{cfg.epochs} (phase {'I' if phase == 1 else 'II'})", n_batches) as advance:
-            for vis, ir in itertools.islice(self.loader, n_batches):
-                record = self.train_step(vis, ir, epoch=epoch)
+            for batch in itertools.islice(self.loader, n_batches):
+                record = self.train_step(batch["vis"], batch["ir"], epoch=epoch)
                 advance(1, "skipped" if record is None else f"loss {record['loss']:.4f}")
         self.sched.step()
         for group in self.opt.param_groups:

@@ -10,7 +10,7 @@ LIMIT = 60
 
 def test_no_function_is_longer_than_60_lines():
     long = []
-    for folder in ("core", "align", "fusion", "cli", "experiment"):
+    for folder in ("core", "align", "fusion", "cli", "experiment", "corpus"):
         for path in sorted((REPO / folder).glob("*.py")):
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

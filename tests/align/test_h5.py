@@ -45,7 +45,7 @@ def _cli(*args):
 
 
 def test_their_reader_gets_what_crossfuses_reader_gives(tmp_path, sample_corpus):
-    from crossfuse.fusion.corpus import PatchDataset
+    from crossfuse.corpus import PatchDataset
 
     out = tmp_path / "sample.h5"
     r = _cli("export", sample_corpus[0], "--out", out, "-q")

@@ -42,7 +42,7 @@ def test_a_sound_store_verifies_with_every_digest(store):
 
 
 def test_a_deleted_chunk_is_found_by_verify_and_refused_by_the_loader(store):
-    from crossfuse.fusion.data import Corpora
+    from crossfuse.corpus.reading import Corpora
 
     _chunk(store, "ir", 2).unlink()
     ok, problems = _problems(store)
@@ -91,7 +91,7 @@ def test_corruption_that_still_reads_is_found(store, damage):
 
 
 def test_the_loader_names_an_undecodable_chunk(store):
-    from crossfuse.fusion.data import Block, Corpora
+    from crossfuse.corpus.reading import Block, Corpora
 
     path = _chunk(store, "vis", 3)
     path.write_bytes(np.random.default_rng(1).bytes(path.stat().st_size))  # same size: passes the cheap check

@@ -1,4 +1,4 @@
-"""The public corpus API (crossfuse.fusion.corpus) on a real corpus, and the example that uses it."""
+"""The public corpus API (crossfuse.corpus) on a real corpus, and the example that uses it."""
 
 import pickle
 import subprocess
@@ -10,8 +10,8 @@ import torch
 import zarr
 
 from crossfuse.errors import ParameterError
-from crossfuse.fusion import corpus
-from crossfuse.fusion.data import Corpora, PatchBatches, to_model_inputs
+from crossfuse import corpus
+from crossfuse.corpus.reading import Corpora, PatchBatches, to_model_inputs
 from tests.helpers import REPO
 
 
@@ -59,7 +59,8 @@ def test_loader_batches_are_named_deterministic_and_match_the_trainers(sample_co
     loader = corpus.PatchLoader([url], batch_size=16, seed=3)
     loader.set_epoch(1)
     batches = list(loader)
-    assert len(batches) == len(loader) > 0 and set(batches[0]) == {"vis", "ir", "source", "origin", "corpus"}
+    assert len(batches) == len(loader) > 0
+    assert set(batches[0]) == {"vis", "ir", "source", "origin", "means", "distance", "corpus"}
     trainer_side = PatchBatches(Corpora([url]), batch_size=16, seed=3)
     trainer_side.set_epoch(1)
     for ours, (vis, ir) in zip(batches, trainer_side):
@@ -86,3 +87,103 @@ def test_example_trains_another_model_through_the_api(sample_corpus):
     steps = [line for line in r.stdout.splitlines() if line.startswith("step ")]
     assert len(steps) == 3 and all(np.isfinite(float(line.split()[-1])) for line in steps)
     assert "corpus: aligned, 200 patches of 64px" in r.stdout
+
+
+def test_every_stored_column_with_one_dtype_each(sample_corpus):
+    url = sample_corpus[0]
+    g = zarr.open_group(url, mode="r")
+    item = corpus.PatchDataset([url])[60]
+    assert torch.equal(item["means"], torch.from_numpy(g["means"][60])) and item["distance"] == float(g["distance"][60])
+    for visible, pixel in (("rgb", torch.uint8), ("y", torch.float32)):
+        loader = corpus.PatchLoader([url], batch_size=8, seed=0, visible=visible)
+        loader.set_epoch(0)
+        batch = next(iter(loader))
+        dtypes = {k: v.dtype for k, v in batch.items()}
+        assert dtypes == {"vis": pixel, "ir": pixel, "source": torch.int32, "origin": torch.int32,
+                          "means": torch.float32, "distance": torch.float32, "corpus": torch.int64}
+        # means and distance belong to the patch: the row the source and origin name
+        k = 3
+        row = int(np.flatnonzero((g["source"][...] == int(batch["source"][k]))
+                                 & (g["origin"][...] == batch["origin"][k].numpy()).all(axis=1))[0])
+        assert np.array_equal(batch["means"][k].numpy(), g["means"][row]) and batch["distance"][k] == g["distance"][row]
+
+
+@pytest.mark.parametrize("workers_after", [0, 2])
+def test_mid_epoch_resume_gives_the_batches_an_uninterrupted_epoch_would(sample_corpus, workers_after):
+    url = sample_corpus[0]
+    whole = corpus.PatchLoader([url, url], batch_size=8, seed=5, weights=[1, 0.5], fields=("vis", "source", "origin"))
+    whole.set_epoch(2)
+    expected = list(whole)
+    first = corpus.PatchLoader([url, url], batch_size=8, seed=5, weights=[1, 0.5], fields=("vis", "source", "origin"),
+                               workers=2)
+    first.set_epoch(2)
+    got = []
+    for batch in first:
+        got.append(batch)
+        if len(got) == 7:
+            state = first.state_dict()
+            break  # "killed" after 7 batches
+    assert state["epoch"] == 2 and state["batch"] == 7
+    later = corpus.PatchLoader([url, url], batch_size=8, seed=5, weights=[1, 0.5], fields=("vis", "source", "origin"),
+                               workers=workers_after)
+    later.load_state_dict(state)
+    later.set_epoch(2)
+    assert len(later) == len(expected) - 7
+    got += list(later)
+    assert len(got) == len(expected)
+    assert all(torch.equal(a["vis"], b["vis"]) and torch.equal(a["origin"], b["origin"]) for a, b in zip(got, expected))
+    later.set_epoch(3)  # the next epoch starts from its beginning
+    whole.set_epoch(3)
+    assert len(later) == len(whole)
+    other = corpus.PatchLoader([url], batch_size=8, seed=5)
+    with pytest.raises(ParameterError, match="seed|stores|weights"):
+        other.load_state_dict(state)
+
+
+def test_drop_last_and_a_per_sample_transform(sample_corpus):
+    url = sample_corpus[0]  # 200 patches: 12 full batches of 16 and one of 8
+    kept = corpus.PatchLoader([url], batch_size=16, seed=1, drop_last=False)
+    kept.set_epoch(0)
+    sizes = [len(b["vis"]) for b in kept]
+    assert sizes == [16] * 12 + [8] and len(kept) == 13
+    dropped = corpus.PatchLoader([url], batch_size=16, seed=1)
+    dropped.set_epoch(0)
+    assert len(list(dropped)) == 12
+
+    def flip(sample):
+        return {**sample, "vis": sample["vis"].flip(-1)}
+
+    plain = corpus.PatchLoader([url], batch_size=16, seed=1, fields=("vis", "ir"))
+    flipped = corpus.PatchLoader([url], batch_size=16, seed=1, fields=("vis", "ir"), transform=flip, workers=2)
+    plain.set_epoch(0)
+    flipped.set_epoch(0)
+    for a, b in zip(plain, flipped):
+        assert torch.equal(a["vis"].flip(-1), b["vis"]) and torch.equal(a["ir"], b["ir"])
+
+
+def test_the_old_import_path_still_works_and_warns():
+    import importlib
+    import sys as _sys
+
+    for name in ("crossfuse.fusion.corpus", "crossfuse.fusion.data"):
+        _sys.modules.pop(name, None)
+        with pytest.warns(DeprecationWarning, match="moved to crossfuse.corpus"):
+            module = importlib.import_module(name)
+        assert module.__all__
+    from crossfuse.fusion.corpus import PatchLoader
+
+    assert PatchLoader is corpus.PatchLoader
+
+
+def test_the_trainer_reads_through_the_public_loader(sample_corpus, tmp_path):
+    from crossfuse.fusion.config import TrainConfig
+    from crossfuse.fusion.network import NetworkConfig
+    from crossfuse.fusion.trainer import Trainer
+
+    cfg = TrainConfig(epochs=1, phase1_epochs=1, batch_size=4, steps_per_epoch=1,
+                      network=NetworkConfig(dim=8, heads=2, encoder_blocks=1, decoder_blocks=1, detail_nodes=1))
+    trainer = Trainer.setup(data=[sample_corpus[0]], out=str(tmp_path / "run"), cfg=cfg)
+    try:
+        assert isinstance(trainer.loader, corpus.PatchLoader) and trainer.loader.batches.fields == ("vis", "ir")
+    finally:
+        trainer.close()

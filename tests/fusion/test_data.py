@@ -6,7 +6,7 @@ import torch
 import zarr
 
 from crossfuse.errors import ParameterError, StoreError
-from crossfuse.fusion.data import Corpora, PatchBatches, plan_epoch, to_model_inputs
+from crossfuse.corpus.reading import Corpora, PatchBatches, plan_epoch, to_model_inputs
 
 
 def _rows(batches):

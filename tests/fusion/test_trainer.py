@@ -14,7 +14,7 @@ import torch
 from crossfuse.errors import ConfigError, OutputExistsError
 from crossfuse.fusion import checkpoint, trainer
 from crossfuse.fusion.config import TrainConfig, load
-from crossfuse.fusion.data import Corpora, plan_epoch
+from crossfuse.corpus.reading import Corpora, plan_epoch
 from crossfuse.fusion.network import NetworkConfig
 from tests.helpers import REPO, needs_shared
 

@@ -1,0 +1,288 @@
+"""Reading corpora: deterministic, chunk-wise, DDP- and worker-aware batches (the engine under
+:mod:`crossfuse.corpus`'s public API).
+
+An epoch's plan is computed from (seed, epoch) alone: every chunk of every corpus (repeated or
+sub-sampled by its weight) is shuffled, consecutive chunks form shuffle buffers, each buffer's
+patches are shuffled and cut into batches, and the batches are dealt to DDP ranks and then to
+loader workers. Reading is chunk by chunk from Zarr, or from memory when the corpora are small
+enough. Every rank yields the same number of batches, so DDP ranks never wait on each other.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from crossfuse.errors import ParameterError, StoreError
+from crossfuse.schema import missing_chunks, open_corpus
+
+#: Luma weights of the visible image (ITU-R 601), as the release converts RGB to Y.
+LUMA = (0.299, 0.587, 0.114)
+#: The arrays a batch can carry: the pixels the trainer needs, and where each patch came from.
+PIXELS = ("vis", "ir")
+#: Every stored per-patch array: pixels, where each patch came from, its RGB means (0-255) and
+#: its distance to the target (0 in a packed corpus).
+FIELDS = ("vis", "ir", "source", "origin", "means", "distance")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Block:
+    """Rows ``start:stop`` of corpus ``corpus`` (one Zarr chunk)."""
+
+    corpus: int
+    start: int
+    stop: int
+
+
+class Corpora:
+    """One or more corpus stores opened for reading (schema checked), with optional weights.
+
+    ``in_memory``: None decides by size (``memory_limit`` bytes of patches), True/False forces.
+    Handles are opened lazily once per process, so the object can be sent to loader workers.
+    """
+
+    def __init__(self, urls: Sequence[str], weights: Sequence[float] | None = None, *,
+                 in_memory: bool | None = None, memory_limit: int = 2 << 30) -> None:
+        if not urls:
+            raise StoreError("no corpus given; pass at least one --data STORE.")
+        self.urls = list(urls)
+        self.weights = list(weights) if weights is not None else [1.0] * len(urls)
+        if len(self.weights) != len(self.urls) or any(w <= 0 for w in self.weights):
+            raise ParameterError(f"need one positive weight per corpus (one --weight per --data, or none), got "
+                                 f"{self.weights} for {len(self.urls)} corpora.")
+        self.lengths, self.chunks, self.records, patches = [], [], [], set()
+        for url in self.urls:
+            group, record = open_corpus(url)
+            lost = missing_chunks(url, group, record, FIELDS)
+            if lost:
+                raise StoreError(f"{url} is damaged: {'; '.join(lost[:3])}{' ...' if len(lost) > 3 else ''} since "
+                                 "it was built, so it is not trained on (a missing chunk reads as zeros, a changed "
+                                 f"one as wrong pixels). Rebuild the corpus; `crossfuse-align verify {url}` lists "
+                                 "every damaged chunk.")
+            self.lengths.append(int(group["vis"].shape[0]))
+            self.chunks.append(int(group["vis"].chunks[0]))
+            self.records.append(record)
+            patches.add(record.params.patch)
+        if len(patches) != 1:
+            raise StoreError(f"corpora have different patch sizes {sorted(patches)}; batches need one size.")
+        self.patch = patches.pop()
+        size = sum(self.lengths) * 4 * self.patch * self.patch
+        self.in_memory = size <= memory_limit if in_memory is None else in_memory
+        self._pid: int | None = None
+        self._groups: list = []
+        self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
+
+    def __len__(self) -> int:
+        return sum(self.lengths)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.update(_pid=None, _groups=[], _cache=None)
+        return state
+
+    def _open(self) -> None:
+        if self._pid != os.getpid():
+            import zarr
+
+            self._groups = [zarr.open_group(store=url, mode="r") for url in self.urls]
+            self._cache = None
+            self._pid = os.getpid()
+            if self.in_memory:
+                self._cache = [{name: self._read_array(g, Block(corpus=c, start=0, stop=n), name) for name in FIELDS}
+                               for c, (g, n) in enumerate(zip(self._groups, self.lengths))]
+
+    def read(self, block: Block, fields: tuple[str, ...] = PIXELS) -> tuple[np.ndarray, ...]:
+        """The arrays ``fields`` of one block, in that order: by default uint8 ``vis`` (n, 3, P, P)
+        and ``ir`` (n, 1, P, P); also ``source`` (n,) int32 and ``origin`` (n, 2) int32."""
+        self._open()
+        if self._cache is not None:
+            return tuple(self._cache[block.corpus][name][block.start:block.stop] for name in fields)
+        g = self._groups[block.corpus]
+        return tuple(self._read_array(g, block, name) for name in fields)
+
+    def _read_array(self, group, block: Block, name: str) -> np.ndarray:
+        try:
+            return group[name][block.start:block.stop]
+        except Exception as exc:  # any codec or I/O failure: name the store, array and chunk
+            url = self.urls[block.corpus]
+            raise StoreError(f"{url}: array '{name}' (rows {block.start}:{block.stop}) cannot be read "
+                             f"({type(exc).__name__}: {exc}); run `crossfuse-align verify {url}` and rebuild "
+                             "the corpus.") from exc
+
+    def blocks(self) -> list[Block]:
+        return [Block(corpus=c, start=s, stop=min(n, s + step))
+                for c, (n, step) in enumerate(zip(self.lengths, self.chunks)) for s in range(0, n, step)]
+
+
+def _weighted_blocks(corpora: Corpora, rng: np.random.Generator) -> list[Block]:
+    """Every block of each corpus floor(weight) times, plus a random fraction for the remainder."""
+    out: list[Block] = []
+    blocks = corpora.blocks()
+    for c, weight in enumerate(corpora.weights):
+        mine = [b for b in blocks if b.corpus == c]
+        out += mine * int(weight)
+        extra = int(round((weight - int(weight)) * len(mine)))
+        out += [mine[i] for i in sorted(rng.choice(len(mine), size=extra, replace=False))]
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochPlan:
+    """One epoch as flat arrays: the shuffled sequence of patches (``block`` index into
+    ``blocks``, ``row`` within it), cut into batches of ``batch_size``; this rank owns the
+    batches numbered ``mine``."""
+
+    blocks: list[Block]
+    block: np.ndarray  # (n,) int64
+    row: np.ndarray    # (n,) int64
+    batch_size: int
+    mine: np.ndarray   # (batches_per_rank,) int64
+
+    @property
+    def batches_per_rank(self) -> int:
+        return len(self.mine)
+
+    def batch(self, k: int) -> list[tuple[Block, np.ndarray]]:
+        """Batch ``k`` of the epoch as (block, rows within the block) parts."""
+        return [(self.blocks[b], rows) for b, rows in self.batch_parts(k)]
+
+    def batch_parts(self, k: int) -> list[tuple[int, np.ndarray]]:
+        """Batch ``k`` as (index into ``blocks``, rows) parts; a block repeated by its corpus
+        weight has one index per repeat."""
+        sel = slice(k * self.batch_size, (k + 1) * self.batch_size)
+        blocks, rows = self.block[sel], self.row[sel]
+        return [(b, rows[blocks == b]) for b in dict.fromkeys(blocks.tolist())]
+
+    @property
+    def batches(self) -> list[list[tuple[Block, np.ndarray]]]:
+        """This rank's batches, in order."""
+        return [self.batch(int(k)) for k in self.mine]
+
+
+def plan_epoch(corpora: Corpora, *, seed: int, epoch: int, batch_size: int, rank: int = 0, world: int = 1,
+               buffer_chunks: int = 4, drop_last: bool = True) -> EpochPlan:
+    """The deterministic plan of ``epoch``: blocks shuffled, patches shuffled within buffers of
+    ``buffer_chunks`` blocks, the sequence cut into batches (an incomplete last batch is dropped,
+    or with ``drop_last`` False kept as a smaller one); rank ``r`` of ``world`` takes batches r,
+    r + world, ... and every rank the same number of them (batches beyond a multiple of ``world``
+    are left out, so that DDP ranks stay in step)."""
+    rng = np.random.default_rng([seed, epoch])
+    blocks = _weighted_blocks(corpora, rng)
+    order = rng.permutation(len(blocks))
+    sizes = np.array([b.stop - b.start for b in blocks], dtype=np.int64)
+    seq_block, seq_row = [], []
+    for index, first in enumerate(range(0, len(order), buffer_chunks)):
+        ids = order[first:first + buffer_chunks]
+        block = np.repeat(ids, sizes[ids])
+        row = np.concatenate([np.arange(sizes[i]) for i in ids])
+        perm = np.random.default_rng([seed, epoch, index]).permutation(len(block))
+        seq_block.append(block[perm])
+        seq_row.append(row[perm])
+    block = np.concatenate(seq_block) if seq_block else np.zeros(0, np.int64)
+    row = np.concatenate(seq_row) if seq_row else np.zeros(0, np.int64)
+    batches = len(block) // batch_size if drop_last else -(-len(block) // batch_size)
+    per_rank = batches // world
+    mine = np.arange(rank, per_rank * world, world, dtype=np.int64)
+    return EpochPlan(blocks=blocks, block=block, row=row, batch_size=batch_size, mine=mine)
+
+
+def fixed_patches(urls: Sequence[str], count: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` patches spread evenly over the corpora (the same ones every time): uint8 visible
+    (n, 3, P, P) and infrared (n, 1, P, P), for the trainer's sample sheets."""
+    vis, ir = [], []
+    for i, url in enumerate(urls[:count]):
+        group, _ = open_corpus(url)
+        n = group["vis"].shape[0]
+        share = count // len(urls[:count]) + (1 if i < count % len(urls[:count]) else 0)
+        for row in np.unique(np.linspace(0, n - 1, share).round().astype(int)):
+            vis.append(group["vis"][int(row)])
+            ir.append(group["ir"][int(row)])
+    return torch.from_numpy(np.stack(vis)), torch.from_numpy(np.stack(ir))
+
+
+def to_model_inputs(vis: torch.Tensor, ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 (n, 3, P, P) RGB and (n, 1, P, P) infrared -> float32 visible Y and infrared in [0, 1],
+    each (n, 1, P, P): ``Y = (0.299 R + 0.587 G + 0.114 B) / 255``, not rounded. Runs on the
+    tensors' device, so the trainer converts after moving the uint8 batch (half the bytes)."""
+    v = vis.float()
+    y = (LUMA[0] * v[:, 0:1] + LUMA[1] * v[:, 1:2] + LUMA[2] * v[:, 2:3]) / 255.0
+    return y, ir.float() / 255.0
+
+
+class PatchBatches(torch.utils.data.IterableDataset):
+    """Batches of one epoch for this rank, as tuples of tensors named by ``fields``: by default
+    uint8 ``(vis, ir)``, (n, 3, P, P) and (n, 1, P, P); ``source`` (n,) and ``origin`` (n, 2)
+    int32 and ``corpus`` (n,) int64 (which store) on request. Use with ``DataLoader(batch_size=None)``
+    and turn the pixels into model inputs with :func:`to_model_inputs` on the training device.
+    Loader worker ``w`` of ``K`` produces the rank's batches w, w + K, ..., so the loader's
+    round-robin yields the same sequence whatever K is. Call :meth:`set_epoch` before each epoch;
+    ``set_epoch(e, skip=n)`` starts epoch ``e`` at its batch ``n`` (a mid-epoch resume: the
+    batches an uninterrupted epoch would have given from there, with any number of workers)."""
+
+    def __init__(self, corpora: Corpora, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 buffer_chunks: int = 4, fields: tuple[str, ...] = PIXELS, drop_last: bool = True) -> None:
+        super().__init__()
+        unknown = set(fields) - set(FIELDS + ("corpus",))
+        if unknown:
+            raise ParameterError(f"unknown batch field(s) {sorted(unknown)}; choose from {FIELDS + ('corpus',)}.")
+        self.corpora, self.batch_size, self.seed = corpora, batch_size, seed
+        self.rank, self.world, self.buffer_chunks = rank, world, buffer_chunks
+        self.fields = tuple(fields)
+        self._stored = tuple(f for f in fields if f != "corpus")
+        self.epoch, self.skip, self.drop_last = 0, 0, drop_last
+
+    def set_epoch(self, epoch: int, *, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def plan(self) -> EpochPlan:
+        return plan_epoch(self.corpora, seed=self.seed, epoch=self.epoch, batch_size=self.batch_size,
+                          rank=self.rank, world=self.world, buffer_chunks=self.buffer_chunks, drop_last=self.drop_last)
+
+    def __len__(self) -> int:
+        """Batches this rank gets in the current epoch (after a resume's skipped ones)."""
+        return max(0, self.plan().batches_per_rank - self.skip)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        plan = self.plan()
+        batches = [plan.batch_parts(int(k)) for k in plan.mine[self.skip:][worker::workers]]
+        order = iter(dict.fromkeys(b for parts in batches for b, _ in parts))  # blocks by first use
+        last_use = {b: i for i, parts in enumerate(batches) for b, _ in parts}
+        # Streaming: one thread decompresses the next ``buffer_chunks`` blocks while batches are
+        # served (Zstd releases the GIL); each block is dropped after the last batch that uses it.
+        reader = None if self.corpora.in_memory else ThreadPoolExecutor(1, thread_name_prefix="crossfuse-read")
+        pending: dict[int, Future | tuple[np.ndarray, np.ndarray]] = {}
+
+        def fetch(limit: int) -> None:
+            """Start reading blocks in order of first use while fewer than ``limit`` are held."""
+            while len(pending) < limit and (b := next(order, None)) is not None:
+                block = plan.blocks[b]
+                pending[b] = (reader.submit(self.corpora.read, block, self._stored) if reader
+                              else self.corpora.read(block, self._stored))
+
+        try:
+            for i, parts in enumerate(batches):
+                columns: dict[str, list[np.ndarray]] = {f: [] for f in self.fields}
+                for b, rows in parts:
+                    while b not in pending:  # read up to it (a batch may span more than the window)
+                        fetch(len(pending) + 1)
+                    if isinstance(pending[b], Future):
+                        pending[b] = pending[b].result()
+                    for name, array in zip(self._stored, pending[b]):
+                        columns[name].append(array[rows])
+                    if "corpus" in columns:
+                        columns["corpus"].append(np.full(len(rows), plan.blocks[b].corpus, dtype=np.int64))
+                for b, _ in parts:
+                    if last_use[b] == i:
+                        del pending[b]
+                fetch(self.buffer_chunks)
+                yield tuple(torch.from_numpy(np.concatenate(columns[f])) for f in self.fields)
+        finally:
+            if reader is not None:
+                reader.shutdown(wait=False, cancel_futures=True)
