@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import MANIFESTS, machine, median_seconds, scratch_dir
-from crossfuse import manifest
+from crossfuse import corpus, manifest
 from crossfuse.align import build
 from crossfuse.corpus.reading import LUMA, Corpora, PatchBatches, to_model_inputs
 from crossfuse.fusion.runtime import keep_freed_memory
@@ -102,16 +102,37 @@ def main() -> None:
             for _ in released_loader:
                 pass
 
-        ours(False), ours(True)  # open the handles (and load the in-memory copy) before timing
+        # The trainer's own path, before (its own DataLoader over PatchBatches) and since issue 21
+        # (crossfuse.corpus.PatchLoader, fields vis and ir), both streaming from Zarr.
+        direct = torch.utils.data.DataLoader(PatchBatches(Corpora([store], in_memory=False), batch_size=8, seed=0),
+                                             batch_size=None)
+        public = corpus.PatchLoader([store], batch_size=8, seed=0, fields=("vis", "ir"), in_memory=False)
+        turns = {"direct": 0, "public": 0}
+
+        def trainer_path(which: str) -> None:
+            turns[which] += 1
+            if which == "direct":
+                direct.dataset.set_epoch(turns[which])
+                for vis, ir in direct:
+                    pass
+            else:
+                public.set_epoch(turns[which])
+                for batch in public:
+                    pass
+
+        ours(False), ours(True), trainer_path("direct"), trainer_path("public")  # warm: handles, in-memory copy
         rates = {"ours_zarr_streaming": n / median_seconds(lambda: ours(False), args.repeats),
                  "ours_in_memory": n / median_seconds(lambda: ours(True), args.repeats),
                  "ours_in_memory_with_cpu_conversion": n / median_seconds(lambda: ours(True, True), args.repeats),
-                 "released_h5_per_item": n / median_seconds(released, args.repeats)}
+                 "released_h5_per_item": n / median_seconds(released, args.repeats),
+                 "trainer_direct_dataloader": n / median_seconds(lambda: trainer_path("direct"), args.repeats),
+                 "trainer_public_patchloader": n / median_seconds(lambda: trainer_path("public"), args.repeats)}
     out = {k + "_patches_per_s": round(v) for k, v in rates.items()}
     out["streaming_over_released"] = round(rates["ours_zarr_streaming"] / rates["released_h5_per_item"], 1)
     out["in_memory_over_released"] = round(rates["ours_in_memory"] / rates["released_h5_per_item"], 1)
     out["in_memory_with_cpu_conversion_over_released"] = round(
         rates["ours_in_memory_with_cpu_conversion"] / rates["released_h5_per_item"], 1)
+    out["public_over_direct"] = round(rates["trainer_public_patchloader"] / rates["trainer_direct_dataloader"], 2)
     out["cpu_training_step_consumes_patches_per_s"] = round(8 / _training_step_seconds(), 1)
     print(json.dumps({"command": "python -m benchmarks.loader", "machine": machine(), "patches": n, **out}))
 
