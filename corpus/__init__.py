@@ -37,11 +37,11 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 
-from crossfuse.corpus.reading import FIELDS, Block, Corpora, PatchBatches, to_model_inputs
+from crossfuse.corpus.reading import FIELDS, Block, Corpora, PatchBatches, Subset, to_model_inputs
 from crossfuse.errors import ParameterError
 from crossfuse.schema import CorpusRecord
 
-__all__ = ["Batch", "Item", "PatchDataset", "PatchLoader", "VISIBLE", "FIELDS", "to_model_inputs"]
+__all__ = ["Batch", "Item", "PatchDataset", "PatchLoader", "Subset", "VISIBLE", "FIELDS", "to_model_inputs"]
 
 #: How the visible patch is given: the stored RGB (uint8) or luma Y (float32 in [0, 1]).
 VISIBLE = ("rgb", "y")
@@ -84,7 +84,8 @@ def _pixels(vis: torch.Tensor, ir: torch.Tensor, visible: str) -> tuple[torch.Te
 class PatchDataset(torch.utils.data.Dataset):
     """Every patch of one or more corpora, by index (corpus after corpus, rows in stored order).
 
-    Items are :class:`Item` dicts, passed through ``transform`` when given. Reads go through
+    Items are :class:`Item` dicts, passed through ``transform`` when given; ``subset``
+    (:class:`Subset`) reads part of each corpus, numbered from 0 in stored order. Reads go through
     whole chunks, the last ``cache_chunks`` of which are kept, so indices near each other cost
     one read; corpora that fit in memory (or ``in_memory=True``) are read once. Picklable for
     loader workers. For random access in a DataLoader prefer :class:`PatchLoader`, whose
@@ -92,11 +93,12 @@ class PatchDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, stores: Sequence[str], *, visible: str = "rgb", in_memory: bool | None = None,
-                 cache_chunks: int = 8, transform: Callable[[Item], Any] | None = None) -> None:
+                 cache_chunks: int = 8, transform: Callable[[Item], Any] | None = None,
+                 subset: Subset | None = None) -> None:
         _check_visible(visible)
-        self.corpora = Corpora(stores, in_memory=in_memory)
+        self.corpora = Corpora(stores, in_memory=in_memory, subset=subset)
         self.visible, self.cache_chunks, self.transform = visible, cache_chunks, transform
-        self.offsets = np.concatenate([[0], np.cumsum(self.corpora.lengths)])
+        self.offsets = np.concatenate([[0], np.cumsum(self.corpora.sizes())])
         self._cache: OrderedDict[Block, tuple[np.ndarray, ...]] = OrderedDict()
 
     @property
@@ -128,6 +130,8 @@ class PatchDataset(torch.utils.data.Dataset):
             raise IndexError(f"patch {index} is out of range for {len(self)} patches")
         corpus = int(np.searchsorted(self.offsets, index, side="right") - 1)
         row = index - int(self.offsets[corpus])
+        if self.corpora.kept[corpus] is not None:
+            row = int(self.corpora.kept[corpus][row])  # the stored row of the subset's row-th patch
         arrays = dict(zip(FIELDS, self._block(corpus, row)))
         local = row % self.corpora.chunks[corpus]
         vis, ir = _pixels(torch.from_numpy(arrays["vis"][local:local + 1]),
@@ -166,7 +170,8 @@ class PatchLoader:
     ``rank``/``world`` default to the torch.distributed process group when one is initialised;
     ``workers`` loader processes share the reading (``prefetch_factor`` batches each ahead).
     ``drop_last`` (default True) drops an epoch's incomplete last batch. ``transform`` is applied
-    to each sample dict in the workers (then the batch is re-collated; costs a little).
+    to each sample dict in the workers (then the batch is re-collated; costs a little);
+    ``subset`` (:class:`Subset`) reads part of each corpus without copying it.
 
     Call :meth:`set_epoch` before each epoch; ``len()`` is the number of batches this rank gets.
     :meth:`state_dict` after any batch is a resume point: :meth:`load_state_dict` on a new loader
@@ -177,13 +182,13 @@ class PatchLoader:
                  visible: str = "rgb", fields: Sequence[str] = _NAMES, rank: int | None = None,
                  world: int | None = None, workers: int = 0, buffer_chunks: int = 4, in_memory: bool | None = None,
                  pin_memory: bool = False, prefetch_factor: int | None = None, drop_last: bool = True,
-                 transform: Callable[[dict], Any] | None = None) -> None:
+                 transform: Callable[[dict], Any] | None = None, subset: Subset | None = None) -> None:
         _check_visible(visible)
         if rank is None or world is None:
             initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
             rank = torch.distributed.get_rank() if initialised else 0
             world = torch.distributed.get_world_size() if initialised else 1
-        self.corpora = Corpora(stores, weights, in_memory=in_memory)
+        self.corpora = Corpora(stores, weights, in_memory=in_memory, subset=subset)
         self.visible = visible
         self.batches = PatchBatches(self.corpora, batch_size=batch_size, seed=seed, rank=rank, world=world,
                                     buffer_chunks=buffer_chunks, fields=tuple(fields), drop_last=drop_last)
@@ -222,7 +227,7 @@ class PatchLoader:
         b = self.batches
         return {"stores": list(self.corpora.urls), "weights": list(self.corpora.weights), "seed": b.seed,
                 "batch_size": b.batch_size, "rank": b.rank, "world": b.world, "buffer_chunks": b.buffer_chunks,
-                "drop_last": b.drop_last}
+                "drop_last": b.drop_last, "subset": repr(self.corpora.subset)}
 
     def state_dict(self) -> dict[str, Any]:
         """Where this rank is: the epoch and the batches of it given out so far, and what the

@@ -39,15 +39,53 @@ class Block:
     stop: int
 
 
+@dataclass(frozen=True, kw_only=True)
+class Subset:
+    """Which patches of each corpus to read, without copying the store: those cut from the
+    source ``pairs`` (pair ids), of corpora made from the auxiliary ``datasets`` (names, as
+    ``records[i].aux.name``), and of those the ``best`` K' by distance to the target (ties in
+    stored order; a packed corpus' distances are all 0, so its first K'). None: no condition."""
+
+    best: int | None = None
+    pairs: frozenset[str] | None = None
+    datasets: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("pairs", "datasets"):  # any collection of names; one string is one name
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, frozenset([value] if isinstance(value, str) else value))
+        if self.best is not None and (isinstance(self.best, bool) or not isinstance(self.best, int) or self.best < 1):
+            raise ParameterError(f"best must be a positive number of patches, got {self.best!r}.")
+
+    def rows(self, group, record) -> np.ndarray | None:
+        """The stored rows of one corpus this subset keeps, sorted (None: all of them)."""
+        if self.best is None and self.pairs is None and self.datasets is None:
+            return None
+        keep = np.ones(int(group["vis"].shape[0]), dtype=bool)
+        if self.datasets is not None and record.aux.name not in self.datasets:
+            keep[:] = False
+        if self.pairs is not None:
+            ids = [i for i, s in enumerate(record.sources) if s.id in self.pairs]
+            keep &= np.isin(group["source"][...], ids)
+        if self.best is not None:
+            distance = np.where(keep, group["distance"][...].astype(np.float64), np.inf)
+            order = np.argsort(distance, kind="stable")[:min(self.best, int(keep.sum()))]
+            keep = np.zeros_like(keep)
+            keep[order] = True
+        return np.flatnonzero(keep)
+
+
 class Corpora:
-    """One or more corpus stores opened for reading (schema checked), with optional weights.
+    """One or more corpus stores opened for reading (schema checked), with optional weights and
+    a :class:`Subset` of each.
 
     ``in_memory``: None decides by size (``memory_limit`` bytes of patches), True/False forces.
     Handles are opened lazily once per process, so the object can be sent to loader workers.
     """
 
     def __init__(self, urls: Sequence[str], weights: Sequence[float] | None = None, *,
-                 in_memory: bool | None = None, memory_limit: int = 2 << 30) -> None:
+                 in_memory: bool | None = None, memory_limit: int = 2 << 30, subset: Subset | None = None) -> None:
         if not urls:
             raise StoreError("no corpus given; pass at least one --data STORE.")
         self.urls = list(urls)
@@ -56,6 +94,8 @@ class Corpora:
             raise ParameterError(f"need one positive weight per corpus (one --weight per --data, or none), got "
                                  f"{self.weights} for {len(self.urls)} corpora.")
         self.lengths, self.chunks, self.records, patches = [], [], [], set()
+        self.kept: list[np.ndarray | None] = []  # per corpus: the stored rows read (None: all)
+        self.subset = subset
         for url in self.urls:
             group, record = open_corpus(url)
             lost = missing_chunks(url, group, record, FIELDS)
@@ -67,9 +107,13 @@ class Corpora:
             self.lengths.append(int(group["vis"].shape[0]))
             self.chunks.append(int(group["vis"].chunks[0]))
             self.records.append(record)
+            self.kept.append((subset or Subset()).rows(group, record))
             patches.add(record.params.patch)
         if len(patches) != 1:
             raise StoreError(f"corpora have different patch sizes {sorted(patches)}; batches need one size.")
+        if subset is not None and not sum(self.sizes()):
+            raise ParameterError(f"the subset {subset} keeps no patch of {', '.join(self.urls)} (their auxiliary "
+                                 f"datasets: {', '.join(r.aux.name for r in self.records)}).")
         self.patch = patches.pop()
         size = sum(self.lengths) * 4 * self.patch * self.patch
         self.in_memory = size <= memory_limit if in_memory is None else in_memory
@@ -78,7 +122,20 @@ class Corpora:
         self._cache: list[tuple[np.ndarray, np.ndarray]] | None = None
 
     def __len__(self) -> int:
-        return sum(self.lengths)
+        """Patches read (those of the subset)."""
+        return sum(self.sizes())
+
+    def sizes(self) -> list[int]:
+        """Per corpus, the patches read (its length, or its subset's size)."""
+        return [n if kept is None else len(kept) for n, kept in zip(self.lengths, self.kept)]
+
+    def local_rows(self, block: Block) -> np.ndarray:
+        """The rows of ``block`` read, relative to its start."""
+        kept = self.kept[block.corpus]
+        if kept is None:
+            return np.arange(block.stop - block.start)
+        lo, hi = np.searchsorted(kept, [block.start, block.stop])
+        return kept[lo:hi] - block.start
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -115,8 +172,10 @@ class Corpora:
                              "the corpus.") from exc
 
     def blocks(self) -> list[Block]:
-        return [Block(corpus=c, start=s, stop=min(n, s + step))
-                for c, (n, step) in enumerate(zip(self.lengths, self.chunks)) for s in range(0, n, step)]
+        """Every chunk holding a patch read, in stored order."""
+        every = [Block(corpus=c, start=s, stop=min(n, s + step))
+                 for c, (n, step) in enumerate(zip(self.lengths, self.chunks)) for s in range(0, n, step)]
+        return [b for b in every if self.kept[b.corpus] is None or len(self.local_rows(b))]
 
 
 def _weighted_blocks(corpora: Corpora, rng: np.random.Generator) -> list[Block]:
@@ -174,12 +233,13 @@ def plan_epoch(corpora: Corpora, *, seed: int, epoch: int, batch_size: int, rank
     rng = np.random.default_rng([seed, epoch])
     blocks = _weighted_blocks(corpora, rng)
     order = rng.permutation(len(blocks))
-    sizes = np.array([b.stop - b.start for b in blocks], dtype=np.int64)
+    local = [corpora.local_rows(b) for b in blocks]
+    sizes = np.array([len(rows) for rows in local], dtype=np.int64)
     seq_block, seq_row = [], []
     for index, first in enumerate(range(0, len(order), buffer_chunks)):
         ids = order[first:first + buffer_chunks]
         block = np.repeat(ids, sizes[ids])
-        row = np.concatenate([np.arange(sizes[i]) for i in ids])
+        row = np.concatenate([local[i] for i in ids])
         perm = np.random.default_rng([seed, epoch, index]).permutation(len(block))
         seq_block.append(block[perm])
         seq_row.append(row[perm])

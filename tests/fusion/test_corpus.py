@@ -3,6 +3,7 @@
 import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +188,31 @@ def test_the_trainer_reads_through_the_public_loader(sample_corpus, tmp_path):
         assert isinstance(trainer.loader, corpus.PatchLoader) and trainer.loader.batches.fields == ("vis", "ir")
     finally:
         trainer.close()
+
+
+def test_subsets_read_part_of_a_corpus_without_copying_it(sample_corpus, tmp_path):
+    url = sample_corpus[0]
+    g = zarr.open_group(url, mode="r")
+    distance, source = g["distance"][...], g["source"][...]
+    record = corpus.PatchDataset([url]).records[0]
+    files_before = sorted(str(p) for p in Path(url).rglob("*"))
+    best = corpus.PatchDataset([url], subset=corpus.Subset(best=50))
+    rows = sorted(np.argsort(distance, kind="stable")[:50].tolist())
+    assert len(best) == 50 and [best[i]["distance"] for i in range(50)] == [float(distance[r]) for r in rows]
+    # by pair id: every patch of those pairs, and no other
+    ids = [record.sources[i].id for i in np.unique(source)[:2]]
+    wanted = np.flatnonzero(np.isin(source, [i for i, s in enumerate(record.sources) if s.id in ids]))
+    loader = corpus.PatchLoader([url], batch_size=4, seed=0, drop_last=False, subset=corpus.Subset(pairs=ids))
+    loader.set_epoch(0)
+    seen = sorted((int(b["source"][k]), *b["origin"][k].tolist()) for b in loader for k in range(len(b["source"])))
+    assert seen == sorted((int(source[r]), *g["origin"][r].tolist()) for r in wanted) and len(seen) == len(wanted)
+    # both: the best 10 of those pairs
+    both = corpus.PatchDataset([url], subset=corpus.Subset(pairs=ids, best=10))
+    assert len(both) == 10  # numbered in stored order, so compare as sets of distances
+    assert sorted(both[i]["distance"] for i in range(10)) == sorted(float(distance[r]) for r in wanted)[:10]
+    # by auxiliary dataset: a corpus of another dataset gives nothing; nothing at all is an error
+    mixed = corpus.PatchDataset([url, url], subset=corpus.Subset(datasets=record.aux.name))
+    assert len(mixed) == 400
+    with pytest.raises(ParameterError, match="keeps no patch"):
+        corpus.PatchDataset([url], subset=corpus.Subset(datasets="elsewhere"))
+    assert sorted(str(p) for p in Path(url).rglob("*")) == files_before  # nothing written
