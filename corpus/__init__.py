@@ -41,7 +41,8 @@ from crossfuse.corpus.reading import FIELDS, Block, Corpora, PatchBatches, Subse
 from crossfuse.errors import ParameterError
 from crossfuse.schema import CorpusRecord
 
-__all__ = ["Batch", "Item", "PatchDataset", "PatchLoader", "Subset", "VISIBLE", "FIELDS", "to_model_inputs"]
+__all__ = ["Batch", "Item", "PatchDataset", "PatchLoader", "PatchStream", "Subset", "VISIBLE", "FIELDS",
+           "to_model_inputs"]
 
 #: How the visible patch is given: the stored RGB (uint8) or luma Y (float32 in [0, 1]).
 VISIBLE = ("rgb", "y")
@@ -94,9 +95,10 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __init__(self, stores: Sequence[str], *, visible: str = "rgb", in_memory: bool | None = None,
                  cache_chunks: int = 8, transform: Callable[[Item], Any] | None = None,
-                 subset: Subset | None = None) -> None:
+                 subset: Subset | None = None, cache_dir: str | None = None, cache_bytes: int | None = None) -> None:
         _check_visible(visible)
-        self.corpora = Corpora(stores, in_memory=in_memory, subset=subset)
+        self.corpora = Corpora(stores, in_memory=in_memory, subset=subset, cache_dir=cache_dir,
+                               cache_bytes=cache_bytes)
         self.visible, self.cache_chunks, self.transform = visible, cache_chunks, transform
         self.offsets = np.concatenate([[0], np.cumsum(self.corpora.sizes())])
         self._cache: OrderedDict[Block, tuple[np.ndarray, ...]] = OrderedDict()
@@ -163,6 +165,57 @@ class _Dicts(torch.utils.data.IterableDataset):
             yield batch
 
 
+class PatchStream(torch.utils.data.IterableDataset):
+    """The loader's samples for your own ``DataLoader(stream, batch_size=B, ...)``, with your
+    ``collate_fn``, ``prefetch_factor`` and ``persistent_workers``: each worker yields the samples
+    of its share of the epoch's batches in order, so batches of ``batch_size`` samples are
+    exactly :class:`PatchLoader`'s (pass the same ``batch_size`` to both). :meth:`set_epoch` works
+    with persistent workers too: the epoch lives in shared memory, read at each epoch's start.
+    ``skip`` batches at the start of an epoch resume it midway. Other arguments as
+    :class:`PatchLoader`'s."""
+
+    def __init__(self, stores: Sequence[str], *, batch_size: int, seed: int = 0,
+                 weights: Sequence[float] | None = None, visible: str = "rgb", fields: Sequence[str] = _NAMES,
+                 rank: int | None = None, world: int | None = None, buffer_chunks: int = 4,
+                 in_memory: bool | None = None, subset: Subset | None = None, cache_dir: str | None = None,
+                 cache_bytes: int | None = None) -> None:
+        import multiprocessing
+
+        super().__init__()
+        _check_visible(visible)
+        rank, world = _rank_world(rank, world)
+        self.corpora = Corpora(stores, weights, in_memory=in_memory, subset=subset, cache_dir=cache_dir,
+                               cache_bytes=cache_bytes)
+        self.batches = PatchBatches(self.corpora, batch_size=batch_size, seed=seed, rank=rank, world=world,
+                                    buffer_chunks=buffer_chunks, fields=tuple(fields))
+        self._dicts = _Dicts(self.batches, visible, None)
+        self._shared = multiprocessing.RawArray("q", 2)  # epoch, batches to skip: seen by every worker
+
+    def set_epoch(self, epoch: int, *, skip: int = 0) -> None:
+        self._shared[0], self._shared[1] = epoch, skip
+        self.batches.set_epoch(epoch, skip=skip)
+
+    def __len__(self) -> int:
+        """Samples this rank gets in the current epoch."""
+        return len(self.batches) * self.batches.batch_size
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        self.batches.set_epoch(int(self._shared[0]), skip=int(self._shared[1]))
+        for batch in self._dicts:
+            n = len(next(iter(batch.values())))
+            for i in range(n):
+                yield {k: v[i] for k, v in batch.items()}
+
+
+def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
+    """The DDP rank and world size: as given, or the process group's when one is initialised."""
+    if rank is None or world is None:
+        initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
+        rank = torch.distributed.get_rank() if initialised else 0
+        world = torch.distributed.get_world_size() if initialised else 1
+    return rank, world
+
+
 class PatchLoader:
     """Batches of one or more corpora for one epoch at a time, as :class:`Batch` dicts of the
     ``fields`` asked for (default: all), deterministic from (``seed``, epoch). ``weights`` sample
@@ -171,7 +224,9 @@ class PatchLoader:
     ``workers`` loader processes share the reading (``prefetch_factor`` batches each ahead).
     ``drop_last`` (default True) drops an epoch's incomplete last batch. ``transform`` is applied
     to each sample dict in the workers (then the batch is re-collated; costs a little);
-    ``subset`` (:class:`Subset`) reads part of each corpus without copying it.
+    ``subset`` (:class:`Subset`) reads part of each corpus without copying it; ``cache_dir``
+    keeps a remote corpus' chunks on local disk (at most ``cache_bytes`` each, least recently used
+    dropped first), so that later epochs and worker processes read them from there.
 
     Call :meth:`set_epoch` before each epoch; ``len()`` is the number of batches this rank gets.
     :meth:`state_dict` after any batch is a resume point: :meth:`load_state_dict` on a new loader
@@ -182,13 +237,12 @@ class PatchLoader:
                  visible: str = "rgb", fields: Sequence[str] = _NAMES, rank: int | None = None,
                  world: int | None = None, workers: int = 0, buffer_chunks: int = 4, in_memory: bool | None = None,
                  pin_memory: bool = False, prefetch_factor: int | None = None, drop_last: bool = True,
-                 transform: Callable[[dict], Any] | None = None, subset: Subset | None = None) -> None:
+                 transform: Callable[[dict], Any] | None = None, subset: Subset | None = None,
+                 cache_dir: str | None = None, cache_bytes: int | None = None) -> None:
         _check_visible(visible)
-        if rank is None or world is None:
-            initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
-            rank = torch.distributed.get_rank() if initialised else 0
-            world = torch.distributed.get_world_size() if initialised else 1
-        self.corpora = Corpora(stores, weights, in_memory=in_memory, subset=subset)
+        rank, world = _rank_world(rank, world)
+        self.corpora = Corpora(stores, weights, in_memory=in_memory, subset=subset, cache_dir=cache_dir,
+                               cache_bytes=cache_bytes)
         self.visible = visible
         self.batches = PatchBatches(self.corpora, batch_size=batch_size, seed=seed, rank=rank, world=world,
                                     buffer_chunks=buffer_chunks, fields=tuple(fields), drop_last=drop_last)

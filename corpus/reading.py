@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,10 +83,13 @@ class Corpora:
 
     ``in_memory``: None decides by size (``memory_limit`` bytes of patches), True/False forces.
     Handles are opened lazily once per process, so the object can be sent to loader workers.
+    ``cache_dir``: remote corpora (any URL but ``file://``) read their chunks through a local
+    cache there, at most ``cache_bytes`` per corpus (:mod:`crossfuse.corpus.cache`).
     """
 
     def __init__(self, urls: Sequence[str], weights: Sequence[float] | None = None, *,
-                 in_memory: bool | None = None, memory_limit: int = 2 << 30, subset: Subset | None = None) -> None:
+                 in_memory: bool | None = None, memory_limit: int = 2 << 30, subset: Subset | None = None,
+                 cache_dir: str | None = None, cache_bytes: int | None = None) -> None:
         if not urls:
             raise StoreError("no corpus given; pass at least one --data STORE.")
         self.urls = list(urls)
@@ -95,7 +99,7 @@ class Corpora:
                                  f"{self.weights} for {len(self.urls)} corpora.")
         self.lengths, self.chunks, self.records, patches = [], [], [], set()
         self.kept: list[np.ndarray | None] = []  # per corpus: the stored rows read (None: all)
-        self.subset = subset
+        self.subset, self.cache_dir, self.cache_bytes = subset, cache_dir, cache_bytes
         for url in self.urls:
             group, record = open_corpus(url)
             lost = missing_chunks(url, group, record, FIELDS)
@@ -137,6 +141,22 @@ class Corpora:
         lo, hi = np.searchsorted(kept, [block.start, block.stop])
         return kept[lo:hi] - block.start
 
+    def _store(self, corpus: int) -> Any:
+        """What zarr opens for corpus ``corpus``: its URL, or a chunk cache in front of a remote one."""
+        url = self.urls[corpus]
+        if self.cache_dir is None or "://" not in url or url.startswith("file://"):
+            return url
+        from crossfuse.corpus import cache
+
+        folder = cache.cache_folder(self.cache_dir, url, self.records[corpus].record_sha256)
+        return cache.open_cached(url, folder=folder, max_bytes=self.cache_bytes or cache.DEFAULT_BYTES)
+
+    def cache_stats(self) -> dict[str, int]:
+        """Chunk reads from the local cache (``hits``) and from the remote store (``misses``) in
+        this process."""
+        stores = [g.store for g in self._groups]
+        return {"hits": sum(getattr(s, "hits", 0) for s in stores), "misses": sum(getattr(s, "misses", 0) for s in stores)}
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.update(_pid=None, _groups=[], _cache=None)
@@ -146,7 +166,7 @@ class Corpora:
         if self._pid != os.getpid():
             import zarr
 
-            self._groups = [zarr.open_group(store=url, mode="r") for url in self.urls]
+            self._groups = [zarr.open_group(store=self._store(c), mode="r") for c in range(len(self.urls))]
             self._cache = None
             self._pid = os.getpid()
             if self.in_memory:

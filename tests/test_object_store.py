@@ -55,3 +55,47 @@ def test_build_verify_and_train_on_s3(s3, sample_corpus, tmp_path):
     s3.rm("crossfuse/corpora/sample.zarr/ir/c/1", recursive=True)  # a lost chunk on S3 is found too
     r = CliRunner().invoke(align_main, ["verify", out, "--no-sources"])
     assert r.exit_code == 1 and "array 'ir' chunk 1 (rows 48:96) is missing" in r.output
+
+
+def test_a_remote_corpus_is_read_once_through_the_local_chunk_cache(s3, sample_corpus, tmp_path, monkeypatch):
+    import s3fs
+    import torch
+
+    from crossfuse import corpus
+
+    s3.put(sample_corpus[0], "crossfuse/cached.zarr", recursive=True)
+    url = "s3://crossfuse/cached.zarr"
+    fetched: list[str] = []
+    original = s3fs.S3FileSystem._cat_file
+
+    async def counting(self, path, *args, **kwargs):
+        fetched.append(path)
+        return await original(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_cat_file", counting)
+
+    def epoch(loader, e):
+        fetched.clear()
+        loader.set_epoch(e)
+        batches = list(loader)
+        return batches, [p for p in fetched if "/c/" in p]  # chunk objects fetched from S3
+
+    local = corpus.PatchLoader([sample_corpus[0]], batch_size=16, seed=0, fields=("vis", "ir"), in_memory=False)
+    cached = corpus.PatchLoader([url], batch_size=16, seed=0, fields=("vis", "ir"), in_memory=False,
+                                cache_dir=str(tmp_path / "cache"))
+    first, chunks_first = epoch(cached, 0)
+    second, chunks_second = epoch(cached, 1)
+    assert len(chunks_first) == 2 * 5 and chunks_second == []  # vis and ir, 5 chunks each; then none
+    assert cached.corpora.cache_stats() == {"hits": 10, "misses": 10}
+    local.set_epoch(1)
+    assert all(torch.equal(a["vis"], b["vis"]) for a, b in zip(second, local))  # the same pixels
+    # Without the cache every epoch fetches every chunk again.
+    plain = corpus.PatchLoader([url], batch_size=16, seed=0, fields=("vis", "ir"), in_memory=False)
+    assert len(epoch(plain, 0)[1]) == len(epoch(plain, 1)[1]) == 10
+    # A size limit keeps the folder under it (least recently used dropped), and reads stay right.
+    limit = 600_000
+    small = corpus.PatchLoader([url], batch_size=16, seed=0, fields=("vis", "ir"), in_memory=False,
+                               cache_dir=str(tmp_path / "small"), cache_bytes=limit)
+    small_batches, _ = epoch(small, 1)
+    held = sum(p.stat().st_size for p in (tmp_path / "small").rglob("*") if p.is_file())
+    assert 0 < held <= limit and all(torch.equal(a["vis"], b["vis"]) for a, b in zip(small_batches, second))

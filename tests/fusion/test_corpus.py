@@ -216,3 +216,25 @@ def test_subsets_read_part_of_a_corpus_without_copying_it(sample_corpus, tmp_pat
     with pytest.raises(ParameterError, match="keeps no patch"):
         corpus.PatchDataset([url], subset=corpus.Subset(datasets="elsewhere"))
     assert sorted(str(p) for p in Path(url).rglob("*")) == files_before  # nothing written
+
+
+def test_a_stream_for_your_own_dataloader_gives_the_loaders_batches(sample_corpus):
+    url = sample_corpus[0]
+    ours = corpus.PatchLoader([url], batch_size=16, seed=2, fields=("vis", "ir", "source"))
+    stream = corpus.PatchStream([url], batch_size=16, seed=2, fields=("vis", "ir", "source"))
+
+    def collate(samples):  # the user's own collate_fn: a tuple, not a dict
+        return torch.stack([s["vis"] for s in samples]), torch.stack([s["ir"] for s in samples])
+
+    theirs = torch.utils.data.DataLoader(stream, batch_size=16, num_workers=2, collate_fn=collate,
+                                         persistent_workers=True, prefetch_factor=3)
+    for epoch in (0, 1):  # persistent workers see the new epoch
+        ours.set_epoch(epoch)
+        stream.set_epoch(epoch)
+        expected = list(ours)
+        got = list(theirs)
+        assert len(got) == len(expected) == 12
+        assert all(torch.equal(v, e["vis"]) and torch.equal(i, e["ir"]) for (v, i), e in zip(got, expected))
+    stream.set_epoch(1, skip=5)
+    ours.set_epoch(1)
+    assert all(torch.equal(v, e["vis"]) for (v, _), e in zip(theirs, list(ours)[5:]))
