@@ -37,12 +37,12 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 
-from crossfuse.corpus.reading import FIELDS, Block, Corpora, PatchBatches, Subset, to_model_inputs
+from crossfuse.corpus.reading import FIELDS, Block, Corpora, PatchBatches, Subset, plan_epoch, to_model_inputs
 from crossfuse.errors import ParameterError
 from crossfuse.schema import CorpusRecord
 
-__all__ = ["Batch", "Item", "PatchDataset", "PatchLoader", "PatchStream", "Subset", "VISIBLE", "FIELDS",
-           "to_model_inputs"]
+__all__ = ["Batch", "ChunkSampler", "Item", "PatchDataset", "PatchLoader", "PatchStream", "Subset", "VISIBLE",
+           "FIELDS", "to_model_inputs"]
 
 #: How the visible patch is given: the stored RGB (uint8) or luma Y (float32 in [0, 1]).
 VISIBLE = ("rgb", "y")
@@ -143,6 +143,44 @@ class PatchDataset(torch.utils.data.Dataset):
                       "means": torch.from_numpy(arrays["means"][local].copy()),
                       "distance": float(arrays["distance"][local]), "corpus": corpus}
         return self.transform(item) if self.transform is not None else item
+
+
+class ChunkSampler(torch.utils.data.Sampler):
+    """A shuffling sampler for :class:`PatchDataset` that does not thrash its chunk cache: chunks
+    are shuffled, and patches only within buffers of ``buffer_chunks`` chunks (the loader's own
+    order, from (``seed``, epoch)), so ``DataLoader(data, sampler=ChunkSampler(data), ...)``
+    reads each chunk about once per epoch where ``shuffle=True`` reads one per item. With
+    ``rank``/``world`` each DDP rank gets a disjoint share of equal size. Call
+    :meth:`set_epoch` before each epoch."""
+
+    def __init__(self, dataset: PatchDataset, *, seed: int = 0, buffer_chunks: int = 4, rank: int | None = None,
+                 world: int | None = None) -> None:
+        self.dataset, self.seed, self.buffer_chunks = dataset, seed, buffer_chunks
+        self.rank, self.world = _rank_world(rank, world)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> np.ndarray:
+        corpora = self.dataset.corpora
+        plan = plan_epoch(corpora, seed=self.seed, epoch=self.epoch, batch_size=1, rank=self.rank, world=self.world,
+                          buffer_chunks=self.buffer_chunks, drop_last=False)
+        starts = np.array([b.start for b in plan.blocks], dtype=np.int64)
+        owner = np.array([b.corpus for b in plan.blocks], dtype=np.int64)
+        block, row = plan.block[plan.mine], plan.row[plan.mine]
+        stored = starts[block] + row  # the patch's row in its store
+        out = np.empty(len(stored), dtype=np.int64)
+        for c, kept in enumerate(corpora.kept):  # the dataset numbers a subset's patches from 0
+            mine = owner[block] == c
+            out[mine] = self.dataset.offsets[c] + (stored[mine] if kept is None else np.searchsorted(kept, stored[mine]))
+        return out
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices().tolist())
+
+    def __len__(self) -> int:
+        return len(self._indices())
 
 
 class _Dicts(torch.utils.data.IterableDataset):

@@ -238,3 +238,30 @@ def test_a_stream_for_your_own_dataloader_gives_the_loaders_batches(sample_corpu
     stream.set_epoch(1, skip=5)
     ours.set_epoch(1)
     assert all(torch.equal(v, e["vis"]) for (v, _), e in zip(theirs, list(ours)[5:]))
+
+
+@pytest.mark.parametrize("subset", [None, corpus.Subset(best=90)])
+def test_the_chunk_sampler_covers_every_patch_once_and_keeps_to_chunks(sample_corpus, subset):
+    url = sample_corpus[0]
+    data = corpus.PatchDataset([url, url], in_memory=False, cache_chunks=4, subset=subset)
+    sampler = corpus.ChunkSampler(data, seed=4)
+    sampler.set_epoch(1)
+    order = list(sampler)
+    assert sorted(order) == list(range(len(data)))  # every patch once
+    assert order != sorted(order)  # shuffled
+    again = corpus.ChunkSampler(data, seed=4)
+    again.set_epoch(1)
+    assert list(again) == order
+    reads = []
+    original = data.corpora.read
+    data.corpora.read = lambda block, fields: (reads.append(block), original(block, fields))[1]
+    for batch in torch.utils.data.DataLoader(data, batch_size=10, sampler=sampler):
+        pass
+    chunks = len(data.corpora.blocks())
+    assert len(reads) == chunks  # each chunk read once: the cache of 4 holds a buffer of 4
+    reads.clear()
+    for batch in torch.utils.data.DataLoader(data, batch_size=10, shuffle=True):
+        pass
+    assert len(reads) > 3 * chunks  # what a plain shuffle costs: chunks read again and again
+    shares = [set(corpus.ChunkSampler(data, seed=4, rank=r, world=2)) for r in (0, 1)]
+    assert not shares[0] & shares[1] and abs(len(shares[0]) - len(shares[1])) == 0
