@@ -70,7 +70,8 @@ def _time_sides(vis, ir, fused: dict, baseline: bool) -> dict:
             values = {}
             for name in vifb.NAMES:
                 t = time.perf_counter()
-                values[name] = float(functions[name](vis, ir, f))
+                values[name] = float(functions[name](vis=vis, ir=ir, fused=f) if side == "ours"
+                                     else functions[name](vis, ir, f))
                 out[f"{side}_s"][name] += time.perf_counter() - t
             out[side][m] = values
     return out

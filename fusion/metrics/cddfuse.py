@@ -78,19 +78,22 @@ def _mutual_information(x: np.ndarray, y: np.ndarray) -> float:
     return float((joint[nz] * np.log(joint[nz] / np.outer(px, py)[nz])).sum())
 
 
-def mi(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def mi(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     """``MI(F, A) + MI(F, B)`` in **nats** over exact pixel values (scikit-learn's
     ``mutual_info_score`` on the flattened images) - the protocol's quirk: not bits."""
+    f, a, b = fused, ir, vis  # the evaluator's own names: fused, infrared, visible
     return _mutual_information(f, a) + _mutual_information(f, b)
 
 
-def scd(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def scd(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     """Sum of correlations of differences: ``corr(A, F - B) + corr(B, F - A)`` (Pearson)."""
+    f, a, b = fused, ir, vis  # the evaluator's own names: fused, infrared, visible
     return _corr(a, f - b) + _corr(b, f - a)
 
 
-def cc(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def cc(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     """``(corr(A, F) + corr(B, F)) / 2`` (Pearson over all pixels)."""
+    f, a, b = fused, ir, vis  # the evaluator's own names: fused, infrared, visible
     return (_corr(a, f) + _corr(b, f)) / 2
 
 
@@ -155,12 +158,13 @@ def _vif_pair(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[float, float
     return tuple(1.0 if math.isnan(v) else float(v) for v in values)
 
 
-def vif(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def vif(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     """``VIF(A, F) + VIF(B, F)``: pixel-domain VIF at scales s = 1..4 with Gaussian windows of
     N = 2^(5-s)+1 (sd N/5; for s > 1 both images are first filtered 'valid' and decimated by 2),
     local moments by 'valid' filtering, sigma_n^2 = 2, eps = 1e-10; g = s12/(s1+eps),
     sv = s2 - g s12 with the usual guards; VIF = sum log10(1 + g^2 s1/(sv + sigma_n^2)) /
     sum log10(1 + s1/sigma_n^2), NaN counting as 1."""
+    f, a, b = fused, ir, vis  # the evaluator's own names: fused, infrared, visible
     torch_fork_safe()
     return sum(_vif_pair(a, b, f))
 
@@ -190,11 +194,12 @@ def _edge_preservation(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray, a_
     return qg * qa
 
 
-def qabf(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def qabf(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     """Xydeas-Petrovic edge preservation: ``sum(Q_AF g_A + Q_BF g_B) / sum(g_A + g_B)`` with
     Q = Tg / (1 + exp(kg (G - Dg))) * Ta / (1 + exp(ka (A - Da))), Tg=0.9994, kg=-15, Dg=0.5,
     Ta=0.9879, ka=-22, Da=0.8; G the gradient-strength ratio (the quirk: G = g_F where g_src = g_F),
     A = 1 - |angle_src - angle_F| / (pi/2)."""
+    f, a, b = fused, ir, vis  # the evaluator's own names: fused, infrared, visible
     ga, aa = _sobel(a)
     gb, ab = _sobel(b)
     gf, af = _sobel(f)
@@ -232,25 +237,28 @@ def _uniform7(stack: np.ndarray) -> np.ndarray:
     return (sums7(sums7(padded, 1), 2) / 49.0).numpy()
 
 
-def ssim(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def ssim(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     """``SSIM(F, A) + SSIM(F, B)``, each scikit-image's ``structural_similarity`` (7x7 uniform
     window, sample covariance, mirrored borders, mean over the map less a 3-pixel border) with the
     protocol's quirk data_range = 1 on 0-255 images (so C1 = 1e-4, C2 = 9e-4)."""
+    f, a, b = fused, ir, vis  # the evaluator's own names: fused, infrared, visible
     torch_fork_safe()
     uf, ua, ub, uff, uaa, ubb, ufa, ufb = _uniform7(np.stack([f, a, b, f * f, a * a, b * b, f * a, f * b]))
     return _ssim_from_moments(uf, ua, uff, uaa, ufa) + _ssim_from_moments(uf, ub, uff, ubb, ufb)
 
 
-def mse(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def mse(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     """``(mean((A - F)^2) + mean((B - F)^2)) / 2`` on images divided by 255."""
+    f, a, b = fused, ir, vis  # the evaluator's own names: fused, infrared, visible
     fa, fb = (a - f) / 255.0, (b - f) / 255.0
     return float((np.mean(fa * fa) + np.mean(fb * fb)) / 2)
 
 
-def psnr(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+def psnr(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     """``10 log10(max(F)^2 / MSE)`` - the protocol's quirk: max(F) on 0-255 but MSE on /255 images.
     Infinite when F equals both sources; -inf when F is all zero."""
-    err, peak = mse(f, a, b), float(f.max()) ** 2
+    f, a, b = fused, ir, vis  # the evaluator's own names: fused, infrared, visible
+    err, peak = mse(fused=f, ir=a, vis=b), float(f.max()) ** 2
     if err == 0:
         return math.inf
     return float(10 * math.log10(peak / err)) if peak > 0 else -math.inf
@@ -260,7 +268,7 @@ def all_metrics(*, ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> dict[s
     """Every metric of :data:`NAMES` for the ``fused`` image against infrared ``ir`` and visible
     ``vis`` (gray, one shape; keyword-only, since a swap would run and give wrong numbers). The
     evaluator's own names are kept inside: ``f`` fused, ``a`` infrared, ``b`` visible."""
-    f, a, b = fused, ir, vis
-    return {"EN": en(f), "SD": sd(f), "SF": sf(f), "AG": ag(f), "MI": mi(f, a, b), "SCD": scd(f, a, b),
-            "VIF": vif(f, a, b), "Qabf": qabf(f, a, b), "SSIM": ssim(f, a, b), "CC": cc(f, a, b),
-            "PSNR": psnr(f, a, b), "MSE": mse(f, a, b)}
+    f, images = fused, {"fused": fused, "ir": ir, "vis": vis}
+    return {"EN": en(f), "SD": sd(f), "SF": sf(f), "AG": ag(f), "MI": mi(**images), "SCD": scd(**images),
+            "VIF": vif(**images), "Qabf": qabf(**images), "SSIM": ssim(**images), "CC": cc(**images),
+            "PSNR": psnr(**images), "MSE": mse(**images)}

@@ -88,7 +88,7 @@ def _histogram(gray: np.ndarray) -> np.ndarray:
     return counts / float(gray.size)
 
 
-def ag(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def ag(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Avg_gradient: per channel of the fused image, MATLAB ``gradient`` (central differences,
     one-sided at the borders), ``sum(sqrt((dx^2 + dy^2) / 2)) / ((H - 1)(W - 1))`` (the sum is
     over all H x W pixels, the divisor is not), averaged over channels. Sources unused."""
@@ -108,20 +108,20 @@ def _cross_entropy(source: np.ndarray, fused: np.ndarray) -> float:
     return float(np.sum(p1[both] * np.log2(p1[both] / p2[both])))
 
 
-def ce(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def ce(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Cross_entropy: the mean of the visible's and the infrared's "cross entropy" with the fused
     image, which is their relative entropy (KL, bits) over levels present in both."""
     return _dispatch(lambda a, b, f: (_cross_entropy(a, f) + _cross_entropy(b, f)) / 2.0, vis, ir, fused)
 
 
-def ei(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def ei(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Edge_intensity: the mean over pixels and channels of the Sobel gradient magnitude of the
     fused image, filtered with ``imfilter(..., 'replicate')``. Sources unused."""
     dx, dy = sobel(_bands(fused), pad="edge")
     return float(np.mean([np.mean(band) for band in np.sqrt(dx * dx + dy * dy)]))
 
 
-def en(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def en(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Entropy: Shannon entropy (bits) of the fused image's 256-level histogram, per channel."""
     def single(_a: np.ndarray, _b: np.ndarray, f: np.ndarray) -> float:
         p = _histogram(f)
@@ -151,7 +151,7 @@ def _mutinf(a: np.ndarray, b: np.ndarray) -> float:
         - entropy(joint)
 
 
-def mi(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def mi(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Mutinf: MI(visible, fused) + MI(infrared, fused), in nats, each image first min-max
     rescaled to 0-255 (:func:`_mutinf`): a sum, so up to twice one MI."""
     return _dispatch(lambda a, b, f: _mutinf(a, f) + _mutinf(b, f), vis, ir, fused)
@@ -164,20 +164,20 @@ def _vifb_mse(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sqrt(np.sum((a - b) ** 2)) / a.size)
 
 
-def psnr(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def psnr(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Psnr: ``20 log10(255 / sqrt(m))`` with m the mean of VIFB's "mse" (:func:`_vifb_mse`) of the
     fused image to each source: far above a true PSNR."""
     return _dispatch(lambda a, b, f: 20.0 * np.log10(255.0 / np.sqrt((_vifb_mse(a, f) + _vifb_mse(b, f)) / 2.0)),
                      vis, ir, fused, double_sources=True)
 
 
-def rmse(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def rmse(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Rmse: the mean of VIFB's "mse" (:func:`_vifb_mse`) of the fused image to each source."""
     return _dispatch(lambda a, b, f: (_vifb_mse(a, f) + _vifb_mse(b, f)) / 2.0, vis, ir, fused,
                      double_sources=True)
 
 
-def sf(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def sf(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Spatial_frequency: ``sqrt(RF + CF)``, RF and CF the summed squared horizontal and vertical
     differences over H x W. Quirk: the code sizes the image with ``[m, n] = size(fused)``, which for a
     colour image gives n = 3W and indexes it as the three channels side by side, so one image of
@@ -216,12 +216,12 @@ def _ssim_pair(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> float:
     return _ssim_map_mean(mu_a, mu_f, aa, ff, af) + _ssim_map_mean(mu_b, mu_f, bb, ff, bf)
 
 
-def ssim(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def ssim(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Ssim: SSIM(visible, fused) + SSIM(infrared, fused) (:func:`_ssim_pair`): a sum, up to 2."""
     return _dispatch(_ssim_pair, vis, ir, fused)
 
 
-def sd(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def sd(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Variance: despite its name a standard deviation, ``sqrt(mean((F - mean F)^2))``, per channel."""
     return _dispatch(lambda _a, _b, f: float(np.sqrt(np.mean((f - f.mean()) ** 2))), vis, ir, fused)
 
@@ -253,7 +253,7 @@ def _qabf(strength: np.ndarray, angle: np.ndarray) -> float:
     return float(np.sum(preservation(ga, aa) * ga + preservation(gb, ab) * gb) / np.sum(ga + gb))
 
 
-def qabf(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def qabf(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Qabf: Q^AB/F of the fused image against both sources (:func:`_qabf`), per channel, with
     Sobel responses by ``conv2(..., 'same')`` (zero borders), as VIFB's code has it. Quirks: a
     colour image goes gray unrounded (it is double by then), and every image is multiplied by
@@ -351,7 +351,7 @@ def _chen_blum(c1: np.ndarray, c2: np.ndarray, cf: np.ndarray) -> float:
     return float(np.mean(s1 / (s1 + s2) * q1 + s2 / (s1 + s2) * q2))
 
 
-def qcb(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def qcb(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Qcb (Chen-Blum), per channel: images min-max rescaled and rounded (:func:`_normalize1`),
     contrast-sensitivity filtered, their local contrast from two Gaussians
     (:func:`_chen_blum_filters`, :func:`_local_contrast`) and its preservation
@@ -384,7 +384,7 @@ def _mannos_sakrison(rows: int, cols: int) -> torch.Tensor:
     return _half_spectrum(2.6 * (0.0192 + 0.144 * r) * np.exp(-(0.144 * r) ** 1.1))
 
 
-def qcv(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
+def qcv(*, vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> float:
     """Qcv (Chen-Varshney), per channel: per 16 x 16 block (blkproc, zero-padded), each source's
     saliency (the sum of its Sobel strength to the 5th power, zero borders) weights the mean
     squared difference to the fused image after a CSF filter (:func:`_mannos_sakrison`). Lower is
@@ -412,7 +412,7 @@ FUNCTIONS_BY_NAME = {"AG": ag, "CE": ce, "EI": ei, "EN": en, "MI": mi, "PSNR": p
 def all_metrics(*, ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> dict[str, float]:
     """Every VIFB metric crossfuse implements, by crossfuse name (keyword-only: a swap would run
     and give wrong numbers)."""
-    return {name: FUNCTIONS_BY_NAME[name](vis, ir, fused) for name in NAMES}
+    return {name: FUNCTIONS_BY_NAME[name](vis=vis, ir=ir, fused=fused) for name in NAMES}
 
 
 def read(path: str) -> np.ndarray:

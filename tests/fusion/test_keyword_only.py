@@ -11,7 +11,10 @@ from crossfuse.fusion import evaluate, inference, losses, steps
 from crossfuse.fusion.metrics import cddfuse, vifb
 from crossfuse.fusion.network import CrossFuse, NetworkConfig
 
-KEYWORD_ONLY = {
+METRICS = {**{getattr(cddfuse, n.lower()): ("ir", "vis", "fused")
+               for n in ("MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE")},
+           **{f: ("ir", "vis", "fused") for f in vifb.FUNCTIONS_BY_NAME.values()}}
+KEYWORD_ONLY = {**METRICS,
     cddfuse.all_metrics: ("ir", "vis", "fused"),
     vifb.all_metrics: ("ir", "vis", "fused"),
     evaluate.score: ("ir", "vis", "fused"),

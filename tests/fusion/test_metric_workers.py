@@ -28,7 +28,8 @@ fused = np.maximum(vis, ir[..., None])
 
 def scores(_=None):
     f, a, b = cddfuse.gray(fused), cddfuse.gray(ir), cddfuse.gray(vis)
-    return [vifb.qcb(vis, ir, fused), vifb.qcv(vis, ir, fused), cddfuse.vif(f, a, b), cddfuse.ssim(f, a, b)]
+    return [vifb.qcb(vis=vis, ir=ir, fused=fused), vifb.qcv(vis=vis, ir=ir, fused=fused), cddfuse.vif(fused=f, ir=a, vis=b),
+            cddfuse.ssim(fused=f, ir=a, vis=b)]
 
 torch.set_num_threads(2)
 x = torch.randn(1500, 1500)

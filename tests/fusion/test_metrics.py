@@ -53,24 +53,24 @@ def test_reading_follows_the_protocol(tmp_path):
 
 def test_fused_equal_to_a_source(images):
     _, a, b = images
-    assert M.ssim(a, a, a) == pytest.approx(2.0)
-    assert M.cc(a, a, a) == pytest.approx(1.0)
-    assert M.mse(a, a, a) == 0 and M.psnr(a, a, a) == math.inf
-    assert M.mi(a, a, a) == pytest.approx(2 * M._mutual_information(a, a))
+    assert M.ssim(fused=a, ir=a, vis=a) == pytest.approx(2.0)
+    assert M.cc(fused=a, ir=a, vis=a) == pytest.approx(1.0)
+    assert M.mse(fused=a, ir=a, vis=a) == 0 and M.psnr(fused=a, ir=a, vis=a) == math.inf
+    assert M.mi(fused=a, ir=a, vis=a) == pytest.approx(2 * M._mutual_information(a, a))
     assert M._mutual_information(a, a) == pytest.approx(M.en(a) * math.log(2))  # MI(X, X) = H(X), in nats
-    assert M.vif(a, a, a) == pytest.approx(2.0)
+    assert M.vif(fused=a, ir=a, vis=a) == pytest.approx(2.0)
     # F = A = B: angles agree (A_AF = 1) and, by the protocol's quirk, G_AF = g_F where g_A = g_F
     g, _ = M._sobel(a)
     qg = 0.9994 / (1 + np.exp(-15 * (g - 0.5)))
     qa = 0.9879 / (1 + math.exp(-22 * (1 - 0.8)))
-    assert M.qabf(a, a, a) == pytest.approx(float((qg * qa * g).sum() / g.sum()), rel=1e-12)
+    assert M.qabf(fused=a, ir=a, vis=a) == pytest.approx(float((qg * qa * g).sum() / g.sum()), rel=1e-12)
 
 
 def test_symmetric_in_the_sources(images):
     f, a, b = images
     for name in ("MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE"):
         fn = getattr(M, name.lower())
-        assert fn(f, a, b) == pytest.approx(fn(f, b, a), rel=1e-12), name
+        assert fn(fused=f, ir=a, vis=b) == pytest.approx(fn(fused=f, ir=b, vis=a), rel=1e-12), name
 
 
 def test_constant_images_give_defined_values(images):

@@ -66,16 +66,16 @@ def test_sf_scores_a_colour_image_as_its_channels_side_by_side():
     wide = np.hstack([f[..., 0], f[..., 1], f[..., 2]]).astype(np.float64)  # MATLAB's f(i, j), j up to 3W
     rf = sum((wide[i, j] - wide[i, j - 1]) ** 2 for i in range(5) for j in range(1, 12)) / 60
     cf = sum((wide[i, j] - wide[i - 1, j]) ** 2 for i in range(1, 5) for j in range(12)) / 60
-    assert vifb.sf(f, f, f) == pytest.approx(np.sqrt(rf + cf), rel=1e-12)
+    assert vifb.sf(vis=f, ir=f, fused=f) == pytest.approx(np.sqrt(rf + cf), rel=1e-12)
     gray = f[..., 0]
-    assert vifb.sf(gray, gray, gray) != pytest.approx(vifb.sf(f, f, f))
+    assert vifb.sf(vis=gray, ir=gray, fused=gray) != pytest.approx(vifb.sf(vis=f, ir=f, fused=f))
 
 
 def test_vifbs_mse_is_not_a_mean_square_error():
     a = np.zeros((4, 5), np.uint8)
     b = np.full((4, 5), 3, np.uint8)
-    assert vifb.rmse(a, a, b) == pytest.approx(np.sqrt(20 * 9) / 20)  # sqrt of the sum, over H W
-    assert vifb.psnr(a, a, b) == pytest.approx(20 * np.log10(255 / np.sqrt(np.sqrt(180) / 20)))
+    assert vifb.rmse(vis=a, ir=a, fused=b) == pytest.approx(np.sqrt(20 * 9) / 20)  # sqrt of the sum, over H W
+    assert vifb.psnr(vis=a, ir=a, fused=b) == pytest.approx(20 * np.log10(255 / np.sqrt(np.sqrt(180) / 20)))
 
 
 def test_qcb_and_qcv_refuse_a_gray_fused_image_with_colour_sources():
@@ -84,16 +84,16 @@ def test_qcb_and_qcv_refuse_a_gray_fused_image_with_colour_sources():
     gray = colour[..., 1]
     for metric in (vifb.qcb, vifb.qcv):
         with pytest.raises(EvalError, match="per channel"):
-            metric(colour, colour, gray)
-        assert np.isfinite(metric(colour, colour, colour))
-    assert np.isfinite(vifb.qabf(colour, colour, gray))  # Qabf turns everything gray: defined
+            metric(vis=colour, ir=colour, fused=gray)
+        assert np.isfinite(metric(vis=colour, ir=colour, fused=colour))
+    assert np.isfinite(vifb.qabf(vis=colour, ir=colour, fused=gray))  # Qabf turns everything gray: defined
 
 
 def test_gray_visible_with_a_colour_fused_image_is_refused():
     rng = np.random.default_rng(3)
     colour = rng.integers(0, 256, (24, 30, 3)).astype(np.uint8)
     with pytest.raises(EvalError, match="colour visible image"):
-        vifb.ssim(colour[..., 0], colour, colour)
+        vifb.ssim(vis=colour[..., 0], ir=colour, fused=colour)
 
 
 def _sample_triplet(crop: tuple[int, int] = (70, 90)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -115,8 +115,8 @@ def test_a_colour_image_scores_the_mean_of_its_channels_scored_alone():
     ir3 = np.stack([ir, ir[::-1], ir[:, ::-1]], axis=-1)   # three different infrared channels
     for metric in (vifb.qcb, vifb.qcv, vifb.qabf, vifb.ssim, vifb.ei):
         for infrared, channel in ((ir, lambda k: ir), (ir3, lambda k: ir3[..., k])):
-            alone = [metric(vis[..., k], channel(k), fused[..., k]) for k in range(3)]
-            assert metric(vis, infrared, fused) == pytest.approx(np.mean(alone), rel=1e-12), metric.__name__
+            alone = [metric(vis=vis[..., k], ir=channel(k), fused=fused[..., k]) for k in range(3)]
+            assert metric(vis=vis, ir=infrared, fused=fused) == pytest.approx(np.mean(alone), rel=1e-12), metric.__name__
             assert len({round(a, 9) for a in alone}) == 3   # the channels differ: the test can tell them apart
 
 
