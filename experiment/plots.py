@@ -1,6 +1,7 @@
-"""An experiment's plots: each metric against K per test set (the aligned variants at each K,
-with the other variants as horizontal lines), and a comparison sheet per test
-set (IR | VIS | mean fusion | max fusion | each variant, seed 0 or the first seed, a few pairs)."""
+"""An experiment's plots: the verdicts per test set (each variant minus the baseline with its 95%
+interval, one panel per metric), each metric against K per test set (the aligned variants at each
+K, with the other variants as horizontal lines), and a comparison sheet per test set (IR | VIS |
+mean fusion | max fusion | each variant, seed 0 or the first seed, a few pairs)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 import numpy as np
 
 from crossfuse import manifest
-from crossfuse.experiment.results import TABLE_METRICS, Score, summarise
+from crossfuse.experiment.results import TABLE_METRICS, Score, summarise, verdicts
 from crossfuse.experiment.layout import Layout
 from crossfuse.experiment.spec import Spec
 from crossfuse.fusion.inference import output_path
@@ -64,6 +65,45 @@ def metric_vs_k(spec: Spec, scores: list[Score], test: str, path: str) -> bool:
     return True
 
 
+#: Colours of the three verdicts in the plot.
+VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red"}
+
+
+def verdict_plot(spec: Spec, scores: list[Score], test: str, path: str) -> bool:
+    """One panel per metric: each variant's difference from the baseline (a dot) and its 95%
+    interval (a bar), green where better, red where worse, grey where there is no evidence; a
+    line at 0. False when there is nothing to compare (one variant, or nothing scored)."""
+    rows = verdicts(spec, scores).get(test)
+    if not rows:
+        return False
+    plt = pyplot()
+    cols = 5
+    names = list(rows)
+    fig, axes = plt.subplots(2, cols, figsize=(3.4 * cols, 1.2 + 0.42 * len(names) * 2), squeeze=False)
+    for ax, metric in zip(axes.flat, TABLE_METRICS):
+        for y, name in enumerate(names):
+            iv = rows[name].get(metric)
+            if iv is None:
+                continue
+            colour = VERDICT_COLOURS.get(iv.verdict, "0.45")
+            if np.isfinite(iv.lo):
+                ax.plot([iv.lo, iv.hi], [y, y], color=colour, linewidth=2.2)
+            ax.plot([iv.mean], [y], "o", color=colour)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(names)), names if ax in axes[:, 0] else [""] * len(names), fontsize=8)
+        ax.set_ylim(-0.6, len(names) - 0.4)
+        ax.invert_yaxis()
+        ax.set_title(metric, fontsize=10)
+        ax.tick_params(axis="x", labelsize=7)
+    first = next(iter(next(iter(rows.values())).values()))
+    fig.suptitle(f"{spec.name} on {test}: variant - {spec.baseline}, 95% interval ({first.seeds} seeds x "
+                 f"{first.images} images; green better, red worse, grey no evidence)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    save_figure(fig, path, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def sheet(spec: Spec, layout: Layout, test: str, path: str) -> bool:
     """IR | VIS | baselines | each variant (its first seed) for the first ``sheet_pairs`` pairs."""
     dataset = manifest.load(spec.tests[test].pairs)
@@ -90,6 +130,9 @@ def draw(spec: Spec, layout: Layout, scores: list[Score]) -> list[str]:
     os.makedirs(folder, exist_ok=True)
     written = []
     for test in spec.tests:
+        path = os.path.join(folder, f"verdicts_{test}.png")
+        if verdict_plot(spec, scores, test, path):
+            written.append(path)
         path = os.path.join(folder, f"metrics_vs_k_{test}.png")
         if metric_vs_k(spec, scores, test, path):
             written.append(path)

@@ -1,6 +1,8 @@
 """Gather an experiment's scores into ``results.csv`` (one line per variant, seed, test set and
-image, every metric), ``results.md`` (mean +- sd over seeds of the per-seed means, per variant and
-test set, next to mean and max fusion and published numbers); :func:`crossfuse.experiment.runner.gather` writes them with the plots
+image, every metric), ``results.md`` (led by the verdicts: each variant against the spec's
+baseline, paired by seed and image, with 95% intervals (:mod:`crossfuse.experiment.stats`); then
+mean +- sd over seeds of the per-seed means, per variant and test set, next to mean and max fusion
+and published numbers); :func:`crossfuse.experiment.runner.gather` writes them with the plots
 (:mod:`crossfuse.experiment.plots`). Whatever has been scored is gathered; what is still missing
 is listed, so a partial experiment (``--only``, or one still running) reports honestly."""
 
@@ -15,8 +17,10 @@ import numpy as np
 from crossfuse import atomic
 from crossfuse.experiment.published import METRICS as PUBLISHED_METRICS
 from crossfuse.experiment.published import PUBLISHED, SOURCE
+from crossfuse.experiment import stats
 from crossfuse.experiment.layout import BASELINES, Layout
 from crossfuse.experiment.spec import Spec
+from crossfuse.fusion.leaderboard import better_larger
 from crossfuse.fusion.metrics import NAMES
 
 #: The columns of results.md (the paper's table: CDDFuse's eight, plus AG and CC).
@@ -97,10 +101,10 @@ def _cell(summary: Summary, k: str) -> str:
 
 def markdown(spec: Spec, scores: list[Score], missing: list[str]) -> str:
     """results.md: a table per test set (rows: variants, then the baselines and published numbers)."""
-    lines = [f"# Experiment {spec.name}", "",
-             f"Spec: `{spec.path}`; seeds {', '.join(map(str, spec.seeds))}. Each cell: mean over seeds of the "
-             "seed's mean over the test images, ± the sample standard deviation of those seed means. "
-             "Higher is better for every metric shown.", ""]
+    lines = [f"# Experiment {spec.name}", "", f"Spec: `{spec.path}`; seeds {', '.join(map(str, spec.seeds))}.", ""]
+    lines += _differences(spec, scores)
+    lines += ["## Means", "", "Each cell: mean over seeds of the seed's mean over the test images, ± the sample "
+              "standard deviation of those seed means. Higher is better for every metric shown.", ""]
     for test in spec.tests.values():
         count = len({s.image for s in scores if s.dataset == test.name})
         lines += [f"## {test.name} ({count} images)", "",
@@ -117,39 +121,54 @@ def markdown(spec: Spec, scores: list[Score], missing: list[str]) -> str:
                          + " | ".join(f"{row[k]:.2f}" if k in PUBLISHED_METRICS else "" for k in TABLE_METRICS)
                          + " |")
         lines.append("")
-    lines += _differences(spec, scores)
     if missing:
         lines += ["## Not yet scored", ""] + [f"- {m}" for m in missing] + [""]
     return "\n".join(lines)
 
 
-def _differences(spec: Spec, scores: list[Score]) -> list[str]:
-    """Each variant against the spec's first, per test set: the difference of means and, in
-    brackets, that difference over the seed-to-seed spread (sqrt of the sum of both variants'
-    variances of seed means): below about 1 the seeds alone could explain it."""
-    names = list(spec.variants)
-    if len(names) < 2 or len(spec.seeds) < 2:
-        return []
-    ref = names[0]
-    lines = [f"## Differences from {ref}", "",
-             f"Mean of the variant minus mean of {ref}; in brackets that difference divided by "
-             "sqrt(sd_variant^2 + sd_ref^2) of the seed means (|ratio| < 1: within seed-to-seed spread).", ""]
+def verdicts(spec: Spec, scores: list[Score]) -> dict[str, dict[str, dict[str, stats.Interval]]]:
+    """Per test set, variant (every one but the baseline) and metric of :data:`TABLE_METRICS`:
+    the paired difference from the spec's baseline with its interval and verdict
+    (:mod:`crossfuse.experiment.stats`). Variants or tests not yet scored are left out."""
+    out: dict[str, dict[str, dict[str, stats.Interval]]] = {}
     for test in spec.tests:
-        base = summarise(scores, ref, test)
-        if base is None:
-            continue
-        lines += [f"### {test}", "", "| variant | " + " | ".join(TABLE_METRICS) + " |",
-                  "|---|" + "---|" * len(TABLE_METRICS)]
-        for name in names[1:]:
-            other = summarise(scores, name, test)
-            if other is None:
+        for name in spec.variants:
+            if name == spec.baseline:
                 continue
-            cells = []
+            cells = {}
             for k in TABLE_METRICS:
-                delta = other.mean[k] - base.mean[k]
-                spread = float(np.hypot(other.sd[k], base.sd[k]))
-                ratio = f" ({delta / spread:+.1f})" if spread > 0 and np.isfinite(spread) else ""
-                cells.append(f"{delta:+.3f}{ratio}")
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+                diff = stats.paired(scores, name, spec.baseline, test, k)
+                if diff.size:
+                    cells[k] = stats.interval(diff, larger_is_better=better_larger(k))
+            if cells:
+                out.setdefault(test, {})[name] = cells
+    return out
+
+
+def _verdict_cell(iv: stats.Interval) -> str:
+    if np.isnan(iv.lo):
+        return f"{iv.mean:+.3f} ({iv.verdict})"
+    mark = {"better": " **better**", "worse": " **worse**"}.get(iv.verdict, "")
+    return f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]{mark}"
+
+
+def _differences(spec: Spec, scores: list[Score]) -> list[str]:
+    """The verdict tables that lead results.md: each variant minus the baseline, paired by seed
+    and image, with its 95% interval; **better**/**worse** where the interval excludes 0."""
+    found = verdicts(spec, scores)
+    if not found:
+        return []
+    lines = [f"## Verdicts: each variant against {spec.baseline}", "",
+             f"Each cell: the mean of (variant - {spec.baseline}) paired by seed and test image, and its 95% "
+             "interval from a crossed bootstrap over seeds and images (standard error x t with seeds - 1 degrees "
+             "of freedom; see `crossfuse/experiment/stats.py`). **better** / **worse**: the interval excludes 0 "
+             "on that side; otherwise there is no evidence either way.", ""]
+    for test, rows in found.items():
+        first = next(iter(next(iter(rows.values())).values()))
+        lines += [f"### {test} ({first.seeds} seeds x {first.images} images)", "",
+                  "| variant | " + " | ".join(TABLE_METRICS) + " |", "|---|" + "---|" * len(TABLE_METRICS)]
+        for name, cells in rows.items():
+            lines.append(f"| {name} | " + " | ".join(_verdict_cell(cells[k]) if k in cells else "" for k in TABLE_METRICS)
+                         + " |")
         lines.append("")
     return lines

@@ -38,7 +38,7 @@ from crossfuse.fusion.config import TrainConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TOP_KEYS = {"name", "description", "seeds", "patch", "stride", "chunk", "sheet_pairs", "train", "corpora",
-             "variants", "tests"}
+             "variants", "tests", "baseline"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +91,8 @@ class Spec:
     corpora: dict[str, CorpusSpec]
     variants: dict[str, VariantSpec]
     tests: dict[str, TestSpec]
+    #: The variant every other is judged against (``baseline = "NAME"``; default: the first).
+    baseline: str = ""
 
     def variant(self, name: str) -> VariantSpec:
         if name not in self.variants:
@@ -255,9 +257,12 @@ def load(path: str) -> Spec:
     if not variants:
         raise ConfigError(f"{path}: no [variants.NAME] tables; name at least one setting to train.")
     used = {c for v in variants.values() for c in v.corpora}
+    baseline = doc.get("baseline", next(iter(variants)))
+    if baseline not in variants:
+        raise ConfigError(f"{path}: baseline must name a variant (one of {', '.join(variants)}), got {baseline!r}.")
     return Spec(name=str(doc.get("name", os.path.splitext(os.path.basename(path))[0])), path=os.path.abspath(path),
                 text=raw.decode("utf-8"), seeds=tuple(seeds), patch=_positive(doc, "patch", 64, path),
                 stride=_positive(doc, "stride", 200, path), chunk=_positive(doc, "chunk", 256, path),
                 sheet_pairs=_positive(doc, "sheet_pairs", 3, path),
                 corpora={n: c for n, c in corpora.items() if n in used}, variants=variants,
-                tests=_tests(doc, base, path))
+                tests=_tests(doc, base, path), baseline=baseline)

@@ -46,7 +46,10 @@ def test_results_hold_every_variant_seed_and_image(finished):
     md = (out / "results.md").read_text()
     for name in variants + ["mean fusion", "max fusion"]:
         assert f"| {name} |" in md
-    assert "±" in md and "Not yet scored" not in md and "## Differences from target-only" in md
+    assert "±" in md and "Not yet scored" not in md and "## Verdicts: each variant against target-only" in md
+    assert md.index("## Verdicts") < md.index("## Means")  # results.md leads with the verdicts
+    verdict_rows = [line for line in md.splitlines() if line.startswith("| as-is |")]
+    assert verdict_rows and "[" in verdict_rows[0]  # a paired difference with its interval
     # Two seeds really differ (independent initialisation and shuffling).
     a = [float(r["EN"]) for r in rows if r["variant"] == "as-is" and r["seed"] == "0"]
     b = [float(r["EN"]) for r in rows if r["variant"] == "as-is" and r["seed"] == "1"]
@@ -60,7 +63,7 @@ def test_results_hold_every_variant_seed_and_image(finished):
 
 def test_every_plot_is_a_real_png(finished):
     out, _ = finished
-    for name in ("metrics_vs_k_sample-test.png", "sheet_sample-test.png"):
+    for name in ("verdicts_sample-test.png", "metrics_vs_k_sample-test.png", "sheet_sample-test.png"):
         with Image.open(out / "plots" / name) as img:
             assert img.format == "PNG" and img.width > 800 and img.height > 200
             assert len(np.unique(np.asarray(img.convert("L")))) > 50

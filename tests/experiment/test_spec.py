@@ -58,3 +58,13 @@ def test_unknown_variant_and_missing_file(tmp_path):
         s.variant("x")
     with pytest.raises(ConfigError, match="does not exist"):
         spec.load(str(tmp_path / "none.toml"))
+
+
+def test_the_baseline_names_a_variant(tmp_path):
+    path = tmp_path / "spec.toml"
+    path.write_text('baseline = "aligned@k48"\n' + SMOKE.read_text())
+    assert spec.load(str(path)).baseline == "aligned@k48"
+    assert spec.load(str(SMOKE)).baseline == "target-only"  # default: the first variant
+    path.write_text('baseline = "nope"\n' + SMOKE.read_text())
+    with pytest.raises(ConfigError, match="baseline must name a variant"):
+        spec.load(str(path))
