@@ -128,7 +128,7 @@ def scan_pool(client, url: str, aux: Manifest, target_mean: np.ndarray, params: 
     """Scan ``aux`` batch by batch with a running threshold; see the module's docstring. With
     ``params.index`` "ivf" every patch is kept (statistics only). ``pixels`` off keeps no pixels
     (the selected patches are then read again after selection)."""
-    ivf = params.index == "ivf"
+    ivf = params.every_patch  # IVF retrieval or a random draw: every patch's statistics, no pixels
     k = None if ivf else params.k
     pixels = pixels and not ivf
     batches = scan.batches(aux, engine.batch)

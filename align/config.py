@@ -9,6 +9,13 @@ from crossfuse.errors import ParameterError
 from crossfuse.schema import Params
 
 INDEXES = ("flat", "ivf")
+#: How an aligned build chooses its K patches: ``topk``, the K closest to the target's mean
+#: colour (the paper's); ``random``, K drawn uniformly from the pool with ``select_seed`` (the
+#: data-volume control: as many patches, no alignment).
+SELECTIONS = ("topk", "random")
+#: What is applied to the chosen patches: ``gamma``, the per-channel gamma that matches the
+#: target's mean (the paper's); ``none``, nothing (what the released script trains on).
+TRANSFORMS = ("gamma", "none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +37,9 @@ class BuildParams:
     nprobe: int = 8
     chunk: int = 256
     drop_low_contrast: bool = False
+    select: str = "topk"
+    transform: str = "gamma"
+    select_seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("patch", "stride", "k", "nlist", "nprobe", "chunk"):
@@ -38,6 +48,12 @@ class BuildParams:
                 raise ParameterError(f"{name} must be a positive integer, got {value!r}.")
         if not isinstance(self.drop_low_contrast, bool):
             raise ParameterError(f"drop_low_contrast must be true or false, got {self.drop_low_contrast!r}.")
+        if self.select not in SELECTIONS:
+            raise ParameterError(f"select must be one of {SELECTIONS}, got {self.select!r}.")
+        if self.transform not in TRANSFORMS:
+            raise ParameterError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}.")
+        if isinstance(self.select_seed, bool) or not isinstance(self.select_seed, int) or self.select_seed < 0:
+            raise ParameterError(f"select_seed must be a non-negative integer, got {self.select_seed!r}.")
         if self.index not in INDEXES:
             raise ParameterError(f"index must be one of {INDEXES}, got {self.index!r}.")
 
@@ -49,14 +65,24 @@ class BuildParams:
             return Params(patch=self.patch, stride=self.stride, chunk=self.chunk, drop_low_contrast=drop)
         ivf = self.index == "ivf"
         return Params(patch=self.patch, stride=self.stride, chunk=self.chunk, k=self.k, metric="L1", index=self.index,
-                      nlist=self.nlist if ivf else None, nprobe=self.nprobe if ivf else None, drop_low_contrast=drop)
+                      nlist=self.nlist if ivf else None, nprobe=self.nprobe if ivf else None, drop_low_contrast=drop,
+                      select=self.select, transform=self.transform,
+                      select_seed=self.select_seed if self.select == "random" else None)
+
+    @property
+    def every_patch(self) -> bool:
+        """Whether selection needs every pool patch's statistics (IVF retrieval, a random draw)
+        rather than the running threshold's Top-K candidates."""
+        return self.index == "ivf" or self.select == "random"
 
     def as_dict(self) -> dict[str, Any]:
         """Every parameter (``drop_low_contrast`` only when set, so that the fingerprints of
         builds without it are what they always were)."""
         out = asdict(self)
-        if not self.drop_low_contrast:
-            out.pop("drop_low_contrast")
+        for name, default in (("drop_low_contrast", False), ("select", "topk"), ("transform", "gamma"),
+                              ("select_seed", 0)):
+            if out[name] == default:  # fingerprints of builds made before these options are unchanged
+                out.pop(name)
         return out
 
 

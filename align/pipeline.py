@@ -305,8 +305,12 @@ def _write(client, group, url: str, out_rows: _Rows, luts: np.ndarray, params: B
 def _select(pool: candidates.PoolScan, target_mean: np.ndarray,
             params: BuildParams) -> tuple[candidates.Candidates, float | None, int | None]:
     """The selected patches in pool order (exact: the candidates held are the Top-K; IVF: through
-    the index over every patch), with the IVF recall and lists used."""
+    the index over every patch; random: ``k`` of every patch, drawn with ``select_seed``), with
+    the IVF recall and lists used."""
     retrieval.check_k(params.k, pool.patches)
+    if params.select == "random":
+        rng = np.random.default_rng([params.select_seed, params.k])
+        return pool.candidates.take(np.sort(rng.choice(len(pool.candidates), size=params.k, replace=False))), None, None
     if params.index != "ivf":
         return pool.candidates, None, None
     means = pool.candidates.means  # every patch, in pool order
@@ -345,6 +349,8 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         pixels, reread = _selected_pixels(client, out, aux, pool, chosen, params, engine, progress)
         counts = _selection_counts(out, pixels)
         fits = _gamma.fit(counts.sum(axis=0), target_means)
+        if params.transform == "none":  # the patches as they are: the fit only reports what gamma would do
+            fits = [dataclasses.replace(f, gamma=1.0, mean_after=f.mean_before) for f in fits]
         luts = np.stack([_gamma.lut(f.gamma) for f in fits])
         w1 = quality.alignment_distances(tscan.means, pool.histogram, chosen.means,
                                          quality.corrected_means(counts, luts))
@@ -365,7 +371,8 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
             sources=tuple(p.source() for p in pool.pairs), aux=_dataset(aux, pool.pairs),
             target=_dataset(target, tscan.pairs, means=tuple(float(v) for v in target_means), pairs=len(tscan.pairs),
                             patches=len(tscan.means)),
-            gamma=tuple(f.gamma for f in fits), gamma_reachable=tuple(f.reachable for f in fits),
+            gamma=tuple(f.gamma for f in fits),
+            gamma_reachable=tuple(f.reachable for f in fits) if params.transform == "gamma" else None,
             means_before=tuple(f.mean_before for f in fits), means_after=tuple(f.mean_after for f in fits),
             counts=Counts(target_pairs=len(tscan.pairs), target_patches=len(tscan.means), aux_pairs=len(pool.pairs),
                           low_contrast=_dropped(pool.pairs, params),

@@ -212,6 +212,9 @@ def _facts(url: str, record: CorpusRecord) -> str:
         items += [f"target: {html.escape(t.name)} ({t.pairs} pairs, {t.patches} patches), means "
                   + ", ".join(f"{ch} {v:.2f}" for ch, v in zip(CHANNELS, t.means)),
                   f"retrieval: Top-{p.k} by {p.metric} ({p.index} index)",
+                  f"selection: {html.escape(p.select or 'topk')}"
+                  + (f" (seed {p.select_seed})" if p.select == "random" else "")
+                  + f"; transform: {html.escape(p.transform or 'gamma')}",
                   "gamma: " + ", ".join(f"{ch} {g:.4f}" for ch, g in zip(CHANNELS, record.gamma)),
                   "selection means before / after: " + ", ".join(
                       f"{ch} {a:.2f} / {b:.2f}" for ch, a, b in zip(CHANNELS, record.means_before, record.means_after))]

@@ -7,7 +7,7 @@ import json
 import click
 
 from crossfuse import __version__
-from crossfuse.align.config import INDEXES, BuildParams, EngineConfig
+from crossfuse.align.config import INDEXES, SELECTIONS, TRANSFORMS, BuildParams, EngineConfig
 from crossfuse.cli.common import progress_factory, quiet_client_logging, reports_errors
 
 #: The defaults of every build option live in BuildParams; the options show them.
@@ -79,6 +79,15 @@ def main() -> None:
               help="FAISS index: exact 'flat', or approximate 'ivf' for very large auxiliary sets.")
 @click.option("--nlist", type=click.IntRange(min=1), default=_DEFAULT.nlist, show_default=True, help="IVF lists.")
 @click.option("--nprobe", type=click.IntRange(min=1), default=_DEFAULT.nprobe, show_default=True, help="IVF lists probed.")
+@click.option("--select", type=click.Choice(SELECTIONS), default=_DEFAULT.select, show_default=True,
+              help="How the K patches are chosen. topk: the K closest to the target's mean colour (the paper's). "
+                   "random: K drawn uniformly from the pool (--select-seed), as many patches with no alignment: "
+                   "the control that tells alignment from data volume.")
+@click.option("--select-seed", type=click.IntRange(min=0), default=_DEFAULT.select_seed, show_default=True,
+              help="Seed of --select random (recorded).")
+@click.option("--transform", type=click.Choice(TRANSFORMS), default=_DEFAULT.transform, show_default=True,
+              help="What is done to the chosen patches. gamma: per-channel gamma matching the target's mean (the "
+                   "paper's). none: nothing (what the released script actually trains on).")
 @click.option("--target-root", default=None, help="Override the target manifest's root.")
 @click.option("--aux-root", default=None, help="Override the auxiliary manifest's root.")
 @click.option("--low-scratch", is_flag=True,
@@ -88,7 +97,7 @@ def main() -> None:
                    "Same corpus either way.")
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
-def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, low_scratch, patch, stride, chunk,
+def build(target, aux, out, k, index, nlist, nprobe, select, select_seed, transform, target_root, aux_root, low_scratch, patch, stride, chunk,
           drop_low_contrast, workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad, follow_symlinks, quiet):
     """Select the K auxiliary patches closest to the target's colour statistics, gamma-correct
     them per channel to match, and write them to a corpus store."""
@@ -97,7 +106,8 @@ def build(target, aux, out, k, index, nlist, nprobe, target_root, aux_root, low_
 
     quiet_client_logging()
     params = BuildParams(patch=patch, stride=stride, k=k, index=index, nlist=nlist, nprobe=nprobe, chunk=chunk,
-                         drop_low_contrast=drop_low_contrast)
+                         drop_low_contrast=drop_low_contrast, select=select, select_seed=select_seed,
+                         transform=transform)
     summary = run_build(target=manifest.load(target, root=target_root, follow_symlinks=follow_symlinks),
                         aux=manifest.load(aux, root=aux_root, follow_symlinks=follow_symlinks),
                         out=out, params=params,
@@ -127,6 +137,13 @@ def pack(dataset, out, root, patch, stride, chunk, drop_low_contrast, workers, s
                        overwrite=overwrite,
                        skip_bad=skip_bad, break_lock=break_lock, progress=progress_factory(quiet))
     _print_summary(summary)
+
+
+def _selection_words(p) -> str:
+    """How an aligned corpus chose and changed its patches, in words."""
+    chosen = (f"K drawn at random (seed {p.select_seed})" if p.select == "random"
+              else "Top-K by L1 distance of RGB means")
+    return chosen + ("; not transformed" if p.transform == "none" else "; gamma-corrected")
 
 
 def _rgb(values) -> str:
@@ -167,7 +184,7 @@ def _print_summary(s) -> None:
     if record.kind == "aligned":
         lines += [f"  target     {c.target_pairs:>6} pairs  {c.target_patches:>8} patches",
                   f"  auxiliary  {c.aux_pairs:>6} pairs  {c.aux_patches:>8} patches scanned",
-                  f"  selected   {c.patches:>8} patches (Top-K by L1 distance of RGB means)",
+                  f"  selected   {c.patches:>8} patches ({_selection_words(record.params)})",
                   *_alignment_lines(record)]
         if record.ivf_recall is not None:
             lines.append(f"  IVF recall@K against exact search: {record.ivf_recall:.4f}")
@@ -284,7 +301,8 @@ def inspect(store, as_json):
     if r.kind == "aligned":
         index = {"flat": "an exact flat", "ivf": "an approximate IVF"}.get(p.index, f"a {p.index}")
         lines += [f"  retrieval Top-{p.k} by {p.metric} over {index} FAISS index, target "
-                  f"{r.target.name} ({r.target.patches} patches)", *_alignment_lines(r)]
+                  f"{r.target.name} ({r.target.patches} patches)", f"  selection {_selection_words(p)}",
+                  *_alignment_lines(r)]
     else:
         lines.append(f"  means          {_rgb(r.means_before)}")
     lines += _skipped_line(r, "skipped  ")

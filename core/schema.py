@@ -97,7 +97,9 @@ class Params:
     """How the patches were cut and chosen: ``patch``/``stride`` in pixels (``stride`` 0: not
     known, an imported corpus), ``chunk`` patches per Zarr chunk; for an aligned corpus ``k``,
     ``metric`` ("L1") and ``index`` ("flat"/"ivf", with ``nlist``/``nprobe``);
-    ``drop_low_contrast`` True when CDDFuse's low-contrast patches were left out."""
+    ``drop_low_contrast`` True when CDDFuse's low-contrast patches were left out; ``select``
+    ("topk"/"random", with ``select_seed``) and ``transform`` ("gamma"/"none") how an aligned
+    corpus chose and changed its patches (absent in corpora made before: "topk" and "gamma")."""
 
     patch: int
     stride: int
@@ -108,6 +110,9 @@ class Params:
     nlist: int | None = None
     nprobe: int | None = None
     drop_low_contrast: bool | None = None
+    select: str | None = None
+    transform: str | None = None
+    select_seed: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -118,7 +123,9 @@ class Params:
                    k=_get(doc, "k", int, optional=True), metric=_get(doc, "metric", str, optional=True),
                    index=_get(doc, "index", str, optional=True), nlist=_get(doc, "nlist", int, optional=True),
                    nprobe=_get(doc, "nprobe", int, optional=True),
-                   drop_low_contrast=_get(doc, "drop_low_contrast", bool, optional=True))
+                   drop_low_contrast=_get(doc, "drop_low_contrast", bool, optional=True),
+                   select=_get(doc, "select", str, optional=True), transform=_get(doc, "transform", str, optional=True),
+                   select_seed=_get(doc, "select_seed", int, optional=True))
 
 
 @dataclass(frozen=True, kw_only=True)

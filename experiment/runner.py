@@ -69,7 +69,8 @@ def build_corpus(spec: Spec, name: str, layout: Layout, *, engine: EngineConfig,
     When another process of the same experiment is building it, wait for that build."""
     url = layout.corpus(name)
     c = spec.corpora[name]
-    params = BuildParams(patch=spec.patch, stride=spec.stride, chunk=spec.chunk, k=c.k or 1)
+    params = BuildParams(patch=spec.patch, stride=spec.stride, chunk=spec.chunk, k=c.k or 1, select=c.select,
+                         transform=c.transform, select_seed=c.select_seed)
     while True:
         try:
             open_corpus(url)

@@ -32,7 +32,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from crossfuse.errors import ConfigError
+from crossfuse.errors import ConfigError, ParameterError
 from crossfuse.fusion import config as train_config
 from crossfuse.fusion.config import TrainConfig
 
@@ -51,6 +51,9 @@ class CorpusSpec:
     manifest: str
     target: str | None = None
     k: int | None = None
+    select: str = "topk"
+    transform: str = "gamma"
+    select_seed: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,13 +146,14 @@ def _corpora(doc: dict, base: str, where: str) -> tuple[dict[str, CorpusSpec], d
         at = f"{where} [corpora.{_name(name, where)}]"
         if not isinstance(table, dict):
             raise ConfigError(f"{at} must be a table.")
-        _check_keys(table, {"pack", "build", "target", "k"}, at)
+        _check_keys(table, {"pack", "build", "target", "k", "select", "transform", "select_seed"}, at)
         if ("pack" in table) == ("build" in table):
             raise ConfigError(f"{at}: give exactly one of pack = MANIFEST (as it is) or build = MANIFEST "
                               "(aligned to target = MANIFEST).")
         if "pack" in table:
-            if "target" in table or "k" in table:
-                raise ConfigError(f"{at}: target and k belong to build corpora, not pack ones.")
+            if set(table) & {"target", "k", "select", "transform", "select_seed"}:
+                raise ConfigError(f"{at}: target, k, select, transform and select_seed belong to build corpora, not "
+                                  "pack ones.")
             out[name] = CorpusSpec(name=name, kind="packed", manifest=_path(table["pack"], base, f"{at} pack"))
             expanded[name] = [None]
             continue
@@ -159,12 +163,25 @@ def _corpora(doc: dict, base: str, where: str) -> tuple[dict[str, CorpusSpec], d
         for k in list(expanded[name]):
             key = name if len(expanded[name]) == 1 else f"{name}@k{k}"
             out[key] = CorpusSpec(name=key, kind="aligned", manifest=_path(table["build"], base, f"{at} build"),
-                                  target=_path(table["target"], base, f"{at} target"), k=k)
+                                  target=_path(table["target"], base, f"{at} target"), k=k, **_alignment(table, at))
             if key != name:  # a variant may also name one K of the list: NAME@kK
                 expanded[key] = [k]
     if not out:
         raise ConfigError(f"{where}: no [corpora.NAME] tables; an experiment trains on at least one corpus.")
     return out, expanded
+
+
+def _alignment(table: dict, at: str) -> dict[str, Any]:
+    """A build corpus' ``select``, ``transform`` and ``select_seed`` (the paper's by default),
+    checked as ``crossfuse-align build`` checks them."""
+    from crossfuse.align.config import BuildParams
+
+    chosen = {k: table[k] for k in ("select", "transform", "select_seed") if k in table}
+    try:
+        BuildParams(**chosen)
+    except (ParameterError, TypeError) as exc:
+        raise ConfigError(f"{at}: {exc}") from exc
+    return chosen
 
 
 def _variant(name: str, table: Any, base_values: dict, expanded: dict[str, list[int | None]],

@@ -68,3 +68,15 @@ def test_the_baseline_names_a_variant(tmp_path):
     path.write_text('baseline = "nope"\n' + SMOKE.read_text())
     with pytest.raises(ConfigError, match="baseline must name a variant"):
         spec.load(str(path))
+
+
+def test_build_corpora_take_select_and_transform(tmp_path):
+    text = SMOKE.read_text().replace('k = [24, 48]', 'k = [24, 48]\nselect = "random"\ntransform = "none"')
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    s = spec.load(str(path))
+    assert s.corpora["aux-aligned@k24"].select == "random" and s.corpora["aux-aligned@k24"].transform == "none"
+    assert spec.load(str(SMOKE)).corpora["aux-aligned@k24"].select == "topk"
+    path.write_text(SMOKE.read_text().replace('k = [24, 48]', 'k = [24, 48]\nselect = "best"'))
+    with pytest.raises(ConfigError, match="select must be one of"):
+        spec.load(str(path))

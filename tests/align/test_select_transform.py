@@ -1,0 +1,65 @@
+"""--select and --transform (issue 22): the data-volume control (K random patches) and the
+released script's effective behaviour (Top-K without the gamma), on the bundled sample."""
+
+import numpy as np
+import zarr
+
+from crossfuse import manifest
+from crossfuse.align import BuildParams, build
+from crossfuse.align.retrieval import l1_distances
+from crossfuse.imageio import read_pair
+from crossfuse.schema import open_corpus
+from tests.helpers import SAMPLE_AUX, SAMPLE_PARAMS, SAMPLE_TARGET
+
+
+def _build(tmp_path, name, engine, **options):
+    out = str(tmp_path / f"{name}.zarr")
+    build(target=manifest.load(str(SAMPLE_TARGET)), aux=manifest.load(str(SAMPLE_AUX)), out=out,
+          params=BuildParams(**SAMPLE_PARAMS, **options), engine=engine)
+    return zarr.open_group(out, mode="r"), open_corpus(out)[1]
+
+
+def _sources(group, record):
+    """The selected patches as their source images hold them, and their true channel means."""
+    data = manifest.load(str(SAMPLE_AUX))
+    by_id = {p.id: p for p in data.pairs}
+    vis = []
+    for s, (y, x) in zip(group["source"][...], group["origin"][...]):
+        loaded = read_pair(data, by_id[record.sources[s].id])
+        vis.append(loaded.vis[y:y + 64, x:x + 64].transpose(2, 0, 1))
+    return np.stack(vis)
+
+
+def test_transform_none_writes_the_topk_patches_as_they_are(tmp_path, sample_corpus, engine):
+    group, record = _build(tmp_path, "none", engine, transform="none")
+    paper = zarr.open_group(sample_corpus[0], mode="r")
+    assert np.array_equal(group["origin"][...], paper["origin"][...])  # the same Top-K
+    assert np.array_equal(group["vis"][...], _sources(group, record))  # untouched pixels
+    assert not np.array_equal(group["vis"][...], paper["vis"][...])    # the paper's are gamma-corrected
+    assert record.gamma == (1.0, 1.0, 1.0) and record.means_after == record.means_before
+    assert record.params.transform == "none" and record.params.select == "topk"
+    assert record.w1.after == record.w1.before and record.gamma_reachable is None
+
+
+def test_select_random_draws_k_uniformly_with_its_seed(tmp_path, sample_corpus, engine):
+    group, record = _build(tmp_path, "random", engine, select="random", select_seed=3)
+    again, _ = _build(tmp_path, "again", engine, select="random", select_seed=3)
+    other, _ = _build(tmp_path, "other", engine, select="random", select_seed=4)
+    keys = [set(map(tuple, np.column_stack([g["source"][...], g["origin"][...]]))) for g in (group, again, other)]
+    assert len(keys[0]) == SAMPLE_PARAMS["k"] and keys[0] == keys[1] and keys[0] != keys[2]
+    assert record.params.select == "random" and record.params.select_seed == 3
+    # The stored distances are the true L1 distances to the target's mean; random ones lie farther
+    # on average than the paper's Top-K, which are the K smallest.
+    means = _sources(group, record).reshape(len(keys[0]), 3, -1).mean(axis=2)
+    expected = l1_distances(means, np.asarray(record.target.means))
+    assert np.allclose(group["distance"][...], expected, atol=1e-3)
+    topk = zarr.open_group(sample_corpus[0], mode="r")["distance"][...]
+    assert group["distance"][...].mean() > topk.mean() and group["distance"][...].min() >= 0
+    # Gamma still applies by default: the corrected means reach the target's.
+    assert np.allclose(record.means_after, record.target.means, atol=1.0)
+
+
+def test_the_paper_default_is_recorded_and_old_fingerprints_hold(sample_corpus):
+    _, record = open_corpus(sample_corpus[0])
+    assert record.params.select == "topk" and record.params.transform == "gamma" and record.params.select_seed is None
+    assert "select" not in BuildParams(**SAMPLE_PARAMS).as_dict()  # what resumes and fingerprints see: unchanged
