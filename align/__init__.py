@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any
 __all__ = ["BuildParams", "EngineConfig", "BuildSummary", "Description", "VerifyReport", "build", "pack", "describe",
            "verify"]
 
-_WHERE = {"BuildParams": "config", "EngineConfig": "config", "Description": "describe", "VerifyReport": "describe",
-          "describe": "describe", "verify": "describe", "BuildSummary": "pipeline", "build": "pipeline",
+# describe is light (numpy and core), and it must be imported here: a submodule of the same name
+# as the function would otherwise shadow it once anything imported ``crossfuse.align.describe``.
+from crossfuse.align.describe import Description, VerifyReport, describe, verify  # noqa: E402
+
+_WHERE = {"BuildParams": "config", "EngineConfig": "config", "BuildSummary": "pipeline", "build": "pipeline",
           "pack": "pipeline"}
 
 if TYPE_CHECKING:
     from crossfuse.align.config import BuildParams, EngineConfig
-    from crossfuse.align.describe import Description, VerifyReport, describe, verify
     from crossfuse.align.pipeline import BuildSummary, build, pack
 
 

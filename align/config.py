@@ -14,8 +14,10 @@ INDEXES = ("flat", "ivf")
 #: data-volume control: as many patches, no alignment).
 SELECTIONS = ("topk", "random")
 #: What is applied to the chosen patches: ``gamma``, the per-channel gamma that matches the
-#: target's mean (the paper's); ``none``, nothing (what the released script trains on).
-TRANSFORMS = ("gamma", "none")
+#: target's mean (the paper's); ``none``, nothing (what the released script trains on); ``cdf``,
+#: per-channel histogram matching of the selection's pixels to the target's (the monotone table
+#: closest in W1, :mod:`crossfuse.align.histmatch`).
+TRANSFORMS = ("gamma", "none", "cdf")
 
 
 @dataclass(frozen=True, kw_only=True)

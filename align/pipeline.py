@@ -22,6 +22,7 @@ import numpy as np
 
 from crossfuse import manifest as _manifest
 from crossfuse.align import gamma as _gamma
+from crossfuse.align import histmatch
 from crossfuse.align import candidates, quality, retrieval, scan, tasks
 from crossfuse.align import store as _store
 from crossfuse.align.config import BuildParams, EngineConfig
@@ -29,7 +30,7 @@ from crossfuse.align.engine import completed, dask_client
 from crossfuse.align.lock import new_token, store_lock
 from crossfuse.align.tasks import ScannedPair
 from crossfuse.digest import json_sha256
-from crossfuse.errors import ManifestError
+from crossfuse.errors import ManifestError, StoreError
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress, no_progress
 from crossfuse.schema import ARRAYS, STATS_GROUP, Counts, CorpusRecord, Dataset
@@ -302,6 +303,25 @@ def _write(client, group, url: str, out_rows: _Rows, luts: np.ndarray, params: B
     return {name: digests[name] if name in digests else _store.chunk_digests(url, group, name) for name in ARRAYS}
 
 
+def _transform(params: BuildParams, counts: np.ndarray, target_means: np.ndarray,
+               target_hist: np.ndarray | None) -> tuple[list, np.ndarray]:
+    """The per-channel fits (gamma and means before and after, as recorded) and the (3, 256)
+    tables of ``params.transform`` for the selection's (K, 3, 256) pixel ``counts``."""
+    fits = _gamma.fit(counts.sum(axis=0), target_means)
+    if params.transform == "gamma":
+        return fits, np.stack([_gamma.lut(f.gamma) for f in fits])
+    if params.transform == "none":  # the patches as they are
+        return [dataclasses.replace(f, gamma=1.0, mean_after=f.mean_before) for f in fits], np.stack(
+            [_gamma.lut(1.0)] * 3)
+    if target_hist is None:
+        raise StoreError("this store's target scan was made by an older crossfuse, which kept no pixel histograms; "
+                         "--transform cdf needs them: rerun with --overwrite.")
+    luts = histmatch.luts(counts.sum(axis=0), target_hist)
+    hist = counts.sum(axis=0).astype(np.float64)
+    after = (hist * luts.astype(np.float64)).sum(axis=1) / hist.sum(axis=1)
+    return [dataclasses.replace(f, gamma=1.0, mean_after=float(a)) for f, a in zip(fits, after)], luts
+
+
 def _select(pool: candidates.PoolScan, target_mean: np.ndarray,
             params: BuildParams) -> tuple[candidates.Candidates, float | None, int | None]:
     """The selected patches in pool order (exact: the candidates held are the Top-K; IVF: through
@@ -348,10 +368,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         chosen, recall, nlist = _select(pool, target_means, params)
         pixels, reread = _selected_pixels(client, out, aux, pool, chosen, params, engine, progress)
         counts = _selection_counts(out, pixels)
-        fits = _gamma.fit(counts.sum(axis=0), target_means)
-        if params.transform == "none":  # the patches as they are: the fit only reports what gamma would do
-            fits = [dataclasses.replace(f, gamma=1.0, mean_after=f.mean_before) for f in fits]
-        luts = np.stack([_gamma.lut(f.gamma) for f in fits])
+        fits, luts = _transform(params, counts, target_means, tscan.hist)
         w1 = quality.alignment_distances(tscan.means, pool.histogram, chosen.means,
                                          quality.corrected_means(counts, luts))
         facts.update(scratch_patches_peak=pool.peak_stashed, compactions=pool.compactions, pairs_read_twice=reread,
@@ -373,6 +390,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
                             patches=len(tscan.means)),
             gamma=tuple(f.gamma for f in fits),
             gamma_reachable=tuple(f.reachable for f in fits) if params.transform == "gamma" else None,
+            luts=tuple(tuple(int(v) for v in lut) for lut in luts) if params.transform == "cdf" else None,
             means_before=tuple(f.mean_before for f in fits), means_after=tuple(f.mean_after for f in fits),
             counts=Counts(target_pairs=len(tscan.pairs), target_patches=len(tscan.means), aux_pairs=len(pool.pairs),
                           low_contrast=_dropped(pool.pairs, params),

@@ -122,15 +122,24 @@ def _clouds(means: dict[str, np.ndarray], path: str, title: str, pool_patches: i
 
 
 def _gamma_curves(record: CorpusRecord, path: str) -> None:
+    """The lookup table each channel went through: the gamma curves, the recorded histogram-matching
+    tables (``--transform cdf``), or the identity (``--transform none``)."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     levels = np.arange(256)
     ax.plot(levels, levels, color="0.7", linestyle="--", label="identity")
+    transform = record.params.transform or "gamma"
     for c, (name, colour) in enumerate(zip(CHANNELS, ("tab:red", "tab:green", "tab:blue"))):
-        ax.plot(levels, _gamma.lut(record.gamma[c]), color=colour, label=f"{name}: gamma {record.gamma[c]:.3f}")
+        if record.luts is not None:
+            ax.step(levels, record.luts[c], where="mid", color=colour, label=f"{name}: histogram matching")
+        else:
+            ax.plot(levels, _gamma.lut(record.gamma[c]), color=colour, label=f"{name}: gamma {record.gamma[c]:.3f}")
     ax.set_xlabel("input intensity (0-255)")
     ax.set_ylabel("output intensity (0-255)")
-    ax.set_title("gamma per channel: out = floor(255 (v/255)^(1/gamma))", fontsize=10)
+    titles = {"gamma": "gamma per channel: out = floor(255 (v/255)^(1/gamma))",
+              "cdf": "histogram matching per channel (the monotone table closest in W1)",
+              "none": "no transform: the patches as they are"}
+    ax.set_title(titles.get(transform, transform), fontsize=10)
     ax.legend()
     fig.tight_layout()
     save_figure(fig, path, dpi=90)

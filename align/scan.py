@@ -30,6 +30,7 @@ class ScanResult:
     local: np.ndarray     # (n,) int64, row within that batch
     pairs: list[ScannedPair]  # pairs read successfully, in manifest order
     problems: list[Problem]
+    hist: np.ndarray | None = None  # (3, 256) visible pixel counts per channel (None: a scan made before them)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,15 +96,17 @@ def collect(client, url: str, pending: PendingScan, params: BuildParams, engine:
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names + ("batch", "local")}
     pairs: list[ScannedPair] = []
     problems: list[Problem] = []
+    hist: np.ndarray | None = np.zeros((3, 256), dtype=np.int64)
     for i in range(pending.batches):
         arrays, info = _store.read_batch(url, pending.role, i, names)
+        hist = hist + np.asarray(info["hist"], dtype=np.int64) if hist is not None and "hist" in info else None
         for n in names:
             parts[n].append(arrays[n])
         parts["batch"].append(np.full(len(arrays["pair"]), i, dtype=np.int32))
         parts["local"].append(np.arange(len(arrays["pair"]), dtype=np.int64))
         pairs.extend(ScannedPair.from_json(p) for p in info["pairs"])
         problems.extend(Problem(**p, dataset=pending.role) for p in info["problems"])
-    result = ScanResult(**{n: np.concatenate(v) for n, v in parts.items()}, pairs=pairs, problems=problems)
+    result = ScanResult(**{n: np.concatenate(v) for n, v in parts.items()}, pairs=pairs, problems=problems, hist=hist)
     if len(result.means) == 0:
         explain_empty(pending.manifest, pairs, params, problems)
     return result

@@ -14,6 +14,7 @@ import zarr
 
 from crossfuse.align import patches as _patches
 from crossfuse.align import store as _store
+from crossfuse.align.quality import per_patch_counts
 from crossfuse.align.retrieval import first_k, l1_distances
 from crossfuse.errors import PairError
 from crossfuse.imageio import read_pair
@@ -98,6 +99,7 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
     pairs_info: list[dict] = []
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _store.SCAN_ARRAYS + _store.STASH_ARRAYS}
     dropped: dict[int, int] | None = {} if drop_low_contrast else None
+    hist = np.zeros((3, 256), dtype=np.int64)  # the visible pixels' levels per channel (--transform cdf)
     for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes,
                                                         dropped):
         parts["origins"].append(origins)
@@ -107,13 +109,15 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
             parts["vis"].append(vis)
             parts["ir"].append(_patches.extract(loaded.ir, origins, patch))
         pairs_info.append(_scanned(index, pair, loaded, len(origins), dropped))
+        hist += per_patch_counts(vis).sum(axis=0) if len(vis) else 0
     if problems and not skip_bad:
         return problems
     empty = {"origins": ((0, 2), np.int32), "means": ((0, 3), np.float64), "pair": ((0,), np.int32),
              "vis": ((0, 3, patch, patch), np.uint8), "ir": ((0, 1, patch, patch), np.uint8)}
     names = _store.SCAN_ARRAYS + (_store.STASH_ARRAYS if stash else ())
     arrays = {name: np.concatenate(parts[name]) if parts[name] else np.zeros(*empty[name]) for name in names}
-    _store.write_batch(url, role, batch, arrays, {"pairs": pairs_info, "problems": problems + notes})
+    _store.write_batch(url, role, batch, arrays, {"pairs": pairs_info, "problems": problems + notes,
+                                                  "hist": hist.tolist()})
     return problems
 
 

@@ -143,7 +143,8 @@ def _selection_words(p) -> str:
     """How an aligned corpus chose and changed its patches, in words."""
     chosen = (f"K drawn at random (seed {p.select_seed})" if p.select == "random"
               else "Top-K by L1 distance of RGB means")
-    return chosen + ("; not transformed" if p.transform == "none" else "; gamma-corrected")
+    return chosen + {"none": "; not transformed", "cdf": "; histogram-matched to the target's pixels"}.get(
+        p.transform, "; gamma-corrected")
 
 
 def _rgb(values) -> str:
@@ -152,11 +153,13 @@ def _rgb(values) -> str:
 
 def _alignment_lines(record) -> list[str]:
     """The statistics an aligned corpus is about, as printed by build and inspect."""
-    return [f"  target means   {_rgb(record.target.means)}",
-            f"  before gamma   {_rgb(record.means_before)}",
-            f"  after gamma    {_rgb(record.means_after)}",
-            "  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", record.gamma)),
-            *_w1_lines(record)]
+    word = {"none": "transform", "cdf": "cdf"}.get(record.params.transform, "gamma")
+    lines = [f"  target means   {_rgb(record.target.means)}",
+             f"  {'before ' + word:<15}{_rgb(record.means_before)}",
+             f"  {'after ' + word:<15}{_rgb(record.means_after)}"]
+    if word == "gamma":
+        lines.append("  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", record.gamma)))
+    return lines + _w1_lines(record)
 
 
 def _w1_lines(record) -> list[str]:
@@ -167,7 +170,8 @@ def _w1_lines(record) -> list[str]:
     return ["  W1 to target (distribution of patch means, 0-255 units, lower is closer):",
             f"    whole pool     {_rgb(w.pool)}",
             f"    selection      {_rgb(w.before)}",
-            f"    after gamma    {_rgb(w.after)}"]
+            f"    {'after ' + {'none': 'transform', 'cdf': 'cdf'}.get(record.params.transform, 'gamma'):<15}"
+            f"{_rgb(w.after)}"]
 
 
 def _skipped_line(record, label: str) -> list[str]:

@@ -256,7 +256,8 @@ class CorpusRecord:
     ``gamma`` (R, G, B; 1 for a packed corpus), ``gamma_reachable`` (aligned), the selection's
     ``means_before``/``means_after`` (0-255), ``counts``, the ``skipped`` pairs, the ``created``
     time, with an IVF index ``ivf_recall``, and (aligned corpora built since W1 was recorded) the
-    alignment quality ``w1`` (:class:`Distances`). Integrity: ``chunks`` gives, per array, the
+    alignment quality ``w1`` (:class:`Distances`), and with ``--transform cdf`` the three
+    ``luts`` (256 levels each) written with the patches. Integrity: ``chunks`` gives, per array, the
     (size, sha256) of every chunk object as written, ``stats_sha256`` (aligned) the digest of the
     ``stats`` group (:func:`stats_digest`), and ``record_sha256`` the digest of the rest of the
     record (:meth:`sealed`), so that a missing, swapped or altered chunk, edited statistics and
@@ -283,6 +284,7 @@ class CorpusRecord:
     skipped: tuple[Problem, ...] = field(default=())
     ivf_recall: float | None = None
     w1: Distances | None = None
+    luts: tuple[tuple[int, ...], ...] | None = None
     created: str | None = None
     chunks: dict[str, tuple[tuple[int, str], ...]] | None = None
     stats_sha256: str | None = None
@@ -307,6 +309,8 @@ class CorpusRecord:
             out["ivf_recall"] = self.ivf_recall
         if self.w1 is not None:
             out["w1"] = self.w1.to_json()
+        if self.luts is not None:
+            out["luts"] = [list(lut) for lut in self.luts]
         if self.created is not None:
             out["created"] = self.created
         if self.chunks is not None:
@@ -372,9 +376,20 @@ def _body(doc: Mapping) -> dict[str, Any]:
             "counts": Counts.from_json(_get(doc, "counts", dict)), "skipped": _items(doc, "skipped", Problem),
             "ivf_recall": _get(doc, "ivf_recall", float, optional=True),
             "w1": Distances.from_json(w1) if (w1 := _get(doc, "w1", dict, optional=True)) is not None else None,
+            "luts": _luts(doc),
             "created": _get(doc, "created", str, optional=True), "chunks": _chunks(doc),
             "stats_sha256": _get(doc, "stats_sha256", str, optional=True),
             "record_sha256": _get(doc, "record_sha256", str, optional=True)}
+
+
+def _luts(doc: Mapping) -> tuple[tuple[int, ...], ...] | None:
+    luts = _get(doc, "luts", list, optional=True)
+    if luts is None:
+        return None
+    if len(luts) != 3 or not all(isinstance(t, list) and len(t) == 256 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in t) for t in luts):
+        raise StoreError("has a malformed 'luts' (expected three lists of 256 levels)")
+    return tuple(tuple(t) for t in luts)
 
 
 def _chunks(doc: Mapping) -> dict[str, tuple[tuple[int, str], ...]] | None:

@@ -63,3 +63,33 @@ def test_the_paper_default_is_recorded_and_old_fingerprints_hold(sample_corpus):
     _, record = open_corpus(sample_corpus[0])
     assert record.params.select == "topk" and record.params.transform == "gamma" and record.params.select_seed is None
     assert "select" not in BuildParams(**SAMPLE_PARAMS).as_dict()  # what resumes and fingerprints see: unchanged
+
+
+def _pixel_hist(vis):
+    from crossfuse.align.quality import per_patch_counts
+
+    return per_patch_counts(vis).sum(axis=0)
+
+
+def test_transform_cdf_matches_the_selection_to_the_targets_pixels(tmp_path, sample_corpus, engine):
+    from crossfuse.align import histmatch
+    from crossfuse.align.patches import extract, grid
+
+    group, record = _build(tmp_path, "cdf", engine, transform="cdf")
+    source = _sources(group, record)
+    luts = np.array(record.luts, dtype=np.uint8)
+    assert np.array_equal(group["vis"][...], np.stack([luts[c][source[:, c]] for c in range(3)], axis=1))
+    # The tables are the W1-closest monotone matches of the selection's pixels to every target pixel
+    # of every target patch, recomputed here from the images.
+    target = manifest.load(str(SAMPLE_TARGET))
+    hist = np.zeros((3, 256), dtype=np.int64)
+    for pair in target.pairs:
+        vis = read_pair(target, pair).vis
+        hist += _pixel_hist(extract(vis, grid(*vis.shape[:2], 64, 64), 64))
+    assert np.array_equal(luts, histmatch.luts(_pixel_hist(source), hist))
+    # Per channel the pixels end closer to the target's than untouched or gamma-corrected ones.
+    paper = zarr.open_group(sample_corpus[0], mode="r")["vis"][...]
+    for c in range(3):
+        cdf, none, gamma = (histmatch.w1(_pixel_hist(v)[c], hist[c]) for v in (group["vis"][...], source, paper))
+        assert cdf < none and cdf < gamma, (c, cdf, none, gamma)
+    assert record.params.transform == "cdf" and record.gamma == (1.0, 1.0, 1.0)
