@@ -11,8 +11,10 @@ from crossfuse.schema import Params
 INDEXES = ("flat", "ivf")
 #: How an aligned build chooses its K patches: ``topk``, the K closest to the target's mean
 #: colour (the paper's); ``random``, K drawn uniformly from the pool with ``select_seed`` (the
-#: data-volume control: as many patches, no alignment).
-SELECTIONS = ("topk", "random")
+#: data-volume control: as many patches, no alignment); ``match``, K whose distribution follows
+#: the target's: each target patch takes its nearest pool patches in proportion
+#: (:mod:`crossfuse.align.matching`).
+SELECTIONS = ("topk", "random", "match")
 #: What is applied to the chosen patches: ``gamma``, the per-channel gamma that matches the
 #: target's mean (the paper's); ``none``, nothing (what the released script trains on); ``cdf``,
 #: per-channel histogram matching of the selection's pixels to the target's (the monotone table
@@ -75,7 +77,7 @@ class BuildParams:
     def every_patch(self) -> bool:
         """Whether selection needs every pool patch's statistics (IVF retrieval, a random draw)
         rather than the running threshold's Top-K candidates."""
-        return self.index == "ivf" or self.select == "random"
+        return self.index == "ivf" or self.select in ("random", "match")
 
     def as_dict(self) -> dict[str, Any]:
         """Every parameter (``drop_low_contrast`` only when set, so that the fingerprints of

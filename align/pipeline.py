@@ -22,7 +22,7 @@ import numpy as np
 
 from crossfuse import manifest as _manifest
 from crossfuse.align import gamma as _gamma
-from crossfuse.align import histmatch
+from crossfuse.align import histmatch, matching
 from crossfuse.align import candidates, quality, retrieval, scan, tasks
 from crossfuse.align import store as _store
 from crossfuse.align.config import BuildParams, EngineConfig
@@ -322,12 +322,15 @@ def _transform(params: BuildParams, counts: np.ndarray, target_means: np.ndarray
     return [dataclasses.replace(f, gamma=1.0, mean_after=float(a)) for f, a in zip(fits, after)], luts
 
 
-def _select(pool: candidates.PoolScan, target_mean: np.ndarray,
-            params: BuildParams) -> tuple[candidates.Candidates, float | None, int | None]:
+def _select(pool: candidates.PoolScan, target_mean: np.ndarray, params: BuildParams,
+            target_patches: np.ndarray) -> tuple[candidates.Candidates, float | None, int | None]:
     """The selected patches in pool order (exact: the candidates held are the Top-K; IVF: through
-    the index over every patch; random: ``k`` of every patch, drawn with ``select_seed``), with
-    the IVF recall and lists used."""
+    the index over every patch; random: ``k`` of every patch, drawn with ``select_seed``; match:
+    each of ``target_patches``' means takes its share of nearest patches), with the IVF recall
+    and lists used."""
     retrieval.check_k(params.k, pool.patches)
+    if params.select == "match":
+        return pool.candidates.take(matching.match(target_patches, pool.candidates.means, params.k)), None, None
     if params.select == "random":
         rng = np.random.default_rng([params.select_seed, params.k])
         return pool.candidates.take(np.sort(rng.choice(len(pool.candidates), size=params.k, replace=False))), None, None
@@ -365,7 +368,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         pool = candidates.scan_pool(client, out, aux, target_means, params, engine, pixels=not engine.low_scratch,
                                     skip_bad=skip_bad, progress=progress, label=f"scan auxiliary ({aux.name})")
         clock["scan"] = time.perf_counter()
-        chosen, recall, nlist = _select(pool, target_means, params)
+        chosen, recall, nlist = _select(pool, target_means, params, tscan.means)
         pixels, reread = _selected_pixels(client, out, aux, pool, chosen, params, engine, progress)
         counts = _selection_counts(out, pixels)
         fits, luts = _transform(params, counts, target_means, tscan.hist)

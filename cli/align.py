@@ -82,7 +82,8 @@ def main() -> None:
 @click.option("--select", type=click.Choice(SELECTIONS), default=_DEFAULT.select, show_default=True,
               help="How the K patches are chosen. topk: the K closest to the target's mean colour (the paper's). "
                    "random: K drawn uniformly from the pool (--select-seed), as many patches with no alignment: "
-                   "the control that tells alignment from data volume.")
+                   "the control that tells alignment from data volume. match: K whose distribution follows the "
+                   "target's (each target patch takes its nearest pool patches, in proportion).")
 @click.option("--select-seed", type=click.IntRange(min=0), default=_DEFAULT.select_seed, show_default=True,
               help="Seed of --select random (recorded).")
 @click.option("--transform", type=click.Choice(TRANSFORMS), default=_DEFAULT.transform, show_default=True,
@@ -141,8 +142,9 @@ def pack(dataset, out, root, patch, stride, chunk, drop_low_contrast, workers, s
 
 def _selection_words(p) -> str:
     """How an aligned corpus chose and changed its patches, in words."""
-    chosen = (f"K drawn at random (seed {p.select_seed})" if p.select == "random"
-              else "Top-K by L1 distance of RGB means")
+    chosen = {"random": f"K drawn at random (seed {p.select_seed})",
+              "match": "K following the target's distribution of RGB means"}.get(p.select,
+                                                                                    "Top-K by L1 distance of RGB means")
     return chosen + {"none": "; not transformed", "cdf": "; histogram-matched to the target's pixels"}.get(
         p.transform, "; gamma-corrected")
 

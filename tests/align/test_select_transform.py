@@ -93,3 +93,28 @@ def test_transform_cdf_matches_the_selection_to_the_targets_pixels(tmp_path, sam
         cdf, none, gamma = (histmatch.w1(_pixel_hist(v)[c], hist[c]) for v in (group["vis"][...], source, paper))
         assert cdf < none and cdf < gamma, (c, cdf, none, gamma)
     assert record.params.transform == "cdf" and record.gamma == (1.0, 1.0, 1.0)
+
+
+def test_select_match_takes_what_the_rule_takes_on_the_sample(tmp_path, engine):
+    from crossfuse.align import matching
+    from crossfuse.align.patches import channel_means, extract, grid
+
+    def cut(spec):
+        data = manifest.load(str(spec))
+        means, where = [], []
+        for pair in data.pairs:
+            vis = read_pair(data, pair).vis
+            origins = grid(*vis.shape[:2], 64, 64)
+            means.append(channel_means(extract(vis, origins, 64)))
+            where += [(pair.id, int(y), int(x)) for y, x in origins]
+        return np.concatenate(means), where
+
+    target, _ = cut(SAMPLE_TARGET)
+    pool, where = cut(SAMPLE_AUX)
+    expected = {where[i] for i in matching.match_brute(target, pool, SAMPLE_PARAMS["k"])}
+    group, record = _build(tmp_path, "match", engine, select="match")
+    got = {(record.sources[s].id, int(y), int(x)) for s, (y, x) in zip(group["source"][...], group["origin"][...])}
+    assert got == expected and record.params.select == "match"
+    # It follows the target's spread: its W1 to the target's patch means beats the Top-K's before any transform.
+    _, topk = _build(tmp_path, "topk", engine, transform="none")
+    assert sum(record.w1.before) < sum(topk.w1.before)
