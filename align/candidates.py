@@ -87,6 +87,8 @@ class PoolScan:
     #: what the scratch held: the most candidate pixels at once, and blobs rewritten to drop dead rows
     peak_stashed: int = 0
     compactions: int = 0
+    #: the pool's luma histogram (256,), None when a batch scanned by an older crossfuse lacks it
+    yhist: np.ndarray | None = field(default_factory=lambda: np.zeros(256, dtype=np.int64))
 
     @classmethod
     def empty(cls, patch: int) -> PoolScan:
@@ -241,6 +243,8 @@ def _checkpoint(url: str, state: PoolScan, k: int | None) -> None:
         sums, counts = state.histogram.sums(c)
         arrays[f"sums{c}"], arrays[f"counts{c}"] = sums, counts
     arrays.update({f"sample_{name}": v for name, v in state.sample.items()})
+    if state.yhist is not None:
+        arrays["yhist"] = state.yhist
     info = {"k": k, "batches": sorted(state.batches), "patches": state.patches,
             "pairs": [p.to_json() for p in state.pairs], "problems": [p.to_json() for p in state.problems]}
     state.checkpoint_bytes = _store.write_batch(url, *_CHECKPOINT, arrays, info, compressed=True)
@@ -281,6 +285,7 @@ def _add_statistics(state: PoolScan, arrays: dict[str, np.ndarray], k: int | Non
     for c in range(3):
         state.histogram.add(c, arrays[f"sums{c}"], arrays[f"counts{c}"])
     state.merge_sample({name: arrays[f"sample_{name}"] for name in state.sample})
+    state.yhist = state.yhist + arrays["yhist"] if state.yhist is not None and "yhist" in arrays else None
 
 
 def _compact(url: str, state: PoolScan, k: int | None) -> None:

@@ -33,7 +33,7 @@ from crossfuse.digest import json_sha256
 from crossfuse.errors import ManifestError, StoreError
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress, no_progress
-from crossfuse.schema import ARRAYS, STATS_GROUP, Counts, CorpusRecord, Dataset
+from crossfuse.schema import ARRAYS, STATS_GROUP, Counts, CorpusRecord, Dataset, LumaDistances
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,6 +179,24 @@ def _selection_counts(url: str, pixels: _Pixels) -> np.ndarray:
         _, vis, _ = _store.read_pixels(url, *pixels.blobs[int(b)], pixels.rows[where])
         counts[where] = quality.per_patch_counts(vis)
     return counts
+
+
+def _luma_distances(url: str, pixels: _Pixels, luts: np.ndarray, target: np.ndarray | None,
+                    pool: np.ndarray | None) -> LumaDistances | None:
+    """W1 of the pixel luma the network sees, from the target's to the pool's and to the
+    selection's before and after its tables (None when a scan made by an older crossfuse kept no
+    luma histogram)."""
+    if target is None or pool is None:
+        return None
+    before = np.zeros(256, dtype=np.int64)
+    after = np.zeros(256, dtype=np.int64)
+    for b in np.unique(pixels.blob_of):
+        where = np.flatnonzero(pixels.blob_of == b)
+        _, vis, _ = _store.read_pixels(url, *pixels.blobs[int(b)], pixels.rows[where])
+        before += quality.luma_histogram(vis)
+        after += quality.luma_histogram(vis, luts)
+    return LumaDistances(pool=quality.histogram_w1(target, pool), before=quality.histogram_w1(target, before),
+                         after=quality.histogram_w1(target, after))
 
 
 def _selected_pixels(client, url: str, aux: Manifest, pool: candidates.PoolScan, chosen: candidates.Candidates,
@@ -374,6 +392,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         fits, luts = _transform(params, counts, target_means, tscan.hist)
         w1 = quality.alignment_distances(tscan.means, pool.histogram, chosen.means,
                                          quality.corrected_means(counts, luts))
+        w1_luma = _luma_distances(out, pixels, luts, tscan.yhist, pool.yhist)
         facts.update(scratch_patches_peak=pool.peak_stashed, compactions=pool.compactions, pairs_read_twice=reread,
                      pool_patches=pool.patches, candidates_held=len(pool.candidates))
         _store.write_stats(group, target_means=tscan.means, pool_means=pool.sample["means"])
@@ -394,6 +413,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
             gamma=tuple(f.gamma for f in fits),
             gamma_reachable=tuple(f.reachable for f in fits) if params.transform == "gamma" else None,
             luts=tuple(tuple(int(v) for v in lut) for lut in luts) if params.transform == "cdf" else None,
+            w1_luma=w1_luma,
             means_before=tuple(f.mean_before for f in fits), means_after=tuple(f.mean_after for f in fits),
             counts=Counts(target_pairs=len(tscan.pairs), target_patches=len(tscan.means), aux_pairs=len(pool.pairs),
                           low_contrast=_dropped(pool.pairs, params),

@@ -98,6 +98,27 @@ def per_patch_counts(patches: np.ndarray) -> np.ndarray:
     return np.bincount(flat, minlength=n * c * 256).reshape(n, c, 256)
 
 
+#: Luma weights (ITU-R 601), as the network sees the visible image.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
+def luma_histogram(vis: np.ndarray, lut: np.ndarray | None = None) -> np.ndarray:
+    """256-bin histogram of the luma Y = 0.299 R + 0.587 G + 0.114 B of every pixel of (n, 3, P, P)
+    uint8 patches (after the (3, 256) tables ``lut`` when given), Y rounded to the nearest level:
+    the distribution the network is shown. (256,) int64."""
+    if lut is not None:
+        vis = np.stack([lut[c][vis[:, c]] for c in range(3)], axis=1)
+    y = np.einsum("c,ncij->nij", _LUMA, vis.astype(np.float64))
+    return np.bincount(np.floor(y + 0.5).astype(np.int64).ravel(), minlength=256)[:256]
+
+
+def histogram_w1(a: np.ndarray, b: np.ndarray) -> float:
+    """W1 (levels, unit spacing) between two histograms over the same 256 levels."""
+    ca = np.cumsum(a / a.sum())
+    cb = np.cumsum(b / b.sum())
+    return float(np.abs(ca - cb).sum())
+
+
 def corrected_means(counts: np.ndarray, luts: np.ndarray) -> np.ndarray:
     """Each patch's channel means after its channels pass through ``luts`` (C, 256):
     (n, C, 256) counts -> (n, C) float64, 0-255."""

@@ -203,13 +203,18 @@ def _patch_grid(group: zarr.Group, record: CorpusRecord, root: str | None, path:
 def _w1_table(record: CorpusRecord) -> str:
     if record.w1 is None:
         return "<p>This corpus records no W1 (built before crossfuse measured it); rebuild it to see them.</p>"
-    rows = "".join(f"<tr><th>{label}</th>" + "".join(f"<td>{v:.2f}</td>" for v in values) + "</tr>"
-                   for label, values in (("whole auxiliary pool", record.w1.pool),
-                                         ("selection (Top-K)", record.w1.before),
-                                         ("selection after gamma", record.w1.after)))
+    select, transform = record.params.select or "topk", record.params.transform or "gamma"
+    luma = record.w1_luma
+    rows = "".join(f"<tr><th>{label}</th>" + "".join(f"<td>{v:.2f}</td>" for v in values)
+                   + (f"<td>{y:.2f}</td>" if luma is not None else "") + "</tr>"
+                   for label, values, y in (
+                       ("whole auxiliary pool", record.w1.pool, luma.pool if luma else 0),
+                       (f"selection ({html.escape(select)})", record.w1.before, luma.before if luma else 0),
+                       (f"selection after {html.escape(transform)}", record.w1.after, luma.after if luma else 0)))
+    extra = "<th>pixel luma Y</th>" if luma is not None else ""
     return ("<table><caption>W1 (1-D Wasserstein distance, 0-255 units) from the target's distribution of patch "
-            "means, per channel; lower is closer</caption><tr><th></th><th>R</th><th>G</th><th>B</th></tr>"
-            f"{rows}</table>")
+            "means, per channel, and of every pixel's luma (what the network sees); lower is closer</caption>"
+            f"<tr><th></th><th>R</th><th>G</th><th>B</th>{extra}</tr>{rows}</table>")
 
 
 def _facts(url: str, record: CorpusRecord) -> str:

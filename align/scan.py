@@ -31,6 +31,7 @@ class ScanResult:
     pairs: list[ScannedPair]  # pairs read successfully, in manifest order
     problems: list[Problem]
     hist: np.ndarray | None = None  # (3, 256) visible pixel counts per channel (None: a scan made before them)
+    yhist: np.ndarray | None = None  # (256,) their luma's
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,16 +98,19 @@ def collect(client, url: str, pending: PendingScan, params: BuildParams, engine:
     pairs: list[ScannedPair] = []
     problems: list[Problem] = []
     hist: np.ndarray | None = np.zeros((3, 256), dtype=np.int64)
+    yhist: np.ndarray | None = np.zeros(256, dtype=np.int64)
     for i in range(pending.batches):
         arrays, info = _store.read_batch(url, pending.role, i, names)
         hist = hist + np.asarray(info["hist"], dtype=np.int64) if hist is not None and "hist" in info else None
+        yhist = yhist + np.asarray(info["yhist"], dtype=np.int64) if yhist is not None and "yhist" in info else None
         for n in names:
             parts[n].append(arrays[n])
         parts["batch"].append(np.full(len(arrays["pair"]), i, dtype=np.int32))
         parts["local"].append(np.arange(len(arrays["pair"]), dtype=np.int64))
         pairs.extend(ScannedPair.from_json(p) for p in info["pairs"])
         problems.extend(Problem(**p, dataset=pending.role) for p in info["problems"])
-    result = ScanResult(**{n: np.concatenate(v) for n, v in parts.items()}, pairs=pairs, problems=problems, hist=hist)
+    result = ScanResult(**{n: np.concatenate(v) for n, v in parts.items()}, pairs=pairs, problems=problems, hist=hist,
+                        yhist=yhist)
     if len(result.means) == 0:
         explain_empty(pending.manifest, pairs, params, problems)
     return result

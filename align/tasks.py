@@ -14,7 +14,7 @@ import zarr
 
 from crossfuse.align import patches as _patches
 from crossfuse.align import store as _store
-from crossfuse.align.quality import per_patch_counts
+from crossfuse.align.quality import luma_histogram, per_patch_counts
 from crossfuse.align.retrieval import first_k, l1_distances
 from crossfuse.errors import PairError
 from crossfuse.imageio import read_pair
@@ -100,6 +100,7 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
     parts: dict[str, list[np.ndarray]] = {name: [] for name in _store.SCAN_ARRAYS + _store.STASH_ARRAYS}
     dropped: dict[int, int] | None = {} if drop_low_contrast else None
     hist = np.zeros((3, 256), dtype=np.int64)  # the visible pixels' levels per channel (--transform cdf)
+    yhist = np.zeros(256, dtype=np.int64)  # and their luma's (the quality numbers)
     for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes,
                                                         dropped):
         parts["origins"].append(origins)
@@ -110,6 +111,7 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
             parts["ir"].append(_patches.extract(loaded.ir, origins, patch))
         pairs_info.append(_scanned(index, pair, loaded, len(origins), dropped))
         hist += per_patch_counts(vis).sum(axis=0) if len(vis) else 0
+        yhist += luma_histogram(vis) if len(vis) else 0
     if problems and not skip_bad:
         return problems
     empty = {"origins": ((0, 2), np.int32), "means": ((0, 3), np.float64), "pair": ((0,), np.int32),
@@ -117,7 +119,7 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
     names = _store.SCAN_ARRAYS + (_store.STASH_ARRAYS if stash else ())
     arrays = {name: np.concatenate(parts[name]) if parts[name] else np.zeros(*empty[name]) for name in names}
     _store.write_batch(url, role, batch, arrays, {"pairs": pairs_info, "problems": problems + notes,
-                                                  "hist": hist.tolist()})
+                                                  "hist": hist.tolist(), "yhist": yhist.tolist()})
     return problems
 
 
@@ -168,6 +170,7 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
     sums_seen: list[np.ndarray] = []
     sampled: dict[str, list[np.ndarray]] = {n: [] for n in SAMPLE_COLUMNS}
     local = 0
+    yhist = np.zeros(256, dtype=np.int64)
     dropped: dict[int, int] | None = {} if drop_low_contrast else None
     for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes,
                                                         dropped):
@@ -177,6 +180,7 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
         keys = (np.int64(batch) << KEY_BITS) + local + np.arange(n, dtype=np.int64)
         local += n
         sums_seen.append(sums)
+        yhist += luma_histogram(vis) if n else 0
         _sample(sampled, index, keys, means, sample_bound)
         distance = l1_distances(means, target)
         rows = np.arange(n) if k is None else np.flatnonzero(distance <= threshold)
@@ -195,7 +199,7 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
     if problems and not skip_bad:
         return problems
     _truncate_sample(sampled, sample)
-    _write_candidates(url, batch, kept, sums_seen, sampled, patch=patch, pixels=pixels,
+    _write_candidates(url, batch, kept, sums_seen, sampled, patch=patch, pixels=pixels, yhist=yhist,
                       info={"pairs": pairs_info, "problems": problems + notes, "k": k, "pixels": bool(pixels)})
     return problems
 
@@ -211,7 +215,8 @@ def _sample(sampled: dict[str, list[np.ndarray]], pair: int, keys: np.ndarray, m
 
 
 def _write_candidates(url: str, batch: int, kept: dict[str, list[np.ndarray]], sums_seen: list[np.ndarray],
-                      sampled: dict[str, list[np.ndarray]], *, patch: int, pixels: bool, info: dict) -> None:
+                      sampled: dict[str, list[np.ndarray]], *, patch: int, pixels: bool, info: dict,
+                      yhist: np.ndarray) -> None:
     """Store a scanned batch: its candidates' pixels first (or remove a blob an earlier scan of it
     left), then its statistics: candidates, per-channel histogram of sums, sample, and ``info``."""
     empty = {**no_rows(CANDIDATE_COLUMNS), "vis": np.zeros((0, 3, patch, patch), np.uint8),
@@ -227,6 +232,7 @@ def _write_candidates(url: str, batch: int, kept: dict[str, list[np.ndarray]], s
         stats[f"sums{c}"], stats[f"counts{c}"] = np.unique(sums[:, c], return_counts=True)
     blank = no_rows(SAMPLE_COLUMNS)
     stats.update({f"sample_{name}": np.concatenate(v) if v else blank[name] for name, v in sampled.items()})
+    stats["yhist"] = yhist
     _store.write_batch(url, "aux", batch, stats, {**info, "patches": len(sums)})
 
 

@@ -173,7 +173,16 @@ def _w1_lines(record) -> list[str]:
             f"    whole pool     {_rgb(w.pool)}",
             f"    selection      {_rgb(w.before)}",
             f"    {'after ' + {'none': 'transform', 'cdf': 'cdf'}.get(record.params.transform, 'gamma'):<15}"
-            f"{_rgb(w.after)}"]
+            f"{_rgb(w.after)}"] + _luma_lines(record)
+
+
+def _luma_lines(record) -> list[str]:
+    """W1 of the pixel luma the network sees (absent in older corpora)."""
+    if record.w1_luma is None:
+        return []
+    w = record.w1_luma
+    return [f"  W1 of pixel luma Y (what the network sees): pool {w.pool:.2f}, selection {w.before:.2f}, "
+            f"after the transform {w.after:.2f}"]
 
 
 def _skipped_line(record, label: str) -> list[str]:

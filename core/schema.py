@@ -247,6 +247,24 @@ class Distances:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LumaDistances:
+    """What the network sees: W1 (grey levels) from the target's distribution of pixel luma
+    (Y = 0.299 R + 0.587 G + 0.114 B, every pixel of every target patch) to the whole ``pool``'s,
+    the selection's ``before`` and ``after`` its transform."""
+
+    pool: float
+    before: float
+    after: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pool": self.pool, "before": self.before, "after": self.after}
+
+    @classmethod
+    def from_json(cls, doc: Mapping) -> LumaDistances:
+        return cls(pool=_get(doc, "pool", float), before=_get(doc, "before", float), after=_get(doc, "after", float))
+
+
+@dataclass(frozen=True, kw_only=True)
 class CorpusRecord:
     """The ``crossfuse`` attribute of a corpus store.
 
@@ -285,6 +303,7 @@ class CorpusRecord:
     ivf_recall: float | None = None
     w1: Distances | None = None
     luts: tuple[tuple[int, ...], ...] | None = None
+    w1_luma: LumaDistances | None = None
     created: str | None = None
     chunks: dict[str, tuple[tuple[int, str], ...]] | None = None
     stats_sha256: str | None = None
@@ -311,6 +330,8 @@ class CorpusRecord:
             out["w1"] = self.w1.to_json()
         if self.luts is not None:
             out["luts"] = [list(lut) for lut in self.luts]
+        if self.w1_luma is not None:
+            out["w1_luma"] = self.w1_luma.to_json()
         if self.created is not None:
             out["created"] = self.created
         if self.chunks is not None:
@@ -377,6 +398,7 @@ def _body(doc: Mapping) -> dict[str, Any]:
             "ivf_recall": _get(doc, "ivf_recall", float, optional=True),
             "w1": Distances.from_json(w1) if (w1 := _get(doc, "w1", dict, optional=True)) is not None else None,
             "luts": _luts(doc),
+            "w1_luma": LumaDistances.from_json(d) if (d := _get(doc, "w1_luma", dict, optional=True)) else None,
             "created": _get(doc, "created", str, optional=True), "chunks": _chunks(doc),
             "stats_sha256": _get(doc, "stats_sha256", str, optional=True),
             "record_sha256": _get(doc, "record_sha256", str, optional=True)}

@@ -2,6 +2,7 @@
 released script's effective behaviour (Top-K without the gamma), on the bundled sample."""
 
 import numpy as np
+import pytest
 import zarr
 
 from crossfuse import manifest
@@ -118,3 +119,31 @@ def test_select_match_takes_what_the_rule_takes_on_the_sample(tmp_path, engine):
     # It follows the target's spread: its W1 to the target's patch means beats the Top-K's before any transform.
     _, topk = _build(tmp_path, "topk", engine, transform="none")
     assert sum(record.w1.before) < sum(topk.w1.before)
+
+
+def test_the_luma_w1_is_what_the_network_sees(tmp_path, engine):
+    from crossfuse.align.patches import extract, grid
+
+    def luma(vis):
+        y = 0.299 * vis[:, 0].astype(float) + 0.587 * vis[:, 1] + 0.114 * vis[:, 2]
+        return np.bincount(np.floor(y + 0.5).astype(int).ravel(), minlength=256)
+
+    def w1(a, b):
+        return float(np.abs(np.cumsum(a / a.sum()) - np.cumsum(b / b.sum())).sum())
+
+    def every(spec):
+        data = manifest.load(str(spec))
+        out = np.zeros(256)
+        for pair in data.pairs:
+            vis = read_pair(data, pair).vis
+            out += luma(extract(vis, grid(*vis.shape[:2], 64, 64), 64))
+        return out
+
+    target, pool = every(SAMPLE_TARGET), every(SAMPLE_AUX)
+    for transform in ("gamma", "cdf"):
+        group, record = _build(tmp_path, transform, engine, transform=transform)
+        got = record.w1_luma
+        assert got.pool == pytest.approx(w1(target, pool), abs=1e-9)
+        assert got.before == pytest.approx(w1(target, luma(_sources(group, record))), abs=1e-9)
+        assert got.after == pytest.approx(w1(target, luma(group["vis"][...])), abs=1e-9)
+    assert got.after < got.before  # histogram matching brings what the network sees closer
