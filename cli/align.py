@@ -155,7 +155,7 @@ def _rgb(values) -> str:
 
 def _alignment_lines(record) -> list[str]:
     """The statistics an aligned corpus is about, as printed by build and inspect."""
-    word = {"none": "transform", "cdf": "cdf"}.get(record.params.transform, "gamma")
+    word = record.params.transform or "gamma"  # gamma, none or cdf
     lines = [f"  target means   {_rgb(record.target.means)}",
              f"  {'before ' + word:<15}{_rgb(record.means_before)}",
              f"  {'after ' + word:<15}{_rgb(record.means_after)}"]
@@ -172,7 +172,7 @@ def _w1_lines(record) -> list[str]:
     return ["  W1 to target (distribution of patch means, 0-255 units, lower is closer):",
             f"    whole pool     {_rgb(w.pool)}",
             f"    selection      {_rgb(w.before)}",
-            f"    {'after ' + {'none': 'transform', 'cdf': 'cdf'}.get(record.params.transform, 'gamma'):<15}"
+            f"    {'after ' + (record.params.transform or 'gamma'):<15}"
             f"{_rgb(w.after)}"] + _luma_lines(record)
 
 
