@@ -126,7 +126,8 @@ def _reusable(info: dict, k: int, ivf: bool) -> bool:
 
 
 def scan_pool(client, url: str, aux: Manifest, target_mean: np.ndarray, params: BuildParams, engine: EngineConfig, *,
-              pixels: bool, skip_bad: bool, progress: Progress, label: str) -> PoolScan:
+              pixels: bool, skip_bad: bool, progress: Progress, label: str,
+              scale: np.ndarray | None = None) -> PoolScan:
     """Scan ``aux`` batch by batch with a running threshold; see the module's docstring. With
     ``params.index`` "ivf" every patch is kept (statistics only). ``pixels`` off keeps no pixels
     (the selected patches are then read again after selection)."""
@@ -150,7 +151,7 @@ def scan_pool(client, url: str, aux: Manifest, target_mean: np.ndarray, params: 
         futures[client.submit(tasks.scan_candidates, url, b, sub, first, patch=params.patch, stride=params.stride,
                               target=target, k=k, threshold=threshold, pixels=keep, sample=POOL_SAMPLE,
                               sample_bound=state.sample_bound(), skip_bad=skip_bad,
-                              drop_low_contrast=params.drop_low_contrast, pure=False)] = b
+                              drop_low_contrast=params.drop_low_contrast, scale=scale, pure=False)] = b
 
     with progress(label, len(aux.pairs)) as advance:
         advance(sum(len(batches[b][1].pairs) for b in state.batches))

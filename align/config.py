@@ -20,6 +20,10 @@ SELECTIONS = ("topk", "random", "match")
 #: per-channel histogram matching of the selection's pixels to the target's (the monotone table
 #: closest in W1, :mod:`crossfuse.align.histmatch`).
 TRANSFORMS = ("gamma", "none", "cdf")
+#: What ``--select topk`` measures distance on: ``rgb``, each patch's channel means (the paper's);
+#: ``luma``, its luma mean and standard deviation, each divided by its spread over the target's
+#: patches (what the network sees: level and contrast of Y).
+DESCRIPTORS = ("rgb", "luma")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +48,7 @@ class BuildParams:
     select: str = "topk"
     transform: str = "gamma"
     select_seed: int = 0
+    descriptor: str = "rgb"
 
     def __post_init__(self) -> None:
         for name in ("patch", "stride", "k", "nlist", "nprobe", "chunk"):
@@ -58,6 +63,11 @@ class BuildParams:
             raise ParameterError(f"transform must be one of {TRANSFORMS}, got {self.transform!r}.")
         if isinstance(self.select_seed, bool) or not isinstance(self.select_seed, int) or self.select_seed < 0:
             raise ParameterError(f"select_seed must be a non-negative integer, got {self.select_seed!r}.")
+        if self.descriptor not in DESCRIPTORS:
+            raise ParameterError(f"descriptor must be one of {DESCRIPTORS}, got {self.descriptor!r}.")
+        if self.descriptor == "luma" and (self.select != "topk" or self.index != "flat"):
+            raise ParameterError("--descriptor luma works with --select topk and the exact flat index only (for now); "
+                                 f"got select {self.select!r}, index {self.index!r}.")
         if self.index not in INDEXES:
             raise ParameterError(f"index must be one of {INDEXES}, got {self.index!r}.")
 
@@ -71,7 +81,8 @@ class BuildParams:
         return Params(patch=self.patch, stride=self.stride, chunk=self.chunk, k=self.k, metric="L1", index=self.index,
                       nlist=self.nlist if ivf else None, nprobe=self.nprobe if ivf else None, drop_low_contrast=drop,
                       select=self.select, transform=self.transform,
-                      select_seed=self.select_seed if self.select == "random" else None)
+                      select_seed=self.select_seed if self.select == "random" else None,
+                      descriptor=self.descriptor if self.descriptor != "rgb" else None)
 
     @property
     def every_patch(self) -> bool:
@@ -84,7 +95,7 @@ class BuildParams:
         builds without it are what they always were)."""
         out = asdict(self)
         for name, default in (("drop_low_contrast", False), ("select", "topk"), ("transform", "gamma"),
-                              ("select_seed", 0)):
+                              ("select_seed", 0), ("descriptor", "rgb")):
             if out[name] == default:  # fingerprints of builds made before these options are unchanged
                 out.pop(name)
         return out

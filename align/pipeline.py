@@ -181,6 +181,23 @@ def _selection_counts(url: str, pixels: _Pixels) -> np.ndarray:
     return counts
 
 
+def _descriptor_target(params: BuildParams, target_means: np.ndarray,
+                       luma: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the pool's patches are compared with, and the scale of a luma descriptor: the target's
+    mean RGB (``rgb``), or its mean (luma mean, luma sd) divided by their spread over the target's
+    patches (``luma``; a component with no spread is not scaled)."""
+    if params.descriptor == "rgb":
+        return target_means, None
+    if luma is None:
+        raise StoreError("this store's target scan was made by an older crossfuse, which kept no luma statistics; "
+                         "--descriptor luma needs them: rerun with --overwrite.")
+    n, s_m, s_m2, s_s, s_s2 = luma
+    centre = np.array([s_m / n, s_s / n])
+    spread = np.sqrt(np.maximum(np.array([s_m2 / n, s_s2 / n]) - centre ** 2, 0.0))
+    scale = np.where(spread > 0, spread, 1.0)
+    return centre / scale, scale
+
+
 def _luma_distances(url: str, pixels: _Pixels, luts: np.ndarray, target: np.ndarray | None,
                     pool: np.ndarray | None) -> LumaDistances | None:
     """W1 of the pixel luma the network sees, from the target's to the pool's and to the
@@ -383,8 +400,10 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
                                                       skip_bad=skip_bad, label=f"scan target ({target.name})"),
                              params, engine, progress=progress)
         target_means = tscan.means.mean(axis=0)
-        pool = candidates.scan_pool(client, out, aux, target_means, params, engine, pixels=not engine.low_scratch,
-                                    skip_bad=skip_bad, progress=progress, label=f"scan auxiliary ({aux.name})")
+        centre, scale = _descriptor_target(params, target_means, tscan.luma)
+        pool = candidates.scan_pool(client, out, aux, centre, params, engine, pixels=not engine.low_scratch,
+                                    skip_bad=skip_bad, progress=progress, label=f"scan auxiliary ({aux.name})",
+                                    scale=scale)
         clock["scan"] = time.perf_counter()
         chosen, recall, nlist = _select(pool, target_means, params, tscan.means)
         pixels, reread = _selected_pixels(client, out, aux, pool, chosen, params, engine, progress)

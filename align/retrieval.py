@@ -98,7 +98,10 @@ def l1_distances(means: np.ndarray, target: np.ndarray) -> np.ndarray:
     """L1 distance of each row of ``means`` (n, 3) to ``target`` (3,), in float32 exactly as FAISS's
     ``IndexFlat(3, METRIC_L1)`` computes it (both cast to float32 first; tested equal)."""
     diff = np.abs(_as_faiss(means) - _as_faiss(target)[None, :])
-    return (diff[:, 0] + diff[:, 1]) + diff[:, 2]
+    total = diff[:, 0]
+    for c in range(1, diff.shape[1]):  # left to right, in float32, as FAISS sums (any dimension)
+        total = total + diff[:, c]
+    return total
 
 
 def block_candidates(means: np.ndarray, target: np.ndarray, k: int, *, offset: int = 0) -> Selection:

@@ -32,6 +32,7 @@ class ScanResult:
     problems: list[Problem]
     hist: np.ndarray | None = None  # (3, 256) visible pixel counts per channel (None: a scan made before them)
     yhist: np.ndarray | None = None  # (256,) their luma's
+    luma: np.ndarray | None = None  # (5,) patches and sums of luma mean, mean^2, sd, sd^2 (--descriptor luma)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,10 +100,12 @@ def collect(client, url: str, pending: PendingScan, params: BuildParams, engine:
     problems: list[Problem] = []
     hist: np.ndarray | None = np.zeros((3, 256), dtype=np.int64)
     yhist: np.ndarray | None = np.zeros(256, dtype=np.int64)
+    luma: np.ndarray | None = np.zeros(5)
     for i in range(pending.batches):
         arrays, info = _store.read_batch(url, pending.role, i, names)
         hist = hist + np.asarray(info["hist"], dtype=np.int64) if hist is not None and "hist" in info else None
         yhist = yhist + np.asarray(info["yhist"], dtype=np.int64) if yhist is not None and "yhist" in info else None
+        luma = luma + np.asarray(info["luma"]) if luma is not None and "luma" in info else None
         for n in names:
             parts[n].append(arrays[n])
         parts["batch"].append(np.full(len(arrays["pair"]), i, dtype=np.int32))
@@ -110,7 +113,7 @@ def collect(client, url: str, pending: PendingScan, params: BuildParams, engine:
         pairs.extend(ScannedPair.from_json(p) for p in info["pairs"])
         problems.extend(Problem(**p, dataset=pending.role) for p in info["problems"])
     result = ScanResult(**{n: np.concatenate(v) for n, v in parts.items()}, pairs=pairs, problems=problems, hist=hist,
-                        yhist=yhist)
+                        yhist=yhist, luma=luma)
     if len(result.means) == 0:
         explain_empty(pending.manifest, pairs, params, problems)
     return result

@@ -101,6 +101,7 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
     dropped: dict[int, int] | None = {} if drop_low_contrast else None
     hist = np.zeros((3, 256), dtype=np.int64)  # the visible pixels' levels per channel (--transform cdf)
     yhist = np.zeros(256, dtype=np.int64)  # and their luma's (the quality numbers)
+    luma = np.zeros(5)  # patches, and the sums of luma mean, its square, luma sd, its square (--descriptor luma)
     for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes,
                                                         dropped):
         parts["origins"].append(origins)
@@ -112,6 +113,9 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
         pairs_info.append(_scanned(index, pair, loaded, len(origins), dropped))
         hist += per_patch_counts(vis).sum(axis=0) if len(vis) else 0
         yhist += luma_histogram(vis) if len(vis) else 0
+        stats = _patches.luma_stats(vis)
+        luma += [len(stats), *stats[:, 0].sum(keepdims=True), *(stats[:, 0] ** 2).sum(keepdims=True),
+                 *stats[:, 1].sum(keepdims=True), *(stats[:, 1] ** 2).sum(keepdims=True)]
     if problems and not skip_bad:
         return problems
     empty = {"origins": ((0, 2), np.int32), "means": ((0, 3), np.float64), "pair": ((0,), np.int32),
@@ -119,7 +123,8 @@ def scan_batch(url: str, role: str, batch: int, manifest: Manifest, first_pair: 
     names = _store.SCAN_ARRAYS + (_store.STASH_ARRAYS if stash else ())
     arrays = {name: np.concatenate(parts[name]) if parts[name] else np.zeros(*empty[name]) for name in names}
     _store.write_batch(url, role, batch, arrays, {"pairs": pairs_info, "problems": problems + notes,
-                                                  "hist": hist.tolist(), "yhist": yhist.tolist()})
+                                                  "hist": hist.tolist(), "yhist": yhist.tolist(),
+                                                  "luma": luma.tolist()})
     return problems
 
 
@@ -150,7 +155,8 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 
 def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *, patch: int, stride: int,
                     target: np.ndarray, k: int | None, threshold: float, pixels: bool, sample: int,
-                    sample_bound: int, skip_bad: bool, drop_low_contrast: bool = False) -> list[dict]:
+                    sample_bound: int, skip_bad: bool, drop_low_contrast: bool = False,
+                    scale: np.ndarray | None = None) -> list[dict]:
     """Scan one batch of the auxiliary pool for an aligned build, keeping only what selection needs.
 
     For every patch: its channel sums go into a per-channel histogram (the pool's exact
@@ -182,7 +188,8 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
         sums_seen.append(sums)
         yhist += luma_histogram(vis) if n else 0
         _sample(sampled, index, keys, means, sample_bound)
-        distance = l1_distances(means, target)
+        # the descriptor: RGB means, or with ``scale`` (--descriptor luma) the standardised luma stats
+        distance = l1_distances(means if scale is None else _patches.luma_stats(vis) / scale, target)
         rows = np.arange(n) if k is None else np.flatnonzero(distance <= threshold)
         if len(rows):
             found = {"key": keys[rows], "origins": origins[rows], "means": means[rows],

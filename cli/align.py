@@ -7,7 +7,7 @@ import json
 import click
 
 from crossfuse import __version__
-from crossfuse.align.config import INDEXES, SELECTIONS, TRANSFORMS, BuildParams, EngineConfig
+from crossfuse.align.config import DESCRIPTORS, INDEXES, SELECTIONS, TRANSFORMS, BuildParams, EngineConfig
 from crossfuse.cli.common import progress_factory, quiet_client_logging, reports_errors
 
 #: The defaults of every build option live in BuildParams; the options show them.
@@ -84,6 +84,9 @@ def main() -> None:
                    "random: K drawn uniformly from the pool (--select-seed), as many patches with no alignment: "
                    "the control that tells alignment from data volume. match: K whose distribution follows the "
                    "target's (each target patch takes its nearest pool patches, in proportion).")
+@click.option("--descriptor", type=click.Choice(DESCRIPTORS), default=_DEFAULT.descriptor, show_default=True,
+              help="What topk compares: rgb, each patch's channel means (the paper's); luma, its luma mean and "
+                   "standard deviation, each scaled by its spread over the target's patches.")
 @click.option("--select-seed", type=click.IntRange(min=0), default=_DEFAULT.select_seed, show_default=True,
               help="Seed of --select random (recorded).")
 @click.option("--transform", type=click.Choice(TRANSFORMS), default=_DEFAULT.transform, show_default=True,
@@ -98,7 +101,7 @@ def main() -> None:
                    "Same corpus either way.")
 @_engine_options
 @reports_errors(interrupted=RESUME_HINT)
-def build(target, aux, out, k, index, nlist, nprobe, select, select_seed, transform, target_root, aux_root, low_scratch, patch, stride, chunk,
+def build(target, aux, out, k, index, nlist, nprobe, select, descriptor, select_seed, transform, target_root, aux_root, low_scratch, patch, stride, chunk,
           drop_low_contrast, workers, scheduler, worker_timeout, overwrite, break_lock, skip_bad, follow_symlinks, quiet):
     """Select the K auxiliary patches closest to the target's colour statistics, gamma-correct
     them per channel to match, and write them to a corpus store."""
@@ -108,7 +111,7 @@ def build(target, aux, out, k, index, nlist, nprobe, select, select_seed, transf
     quiet_client_logging()
     params = BuildParams(patch=patch, stride=stride, k=k, index=index, nlist=nlist, nprobe=nprobe, chunk=chunk,
                          drop_low_contrast=drop_low_contrast, select=select, select_seed=select_seed,
-                         transform=transform)
+                         transform=transform, descriptor=descriptor)
     summary = run_build(target=manifest.load(target, root=target_root, follow_symlinks=follow_symlinks),
                         aux=manifest.load(aux, root=aux_root, follow_symlinks=follow_symlinks),
                         out=out, params=params,
@@ -143,8 +146,8 @@ def pack(dataset, out, root, patch, stride, chunk, drop_low_contrast, workers, s
 def _selection_words(p) -> str:
     """How an aligned corpus chose and changed its patches, in words."""
     chosen = {"random": f"K drawn at random (seed {p.select_seed})",
-              "match": "K following the target's distribution of RGB means"}.get(p.select,
-                                                                                    "Top-K by L1 distance of RGB means")
+              "match": "K following the target's distribution of RGB means"}.get(
+        p.select, "Top-K by L1 distance of " + ("luma mean and sd, scaled" if p.descriptor == "luma" else "RGB means"))
     return chosen + {"none": "; not transformed", "cdf": "; histogram-matched to the target's pixels"}.get(
         p.transform, "; gamma-corrected")
 

@@ -113,6 +113,7 @@ class Params:
     select: str | None = None
     transform: str | None = None
     select_seed: int | None = None
+    descriptor: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
@@ -125,7 +126,8 @@ class Params:
                    nprobe=_get(doc, "nprobe", int, optional=True),
                    drop_low_contrast=_get(doc, "drop_low_contrast", bool, optional=True),
                    select=_get(doc, "select", str, optional=True), transform=_get(doc, "transform", str, optional=True),
-                   select_seed=_get(doc, "select_seed", int, optional=True))
+                   select_seed=_get(doc, "select_seed", int, optional=True),
+                   descriptor=_get(doc, "descriptor", str, optional=True))
 
 
 @dataclass(frozen=True, kw_only=True)

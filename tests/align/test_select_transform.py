@@ -147,3 +147,31 @@ def test_the_luma_w1_is_what_the_network_sees(tmp_path, engine):
         assert got.before == pytest.approx(w1(target, luma(_sources(group, record))), abs=1e-9)
         assert got.after == pytest.approx(w1(target, luma(group["vis"][...])), abs=1e-9)
     assert got.after < got.before  # histogram matching brings what the network sees closer
+
+
+def test_descriptor_luma_ranks_by_standardised_luma_level_and_contrast(tmp_path, engine):
+    from crossfuse.align.patches import extract, grid, luma_stats
+    from crossfuse.align.retrieval import first_k
+
+    def cut(spec):
+        data = manifest.load(str(spec))
+        stats, where = [], []
+        for pair in data.pairs:
+            vis = read_pair(data, pair).vis
+            origins = grid(*vis.shape[:2], 64, 64)
+            stats.append(luma_stats(extract(vis, origins, 64)))
+            where += [(pair.id, int(y), int(x)) for y, x in origins]
+        return np.concatenate(stats), where
+
+    target, _ = cut(SAMPLE_TARGET)
+    pool, where = cut(SAMPLE_AUX)
+    scale = target.std(axis=0)
+    distance = l1_distances(pool / scale, target.mean(axis=0) / scale)
+    expected = {where[i] for i in first_k(np.arange(len(pool)), distance, SAMPLE_PARAMS["k"])}
+    group, record = _build(tmp_path, "luma", engine, descriptor="luma")
+    got = {(record.sources[s].id, int(y), int(x)) for s, (y, x) in zip(group["source"][...], group["origin"][...])}
+    assert got == expected and record.params.descriptor == "luma"
+    assert np.allclose(np.sort(group["distance"][...]), np.sort(distance[list(first_k(
+        np.arange(len(pool)), distance, SAMPLE_PARAMS["k"]))]), atol=1e-4)
+    with pytest.raises(Exception, match="descriptor luma works with --select topk"):
+        BuildParams(**SAMPLE_PARAMS, descriptor="luma", select="match")
