@@ -53,9 +53,11 @@ def low_contrast(vis: np.ndarray, ir: np.ndarray) -> np.ndarray:
 def luma_stats(patches: np.ndarray) -> np.ndarray:
     """Each patch's luma descriptor: the mean and the (population) standard deviation of
     Y = 0.299 R + 0.587 G + 0.114 B over its pixels, (n, 3, P, P) uint8 -> (n, 2) float64, 0-255."""
+    if not len(patches):
+        return np.zeros((0, 2))
     y = np.einsum("c,ncij->nij", np.array([0.299, 0.587, 0.114]), patches.astype(np.float64))
     flat = y.reshape(len(y), -1)
-    return np.stack([flat.mean(axis=1), flat.std(axis=1)], axis=1) if len(flat) else np.zeros((0, 2))
+    return np.stack([flat.mean(axis=1), flat.std(axis=1)], axis=1)
 
 
 def channel_means(patches: np.ndarray) -> np.ndarray:

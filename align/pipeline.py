@@ -414,9 +414,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
         w1_luma = _luma_distances(out, pixels, luts, tscan.yhist, pool.yhist)
         facts.update(scratch_patches_peak=pool.peak_stashed, compactions=pool.compactions, pairs_read_twice=reread,
                      pool_patches=pool.patches, candidates_held=len(pool.candidates))
-        _store.write_stats(group, target_means=tscan.means, pool_means=pool.sample["means"])
-        group[STATS_GROUP].attrs.update({"pool_patches": pool.patches, "pool_sample": "uniform by a fixed hash of "
-                                         "(pair, patch), at most %d" % candidates.POOL_SAMPLE, "build": facts})
+        _write_pool_stats(group, tscan, pool, facts)
         clock["select"] = time.perf_counter()
         source_of_pair = {p.index: s for s, p in enumerate(pool.pairs)}
         rows = _Rows(source=np.array([source_of_pair[int(i)] for i in chosen.pair], dtype=np.int32),
@@ -440,6 +438,13 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
             skipped=tuple(problems), ivf_recall=recall, chunks=chunks, w1=w1)
 
     return _run(job, out, engine=engine, overwrite=overwrite, break_lock=break_lock, stages=stages)
+
+
+def _write_pool_stats(group, tscan: scan.ScanResult, pool: candidates.PoolScan, facts: dict[str, Any]) -> None:
+    """The ``stats`` group the report draws: every target patch mean, the pool's sample, how the build ran."""
+    _store.write_stats(group, target_means=tscan.means, pool_means=pool.sample["means"])
+    group[STATS_GROUP].attrs.update({"pool_patches": pool.patches, "pool_sample": "uniform by a fixed hash of "
+                                     "(pair, patch), at most %d" % candidates.POOL_SAMPLE, "build": facts})
 
 
 def _dropping(params: BuildParams) -> dict[str, bool]:
