@@ -51,7 +51,6 @@ class NetworkConfig:
             raise ValueError(f"dim ({self.dim}) must be even and divisible by heads ({self.heads})")
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Everything that decides a training run (saved as ``config.toml`` in the run folder)."""

@@ -161,10 +161,11 @@ def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = 
     missing one is named (:func:`refuse_missing`). Pairs in ``skip`` ((dataset, id)) are left
     out: ``--skip-missing`` passes those :func:`missing` found."""
     _check_protocol(protocol)
-    refuse_missing(fused_dir, [g for g in missing(fused_dir, datasets) if (g.dataset, g.name) not in skip],
+    wanted = [(m, p) for m in datasets for p in m.pairs if (m.name, p.id) not in skip]
+    located = [find_fused(fused_dir, p.id, missing_ok=True) for _, p in wanted]  # each file found once
+    refuse_missing(fused_dir, [Missing(dataset=m.name, name=p.id) for (m, p), f in zip(wanted, located) if f is None],
                    sum(len(m.pairs) for m in datasets))
-    jobs = [(m.name, p.id, find_fused(fused_dir, p.id), m.source(p.ir), m.source(p.vis), protocol)
-            for m in datasets for p in m.pairs if (m.name, p.id) not in skip]
+    jobs = [(m.name, p.id, f, m.source(p.ir), m.source(p.vis), protocol) for (m, p), f in zip(wanted, located)]
     if not jobs:
         raise EvalError("the given pairs list no images to evaluate.")
     workers = min(workers or available_cores(), len(jobs))

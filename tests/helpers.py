@@ -35,6 +35,21 @@ def plain_patches(manifest, patch: int, stride: int):
     return out
 
 
+def source_patches(group, record, spec=SAMPLE_AUX, patch: int = 64) -> np.ndarray:
+    """The visible patches of a corpus as their source images hold them (before any transform),
+    cut at the recorded origins of the recorded sources of dataset ``spec``: (n, 3, P, P) uint8."""
+    from crossfuse import manifest
+    from crossfuse.imageio import read_pair
+
+    data = manifest.load(str(spec))
+    by_id = {p.id: p for p in data.pairs}
+    out = []
+    for s, (y, x) in zip(group["source"][...], group["origin"][...]):
+        vis = read_pair(data, by_id[record.sources[s].id]).vis
+        out.append(vis[y:y + patch, x:x + patch].transpose(2, 0, 1))
+    return np.stack(out)
+
+
 def plain_alignment(target, aux, patch: int, stride: int, k: int):
     """Target means, the selected patches (sorted by pair then origin) and their distances."""
     tmeans = np.mean([p[3].reshape(-1, 3).astype(np.float64).mean(0) for p in plain_patches(target, patch, stride)], 0)

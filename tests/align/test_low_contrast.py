@@ -10,7 +10,7 @@ from crossfuse.align import patches as P
 from crossfuse.cli.align import main as align_main
 from crossfuse.imageio import read_pair
 from crossfuse.schema import open_corpus
-from tests.helpers import SAMPLE_AUX, SAMPLE_TARGET
+from tests.helpers import SAMPLE_AUX, SAMPLE_TARGET, source_patches
 
 
 def their_is_low_contrast(image, fraction_threshold=0.1, lower_percentile=10, upper_percentile=90):
@@ -73,18 +73,7 @@ def test_pack_and_build_leave_them_out_and_record_it(tmp_path):
     assert r.exit_code == 0, r.output
     group, record = open_corpus(str(tmp_path / "b.zarr"))
     assert record.counts.aux_patches == len(expected) and record.counts.target_patches == 244  # target kept whole
-    assert not P.low_contrast(_uncorrected(group, record), group["ir"][...]).any()
-
-
-def _uncorrected(group, record):
-    """The selected patches as the source holds them (the store's are gamma-corrected)."""
-    data = manifest.load(str(SAMPLE_AUX))
-    by_id = {p.id: p for p in data.pairs}
-    out = []
-    for s, (y, x) in zip(group["source"][...], group["origin"][...]):
-        loaded = read_pair(data, by_id[record.sources[s].id])
-        out.append(loaded.vis[y:y + 64, x:x + 64].transpose(2, 0, 1))
-    return np.stack(out)
+    assert not P.low_contrast(source_patches(group, record), group["ir"][...]).any()  # before gamma
 
 
 def test_without_the_flag_nothing_changes(sample_corpus):

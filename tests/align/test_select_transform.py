@@ -10,7 +10,7 @@ from crossfuse.align import BuildParams, build
 from crossfuse.align.retrieval import l1_distances
 from crossfuse.imageio import read_pair
 from crossfuse.schema import open_corpus
-from tests.helpers import SAMPLE_AUX, SAMPLE_PARAMS, SAMPLE_TARGET
+from tests.helpers import SAMPLE_AUX, SAMPLE_PARAMS, SAMPLE_TARGET, source_patches
 
 
 def _build(tmp_path, name, engine, **options):
@@ -20,22 +20,31 @@ def _build(tmp_path, name, engine, **options):
     return zarr.open_group(out, mode="r"), open_corpus(out)[1]
 
 
-def _sources(group, record):
-    """The selected patches as their source images hold them, and their true channel means."""
-    data = manifest.load(str(SAMPLE_AUX))
-    by_id = {p.id: p for p in data.pairs}
-    vis = []
-    for s, (y, x) in zip(group["source"][...], group["origin"][...]):
-        loaded = read_pair(data, by_id[record.sources[s].id])
-        vis.append(loaded.vis[y:y + 64, x:x + 64].transpose(2, 0, 1))
-    return np.stack(vis)
+def _grid(spec):
+    """Every 64x64 patch (stride 64) of a dataset, pair by pair: (pair id, origins, visible patches)."""
+    from crossfuse.align.patches import extract, grid
+
+    data = manifest.load(str(spec))
+    for pair in data.pairs:
+        vis = read_pair(data, pair).vis
+        origins = grid(*vis.shape[:2], 64, 64)
+        yield pair.id, origins, extract(vis, origins, 64)
+
+
+def _cut(spec, stat):
+    """``stat`` of every patch of a dataset, stacked, and where each is: ((n, ...), [(id, y, x)])."""
+    stats, where = [], []
+    for pair_id, origins, vis in _grid(spec):
+        stats.append(stat(vis))
+        where += [(pair_id, int(y), int(x)) for y, x in origins]
+    return np.concatenate(stats), where
 
 
 def test_transform_none_writes_the_topk_patches_as_they_are(tmp_path, sample_corpus, engine):
     group, record = _build(tmp_path, "none", engine, transform="none")
     paper = zarr.open_group(sample_corpus[0], mode="r")
     assert np.array_equal(group["origin"][...], paper["origin"][...])  # the same Top-K
-    assert np.array_equal(group["vis"][...], _sources(group, record))  # untouched pixels
+    assert np.array_equal(group["vis"][...], source_patches(group, record))  # untouched pixels
     assert not np.array_equal(group["vis"][...], paper["vis"][...])    # the paper's are gamma-corrected
     assert record.gamma == (1.0, 1.0, 1.0) and record.means_after == record.means_before
     assert record.params.transform == "none" and record.params.select == "topk"
@@ -51,7 +60,7 @@ def test_select_random_draws_k_uniformly_with_its_seed(tmp_path, sample_corpus, 
     assert record.params.select == "random" and record.params.select_seed == 3
     # The stored distances are the true L1 distances to the target's mean; random ones lie farther
     # on average than the paper's Top-K, which are the K smallest.
-    means = _sources(group, record).reshape(len(keys[0]), 3, -1).mean(axis=2)
+    means = source_patches(group, record).reshape(len(keys[0]), 3, -1).mean(axis=2)
     expected = l1_distances(means, np.asarray(record.target.means))
     assert np.allclose(group["distance"][...], expected, atol=1e-3)
     topk = zarr.open_group(sample_corpus[0], mode="r")["distance"][...]
@@ -74,19 +83,14 @@ def _pixel_hist(vis):
 
 def test_transform_cdf_matches_the_selection_to_the_targets_pixels(tmp_path, sample_corpus, engine):
     from crossfuse.align import histmatch
-    from crossfuse.align.patches import extract, grid
 
     group, record = _build(tmp_path, "cdf", engine, transform="cdf")
-    source = _sources(group, record)
+    source = source_patches(group, record)
     luts = np.array(record.luts, dtype=np.uint8)
     assert np.array_equal(group["vis"][...], np.stack([luts[c][source[:, c]] for c in range(3)], axis=1))
     # The tables are the W1-closest monotone matches of the selection's pixels to every target pixel
     # of every target patch, recomputed here from the images.
-    target = manifest.load(str(SAMPLE_TARGET))
-    hist = np.zeros((3, 256), dtype=np.int64)
-    for pair in target.pairs:
-        vis = read_pair(target, pair).vis
-        hist += _pixel_hist(extract(vis, grid(*vis.shape[:2], 64, 64), 64))
+    hist = sum(_pixel_hist(vis) for _, _, vis in _grid(SAMPLE_TARGET))
     assert np.array_equal(luts, histmatch.luts(_pixel_hist(source), hist))
     # Per channel the pixels end closer to the target's than untouched or gamma-corrected ones.
     paper = zarr.open_group(sample_corpus[0], mode="r")["vis"][...]
@@ -98,20 +102,10 @@ def test_transform_cdf_matches_the_selection_to_the_targets_pixels(tmp_path, sam
 
 def test_select_match_takes_what_the_rule_takes_on_the_sample(tmp_path, engine):
     from crossfuse.align import matching
-    from crossfuse.align.patches import channel_means, extract, grid
+    from crossfuse.align.patches import channel_means
 
-    def cut(spec):
-        data = manifest.load(str(spec))
-        means, where = [], []
-        for pair in data.pairs:
-            vis = read_pair(data, pair).vis
-            origins = grid(*vis.shape[:2], 64, 64)
-            means.append(channel_means(extract(vis, origins, 64)))
-            where += [(pair.id, int(y), int(x)) for y, x in origins]
-        return np.concatenate(means), where
-
-    target, _ = cut(SAMPLE_TARGET)
-    pool, where = cut(SAMPLE_AUX)
+    target, _ = _cut(SAMPLE_TARGET, channel_means)
+    pool, where = _cut(SAMPLE_AUX, channel_means)
     expected = {where[i] for i in matching.match_brute(target, pool, SAMPLE_PARAMS["k"])}
     group, record = _build(tmp_path, "match", engine, select="match")
     got = {(record.sources[s].id, int(y), int(x)) for s, (y, x) in zip(group["source"][...], group["origin"][...])}
@@ -122,8 +116,6 @@ def test_select_match_takes_what_the_rule_takes_on_the_sample(tmp_path, engine):
 
 
 def test_the_luma_w1_is_what_the_network_sees(tmp_path, engine):
-    from crossfuse.align.patches import extract, grid
-
     def luma(vis):
         y = 0.299 * vis[:, 0].astype(float) + 0.587 * vis[:, 1] + 0.114 * vis[:, 2]
         return np.bincount(np.floor(y + 0.5).astype(int).ravel(), minlength=256)
@@ -131,40 +123,22 @@ def test_the_luma_w1_is_what_the_network_sees(tmp_path, engine):
     def w1(a, b):
         return float(np.abs(np.cumsum(a / a.sum()) - np.cumsum(b / b.sum())).sum())
 
-    def every(spec):
-        data = manifest.load(str(spec))
-        out = np.zeros(256)
-        for pair in data.pairs:
-            vis = read_pair(data, pair).vis
-            out += luma(extract(vis, grid(*vis.shape[:2], 64, 64), 64))
-        return out
-
-    target, pool = every(SAMPLE_TARGET), every(SAMPLE_AUX)
+    target, pool = (sum(luma(vis) for _, _, vis in _grid(spec)) for spec in (SAMPLE_TARGET, SAMPLE_AUX))
     for transform in ("gamma", "cdf"):
         group, record = _build(tmp_path, transform, engine, transform=transform)
         got = record.w1_luma
         assert got.pool == pytest.approx(w1(target, pool), abs=1e-9)
-        assert got.before == pytest.approx(w1(target, luma(_sources(group, record))), abs=1e-9)
+        assert got.before == pytest.approx(w1(target, luma(source_patches(group, record))), abs=1e-9)
         assert got.after == pytest.approx(w1(target, luma(group["vis"][...])), abs=1e-9)
     assert got.after < got.before  # histogram matching brings what the network sees closer
 
 
 def test_descriptor_luma_ranks_by_standardised_luma_level_and_contrast(tmp_path, engine):
-    from crossfuse.align.patches import extract, grid, luma_stats
+    from crossfuse.align.patches import luma_stats
     from crossfuse.align.retrieval import first_k
 
-    def cut(spec):
-        data = manifest.load(str(spec))
-        stats, where = [], []
-        for pair in data.pairs:
-            vis = read_pair(data, pair).vis
-            origins = grid(*vis.shape[:2], 64, 64)
-            stats.append(luma_stats(extract(vis, origins, 64)))
-            where += [(pair.id, int(y), int(x)) for y, x in origins]
-        return np.concatenate(stats), where
-
-    target, _ = cut(SAMPLE_TARGET)
-    pool, where = cut(SAMPLE_AUX)
+    target, _ = _cut(SAMPLE_TARGET, luma_stats)
+    pool, where = _cut(SAMPLE_AUX, luma_stats)
     scale = target.std(axis=0)
     distance = l1_distances(pool / scale, target.mean(axis=0) / scale)
     expected = {where[i] for i in first_k(np.arange(len(pool)), distance, SAMPLE_PARAMS["k"])}
