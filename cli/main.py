@@ -166,10 +166,13 @@ def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channe
               help="Score the pairs that have a fused image and name the rest (recorded in --json and --markdown; "
                    "in a leaderboard every method is scored without any pair one of them lacks). Without it a "
                    "missing image is an error naming every one.")
-@click.option("--protocol", type=click.Choice(["cddfuse", "vifb", "all"]), default="cddfuse", show_default=True,
+@click.option("--protocol", type=click.Choice(["cddfuse", "vifb", "tang", "tang2022", "all"]), default="cddfuse",
+              show_default=True,
               help="cddfuse: the paper's evaluator (12 metrics, gray images). vifb: VIFB's 13 MATLAB metrics "
-                   "(AG CE EI EN MI PSNR Qabf Qcb Qcv RMSE SF SSIM SD; colour scored per channel). all: both, "
-                   "columns prefixed cddfuse: and vifb:.")
+                   "(AG CE EI EN MI PSNR Qabf Qcb Qcv RMSE SF SSIM SD; colour scored per channel). tang: Tang's "
+                   "MATLAB toolbox as it is today (EN SF SD PSNR MSE MI VIF AG CC SCD Qabf; MI in bits, PSNR on "
+                   "[0, 1] images), the numbers most papers since 2022 print; tang2022: its 2022 version (SD "
+                   "near 9). all: every one, columns prefixed with the protocol's name.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: one per core].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
@@ -177,7 +180,9 @@ def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channe
 def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, skip_missing, protocol, workers, quiet):
     """Score fused images with the IVIF metrics of a published protocol: by default the paper's
     (EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, CC, PSNR, MSE), computed exactly as its evaluator
-    does; with --protocol vifb VIFB's, exactly as its MATLAB code does.
+    does; with --protocol vifb VIFB's, exactly as its MATLAB code does; with --protocol tang (or
+    tang2022) Tang's toolbox's, exactly as its MATLAB code does today (or did in 2022). --pairs
+    takes a manifest or a folder with ir/ and vi/ (or vis/) sub-folders, the toolbox's layout.
 
     A --fused folder of method folders is a leaderboard: every method is scored on the same
     pairs, and ranked on each metric (MSE, CE, RMSE and Qcv are better smaller, the rest larger).

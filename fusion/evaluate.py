@@ -4,8 +4,9 @@ Fused images are matched to pairs by id (a folder's stem): ``FUSED_DIR/<id>.<png
 Images are scored in parallel worker processes; the table has a row per image and a mean row per
 dataset. Protocols (:data:`PROTOCOLS`): ``cddfuse`` (the default; the CSV header is exactly
 ``dataset,name,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,CC,PSNR,MSE``), ``vifb`` (VIFB's 13 metrics,
-colour per channel), ``all`` (both, columns prefixed ``cddfuse:`` and ``vifb:``). The CSV ends
-with a ``mean`` row per dataset, as the table and the JSON do.
+colour per channel), ``tang`` and ``tang2022`` (Tang's MATLAB toolbox today and in its 2022
+version, 11 metrics), ``all`` (every one, columns prefixed ``cddfuse:``, ``vifb:``, ``tang:`` and
+``tang2022:``). The CSV ends with a ``mean`` row per dataset, as the table and the JSON do.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import numpy as np
 
 from crossfuse import atomic
 from crossfuse.errors import EvalError, OutputExistsError
-from crossfuse.fusion.metrics import NAMES, all_metrics, vifb
+from crossfuse.fusion.metrics import NAMES, all_metrics, tang, vifb
 from crossfuse.fusion.metrics.cddfuse import gray
-from crossfuse.fusion.metrics.common import read_stored
+from crossfuse.fusion.metrics.common import read_stored, rgb2gray
 from crossfuse.manifest import IMAGE_SUFFIXES, Manifest
 from crossfuse.progress import Progress, no_progress
 from crossfuse.system import available_cores
@@ -97,9 +98,31 @@ def _single_threaded() -> None:
     torch.set_num_threads(1)
 
 
-#: The protocols ``crossfuse eval`` scores under, and each one's metric columns.
-PROTOCOLS = {"cddfuse": NAMES, "vifb": vifb.NAMES,
-             "all": tuple(f"cddfuse:{n}" for n in NAMES) + tuple(f"vifb:{n}" for n in vifb.NAMES)}
+def _cddfuse(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> dict[str, float]:
+    return all_metrics(ir=gray(a), vis=gray(b), fused=gray(f))
+
+
+def _vifb(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> dict[str, float]:
+    return vifb.all_metrics(ir=a, vis=b, fused=f)
+
+
+def _tang(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> dict[str, float]:
+    return tang.all_metrics(ir=rgb2gray(a), vis=rgb2gray(b), fused=rgb2gray(f))
+
+
+def _tang2022(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> dict[str, float]:
+    return tang.all_metrics_2022(ir=rgb2gray(a), vis=rgb2gray(b), fused=rgb2gray(f))
+
+
+#: Each single protocol: its metric columns, and its metrics of images as stored (each protocol
+#: reads them its own way: CDDFuse's gray, VIFB's as they are, Tang's drivers' ``rgb2gray``).
+SINGLE = {"cddfuse": (NAMES, _cddfuse), "vifb": (vifb.NAMES, _vifb), "tang": (tang.NAMES, _tang),
+          "tang2022": (tang.NAMES, _tang2022)}
+
+#: The protocols ``crossfuse eval`` scores under, and each one's metric columns; ``all`` is every
+#: single protocol, its columns prefixed with the protocol's name.
+PROTOCOLS = {name: names for name, (names, _) in SINGLE.items()}
+PROTOCOLS["all"] = tuple(f"{p}:{n}" for p, names in PROTOCOLS.items() for n in names)
 
 
 def _same_size(fused: str, ir: str, vis: str, f: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
@@ -108,16 +131,21 @@ def _same_size(fused: str, ir: str, vis: str, f: np.ndarray, a: np.ndarray, b: n
                         f"{a.shape[1]}x{a.shape[0]} and {b.shape[1]}x{b.shape[0]}; fuse at the sources' size.")
 
 
-#: The smallest image side each protocol's metrics are defined on (their SSIM windows: CDDFuse's
-#: 7x7 uniform filter, VIFB's 11x11 Gaussian); tested on every size from 1 to 40.
-MIN_SIDE = {"cddfuse": 7, "vifb": 11, "all": 11}
+#: The smallest image side each protocol's metrics are defined on, and why: CDDFuse's 7x7 SSIM
+#: window, VIFB's 11x11 one, the 17x17 window of VIF's first scale in Tang's toolbox (smaller, it
+#: has no valid pixel and VIF is 0 / 0). Its 2022 version squares uint8 images at that scale, which
+#: saturate and leave no variance there, so its VIF needs the second scale: 25 pixels (a 9x9 window
+#: on the filtered, decimated image). Tested on every size from 1 to 40.
+MIN_SIDE = {"cddfuse": (7, "the SSIM window"), "vifb": (11, "the SSIM window"), "tang": (17, "VIF's window"),
+            "tang2022": (25, "VIF's second scale")}
+MIN_SIDE["all"] = max(MIN_SIDE.values())
 
 
 def _large_enough(fused: str, f: np.ndarray, protocol: str) -> None:
-    need = MIN_SIDE[protocol]
+    need, why = MIN_SIDE[protocol]
     if min(f.shape[:2]) < need:
         raise EvalError(f"{fused} is {f.shape[1]}x{f.shape[0]}; the {protocol} protocol's metrics need images of at "
-                        f"least {need}x{need} pixels (the SSIM window). Score larger images.")
+                        f"least {need}x{need} pixels ({why}). Score larger images.")
 
 
 def _check_protocol(protocol: str) -> None:
@@ -138,14 +166,9 @@ def score(*, ir: str, vis: str, fused: str, protocol: str = "cddfuse") -> dict[s
         raise EvalError(f"{fused} is a gray image but {colour} is in colour: VIFB's Qcb and Qcv are computed per "
                         "channel and its MATLAB code fails on that mix. Score a 3-channel fused image, or use "
                         "--protocol cddfuse.")
-    out: dict[str, float] = {}
-    if protocol in ("cddfuse", "all"):
-        prefix = "cddfuse:" if protocol == "all" else ""
-        out.update({prefix + k: v for k, v in all_metrics(ir=gray(a), vis=gray(b), fused=gray(f)).items()})
-    if protocol in ("vifb", "all"):
-        prefix = "vifb:" if protocol == "all" else ""
-        out.update({prefix + k: v for k, v in vifb.all_metrics(ir=a, vis=b, fused=f).items()})
-    return out
+    if protocol != "all":
+        return SINGLE[protocol][1](a, b, f)
+    return {f"{name}:{k}": v for name, (_, metrics) in SINGLE.items() for k, v in metrics(a, b, f).items()}
 
 
 def _score_job(job: tuple[str, str, str, str]) -> dict[str, float]:

@@ -320,7 +320,7 @@ def test_10b_eval_of_every_size_from_1_to_40_returns(tmp_path):
 import numpy as np, warnings
 from PIL import Image
 from crossfuse.errors import EvalError
-from crossfuse.fusion.evaluate import score, MIN_SIDE
+from crossfuse.fusion.evaluate import score, MIN_SIDE, PROTOCOLS
 warnings.simplefilter("ignore")
 src = np.asarray(Image.open({str(REPO / 'data_manifests/sample/roadscene/vis/FLIR_00006.jpg')!r}).convert("RGB"))
 for n in range(1, 41):
@@ -328,12 +328,12 @@ for n in range(1, 41):
     for name, img in (("f", src[:n, :n, ::-1]), ("a", src[:n, :n, 1]), ("b", src[:n, :n])):
         paths.append("{tmp_path}/" + name + str(n) + ".png")
         Image.fromarray(np.ascontiguousarray(img)).save(paths[-1])
-    for protocol in ("cddfuse", "vifb", "all"):
+    for protocol in PROTOCOLS:
         try:
             values = score(fused=paths[0], ir=paths[1], vis=paths[2], protocol=protocol)
-            assert n >= MIN_SIDE[protocol] and not any(np.isnan(v) for v in values.values()), (n, protocol, values)
+            assert n >= MIN_SIDE[protocol][0] and not any(np.isnan(v) for v in values.values()), (n, protocol, values)
         except EvalError as exc:
-            assert n < MIN_SIDE[protocol] and paths[0] in str(exc), (n, protocol, exc)
+            assert n < MIN_SIDE[protocol][0] and paths[0] in str(exc), (n, protocol, exc)
 print("done")
 """
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)

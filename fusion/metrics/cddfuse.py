@@ -14,7 +14,8 @@ import math
 import numpy as np
 import torch
 
-from crossfuse.fusion.metrics.common import fast_length, gaussian_window, read_stored, torch_fork_safe
+from crossfuse.fusion.metrics import vifp
+from crossfuse.fusion.metrics.common import read_stored, torch_fork_safe
 
 NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE")
 
@@ -97,65 +98,9 @@ def cc(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     return (_corr(a, f) + _corr(b, f)) / 2
 
 
-def _spectra(stack: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Real 2-D FFTs (float64) of each (H, W) image of ``stack`` (k, H, W), zero-padded to
-    5-smooth sizes >= (H, W), so that a 'valid' filtering through them never wraps."""
-    size = (fast_length(stack.shape[-2]), fast_length(stack.shape[-1]))
-    return torch.fft.rfft2(stack, s=size), size
-
-
-def _filter_valid(spectra: torch.Tensor, size: tuple[int, int], shape: tuple[int, int],
-                  win: np.ndarray) -> torch.Tensor:
-    """'valid' filtering, by the symmetric window ``outer(win, win)``, of the (H, W) = ``shape``
-    images whose :func:`_spectra` are given: a circular FFT convolution whose valid part never
-    wraps. The window's spectrum is the outer product of its two 1-D transforms."""
-    h, w = shape
-    n = len(win)
-    taps = torch.from_numpy(win)
-    kernel = torch.fft.fft(taps, n=size[0])[:, None] * torch.fft.rfft(taps, n=size[1])[None, :]
-    return torch.fft.irfft2(spectra * kernel, s=size)[..., n - 1:h, n - 1:w]
-
-
-def _vif_terms(mu_r: torch.Tensor, rr: torch.Tensor, mu_d: torch.Tensor, dd: torch.Tensor,
-               rd: torch.Tensor) -> tuple[float, float]:
-    """One scale's VIF numerator and denominator from local moments of reference r and distorted d
-    (float64 tensors; the guards apply in this order, as in the protocol)."""
-    sigma_nsq, eps = 2.0, 1e-10
-    s1 = rr - mu_r * mu_r
-    s2 = dd - mu_d * mu_d
-    s12 = rd - mu_r * mu_d
-    g = s12 / (s1 + eps)
-    sv = s2 - g * s12
-    low1 = s1 < eps
-    g, sv, s1 = g.masked_fill(low1, 0), torch.where(low1, s2, sv), s1.masked_fill(low1, 0)
-    low2 = s2 < eps
-    g, sv = g.masked_fill(low2, 0), sv.masked_fill(low2, 0)
-    neg = g < 0
-    sv, g = torch.where(neg, s2, sv), g.masked_fill(neg, 0)
-    sv = sv.clamp_min(eps)
-    return (float(torch.log10(1 + g * g * s1 / (sv + sigma_nsq)).sum()),
-            float(torch.log10(1 + s1 / sigma_nsq).sum()))
-
-
 def _vif_pair(a: np.ndarray, b: np.ndarray, f: np.ndarray) -> tuple[float, float]:
-    """VIF(A, F) and VIF(B, F): pixel-domain multi-scale VIF (Sheikh & Bovik), each source the
-    reference; the fused image's own moments are computed once for both, and each scale's
-    transforms of A, B and F also give the next scale's filtered, decimated images."""
-    images, spectra, size = torch.from_numpy(np.stack([a, b, f])), None, None  # spectra: of the previous scale
-    totals = np.zeros((2, 2))
-    for scale in range(1, 5):
-        n = 2 ** (5 - scale) + 1
-        win = gaussian_window(n, n / 5)
-        if scale > 1:
-            images = _filter_valid(spectra[:3], size, images.shape[-2:], win)[..., ::2, ::2]
-        a_, b_, f_ = images
-        spectra, size = _spectra(torch.stack([a_, b_, f_, a_ * a_, b_ * b_, f_ * f_, a_ * f_, b_ * f_]))
-        mu_a, mu_b, mu_f, aa, bb, ff, af, bf = _filter_valid(spectra, size, images.shape[-2:], win)
-        totals[0] += _vif_terms(mu_a, aa, mu_f, ff, af)
-        totals[1] += _vif_terms(mu_b, bb, mu_f, ff, bf)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = totals[:, 0] / totals[:, 1]
-    return tuple(1.0 if math.isnan(v) else float(v) for v in values)
+    """VIF(A, F) and VIF(B, F) (:mod:`~crossfuse.fusion.metrics.vifp`), NaN counting as 1."""
+    return tuple(1.0 if math.isnan(v) else float(v) for v in vifp.ratios(a, b, f))
 
 
 def vif(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
@@ -165,7 +110,6 @@ def vif(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     sv = s2 - g s12 with the usual guards; VIF = sum log10(1 + g^2 s1/(sv + sigma_n^2)) /
     sum log10(1 + s1/sigma_n^2), NaN counting as 1."""
     f, a, b = fused, ir, vis  # the evaluator's own names: fused, infrared, visible
-    torch_fork_safe()
     return sum(_vif_pair(a, b, f))
 
 

@@ -32,6 +32,22 @@ def read_stored(path: str) -> np.ndarray:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
+#: MATLAB rgb2gray's weights: the first row of the inverse of the NTSC YIQ matrix.
+_GRAY = np.linalg.inv(np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]]))[0]
+
+
+def rgb2gray(image: np.ndarray) -> np.ndarray:
+    """MATLAB's ``rgb2gray``: a weighted sum of R, G, B (``_GRAY``); for a uint8 image rounded
+    half away from zero back to uint8 (``imlincomb``), for a double one left unrounded. A 2-D
+    image is returned as it is."""
+    if image.ndim == 2:
+        return image
+    gray = image[..., 0] * _GRAY[0] + image[..., 1] * _GRAY[1] + image[..., 2] * _GRAY[2]
+    if image.dtype == np.uint8:
+        return np.clip(np.floor(gray + 0.5), 0, 255).astype(np.uint8)
+    return gray
+
+
 def sobel(stack: np.ndarray, *, pad: str) -> tuple[np.ndarray, np.ndarray]:
     """Sobel responses of each image (float64, (..., H, W)), same size: the correlations with
     ``[[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]`` (dx, left to right) and with its transpose (dy, top to

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from crossfuse.errors import EvalError
-from crossfuse.fusion.metrics.common import fast_length, gaussian_window, read_stored, sobel, torch_fork_safe
+from crossfuse.fusion.metrics.common import (fast_length, gaussian_window, read_stored, rgb2gray, sobel,
+                                             torch_fork_safe)
 
 #: crossfuse's names, in VIFB's order (its function names: Avg_gradient, Cross_entropy,
 #: Edge_intensity, Entropy, Mutinf, Psnr, Qabf, Qcb, Qcv, Rmse, Spatial_frequency, Ssim, Variance).
@@ -29,22 +30,6 @@ FUNCTIONS = {"AG": "Avg_gradient", "CE": "Cross_entropy", "EI": "Edge_intensity"
              "MI": "Mutinf", "PSNR": "Psnr", "Qabf": "Qabf", "Qcb": "Qcb", "Qcv": "Qcv", "RMSE": "Rmse",
              "SF": "Spatial_frequency", "SSIM": "Ssim", "SD": "Variance"}
 NAMES = tuple(FUNCTIONS)
-
-#: MATLAB rgb2gray's weights: the first row of the inverse of the NTSC YIQ matrix.
-_GRAY = np.linalg.inv(np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]]))[0]
-
-
-def rgb2gray(image: np.ndarray) -> np.ndarray:
-    """MATLAB's ``rgb2gray``: a weighted sum of R, G, B (``_GRAY``); for a uint8 image rounded
-    half away from zero back to uint8 (``imlincomb``), for a double one left unrounded. A 2-D
-    image is returned as it is."""
-    if image.ndim == 2:
-        return image
-    gray = image[..., 0] * _GRAY[0] + image[..., 1] * _GRAY[1] + image[..., 2] * _GRAY[2]
-    if image.dtype == np.uint8:
-        return np.clip(np.floor(gray + 0.5), 0, 255).astype(np.uint8)
-    return gray
-
 
 def _channels(image: np.ndarray) -> int:
     return 1 if image.ndim == 2 else image.shape[2]

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from crossfuse.errors import EvalError
-from crossfuse.fusion.metrics import vifb
+from crossfuse.fusion.metrics import common, vifb
 from tests.helpers import DATASETS, SHARED
 
 ORACLE = SHARED / "reference" / "vifb"
@@ -54,10 +54,10 @@ def test_every_printed_value_of_vifbs_matlab_code_is_reproduced():
 
 def test_rgb2gray_rounds_uint8_and_not_double():
     rgb = np.array([[[10, 200, 31], [255, 0, 1]]], dtype=np.uint8)
-    exact = rgb.astype(np.float64) @ vifb._GRAY
+    exact = rgb.astype(np.float64) @ common._GRAY
     assert np.array_equal(vifb.rgb2gray(rgb), np.floor(exact + 0.5).astype(np.uint8))
     assert np.allclose(vifb.rgb2gray(rgb.astype(np.float64)), exact)
-    assert abs(vifb._GRAY.sum() - 1.0) < 1e-3 and np.allclose(vifb._GRAY, [0.2989, 0.5870, 0.1140], atol=1e-4)
+    assert abs(common._GRAY.sum() - 1.0) < 1e-3 and np.allclose(common._GRAY, [0.2989, 0.5870, 0.1140], atol=1e-4)
 
 
 def test_sf_scores_a_colour_image_as_its_channels_side_by_side():
