@@ -14,6 +14,7 @@ SUITE = (
     ("benchmarks.store_io", []),
     ("benchmarks.metrics_speed", ["--repeats", "7"]),
     ("benchmarks.vifb_speed", []),
+    ("benchmarks.tang_speed", []),
     ("benchmarks.network_cpu", ["--repeats", "3"]),
     ("benchmarks.selection_scale", ["--sizes", "1e6", "1e7", "1e8"]),
 )
@@ -22,6 +23,7 @@ SMOKE = (
     ("benchmarks.gpu", ["--device", "cpu", "--smoke", "--no-compile"]),
     ("benchmarks.metrics_speed", ["--smoke"]),
     ("benchmarks.vifb_speed", ["--smoke"]),
+    ("benchmarks.tang_speed", ["--smoke"]),
     ("benchmarks.selection_scale", ["--smoke"]),
 )
 

@@ -48,3 +48,11 @@ def test_selection_scale_smoke_streamed_equals_faiss():
     out = selection_scale.main(["--smoke"])  # exits if the two selections differ
     row = out["rows"][0]
     assert row["streamed_equals_faiss"] and row["n"] == 100_000 and 0.9 <= row["ivf"]["recall"] <= 1.0
+
+
+def test_tang_baseline_agrees_with_ours():
+    pytest.importorskip("scipy")  # a bench extra, not a test dependency
+    from benchmarks import tang_speed
+
+    out = tang_speed.main(["--smoke"])  # exits if the MATLAB port and ours disagree
+    assert out["shape"] == [96, 128] and len(out["values"]) == 11 and out["baseline_s"] > 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from crossfuse.fusion import evaluate, inference, losses, steps
-from crossfuse.fusion.metrics import cddfuse, vifb
+from crossfuse.fusion.metrics import cddfuse, tang, vifb
 from crossfuse.fusion.network import CrossFuse, NetworkConfig
 
 METRICS = {**{getattr(cddfuse, n.lower()): ("ir", "vis", "fused")
@@ -17,6 +17,8 @@ METRICS = {**{getattr(cddfuse, n.lower()): ("ir", "vis", "fused")
 KEYWORD_ONLY = {**METRICS,
     cddfuse.all_metrics: ("ir", "vis", "fused"),
     vifb.all_metrics: ("ir", "vis", "fused"),
+    tang.all_metrics: ("ir", "vis", "fused"),
+    tang.all_metrics_2022: ("ir", "vis", "fused"),
     evaluate.score: ("ir", "vis", "fused"),
     inference.fuse_y: ("vis_y", "ir"),
     inference.fuse_images: ("vis_rgb", "ir"),
