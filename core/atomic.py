@@ -13,8 +13,11 @@ import csv
 import errno
 import hashlib
 import io
+import json
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 from contextlib import contextmanager
 
 from crossfuse.errors import WriteError
@@ -100,6 +103,23 @@ def write_bytes(path: str, data: bytes) -> None:
 def write_text(path: str, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` whole (see :func:`replacing`)."""
     write_bytes(path, text.encode("utf-8"))
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, so that it dumps as strict JSON
+    (``NaN`` and ``Infinity`` are Python's extensions, which other JSON readers refuse)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def write_json(path: str, value: Any) -> None:
+    """Write ``value`` as indented strict JSON (:func:`strict_json`: NaN and infinities as null)."""
+    write_text(path, json.dumps(strict_json(value), indent=1, allow_nan=False))
 
 
 def write_csv(path: str, header: Sequence[str], rows: Iterable[Sequence]) -> None:

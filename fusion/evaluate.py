@@ -11,7 +11,6 @@ version, 11 metrics), ``all`` (every one, columns prefixed ``cddfuse:``, ``vifb:
 
 from __future__ import annotations
 
-import json
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -289,4 +288,4 @@ def write_json(rows: list[Row], path: str, *, skipped: list[Missing] = ()) -> No
     doc = {"images": [{"dataset": r.dataset, "name": r.name, **r.metrics} for r in rows], "means": means(rows)}
     if skipped:
         doc["skipped_missing"] = [{"dataset": g.dataset, "name": g.name} for g in skipped]
-    atomic.write_text(path, json.dumps(doc, indent=1))
+    atomic.write_json(path, doc)  # strict JSON: a NaN or infinite value is null

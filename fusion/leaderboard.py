@@ -10,7 +10,7 @@ better larger.
 from __future__ import annotations
 
 import html
-import json
+import math
 import os
 from dataclasses import dataclass
 
@@ -52,23 +52,39 @@ class Board:
 
     columns: tuple[str, ...]
     means: dict[str, dict[str, float]]
-    ranks: dict[str, dict[str, int]]
+    ranks: dict[str, dict[str, int | None]]
 
     def mean_rank(self, method: str) -> float:
-        return float(np.mean(list(self.ranks[method].values())))
+        """The mean of the method's ranks, over the metrics it has one on (NaN when none)."""
+        ranked = [r for r in self.ranks[method].values() if r is not None]
+        return float(np.mean(ranked)) if ranked else math.nan
+
+    def cell(self, method: str, column: str) -> str:
+        """``mean (rank)``; a NaN mean (a 0 / 0 the protocol keeps) is unranked: ``nan (-)``."""
+        rank = self.ranks[method][column]
+        return f"{self.means[method][column]:.4f} ({'-' if rank is None else rank})"
 
 
 def board(scored: dict[str, list[Row]]) -> Board:
     """The leaderboard of ``scored`` (method -> its rows, every method on the same pairs)."""
     names = columns(next(iter(scored.values())))
     means = {m: {c: float(np.mean([r.metrics[c] for r in rows])) for c in names} for m, rows in scored.items()}
-    ranks: dict[str, dict[str, int]] = {m: {} for m in scored}
+    ranks: dict[str, dict[str, int | None]] = {m: {} for m in scored}
     for c in names:
         sign = -1.0 if better_larger(c) else 1.0
         keyed = {m: sign * means[m][c] for m in scored}
-        for m in scored:
-            ranks[m][c] = 1 + sum(1 for other in scored if keyed[other] < keyed[m])
+        for m in scored:  # a NaN mean is unranked, and beats nobody (NaN < x is false)
+            ranks[m][c] = None if math.isnan(keyed[m]) else 1 + sum(1 for o in scored if keyed[o] < keyed[m])
     return Board(columns=names, means=means, ranks=ranks)
+
+
+def _best_first(b: Board) -> list[str]:
+    """Methods by mean rank, best first (ties, and a method with no rank, in the order given)."""
+    def key(m: str) -> tuple[bool, float]:
+        r = b.mean_rank(m)
+        return (math.isnan(r), 0.0 if math.isnan(r) else r)
+
+    return sorted(b.means, key=key)
 
 
 def _arrow(column: str) -> str:
@@ -79,7 +95,7 @@ def text(b: Board, *, max_width: int = MAX_WIDTH) -> str:
     """A plain-text leaderboard: one row per method, ``mean (rank)`` per metric, best mean rank
     first; when that is wider than ``max_width`` (``--protocol all``), one row per metric and a
     column per method instead."""
-    order = sorted(b.means, key=b.mean_rank)
+    order = _best_first(b)
     width = max(len(m) for m in order + ["method"])
     cell = max(14, *(len(c) + 2 for c in b.columns))
     head = f"{'method':<{width}}  " + "  ".join(f"{c + ' ' + _arrow(c):>{cell}}" for c in b.columns) + "  mean rank"
@@ -87,7 +103,7 @@ def text(b: Board, *, max_width: int = MAX_WIDTH) -> str:
         return _text_by_metric(b, order)
     lines = [head, "-" * len(head)]
     for m in order:
-        cells = "  ".join(f"{f'{b.means[m][c]:.4f} ({b.ranks[m][c]})':>{cell}}" for c in b.columns)
+        cells = "  ".join(f"{b.cell(m, c):>{cell}}" for c in b.columns)
         lines.append(f"{m:<{width}}  {cells}  {b.mean_rank(m):9.2f}")
     return "\n".join(lines)
 
@@ -99,7 +115,7 @@ def _text_by_metric(b: Board, order: list[str]) -> str:
     lines = [head, "-" * len(head)]
     for col in b.columns:
         lines.append(f"{col + ' ' + _arrow(col):<{width}}  " + "  ".join(
-            f"{f'{b.means[m][col]:.4f} ({b.ranks[m][col]})':>{c}}" for m, c in zip(order, cells)))
+            f"{b.cell(m, col):>{c}}" for m, c in zip(order, cells)))
     lines.append("-" * len(head))
     lines.append(f"{'mean rank':<{width}}  " + "  ".join(f"{b.mean_rank(m):>{c}.2f}" for m, c in zip(order, cells)))
     return "\n".join(lines)
@@ -116,11 +132,11 @@ def markdown(b: Board, *, skipped: list[Missing] = ()) -> str:
     """The leaderboard as a Markdown table (best mean rank first, ties in the order given; each
     cell ``mean (rank)``; method names escaped); with ``skipped`` a line naming the pairs left
     out for want of a fused image."""
-    order = sorted(b.means, key=b.mean_rank)
+    order = _best_first(b)
     lines = ["| method | " + " | ".join(f"{c} {_arrow(c)}" for c in b.columns) + " | mean rank |",
              "|---|" + "---|" * (len(b.columns) + 1)]
     for m in order:
-        lines.append(f"| {_cell(m)} | " + " | ".join(f"{b.means[m][c]:.4f} ({b.ranks[m][c]})" for c in b.columns)
+        lines.append(f"| {_cell(m)} | " + " | ".join(b.cell(m, c) for c in b.columns)
                      + f" | {b.mean_rank(m):.2f} |")
     if skipped:
         lines += ["", html.escape(missing_note(skipped), quote=False) + " (every method was scored without them)."]
@@ -144,7 +160,7 @@ def write_json(scored: dict[str, list[Row]], b: Board, path: str, *, skipped: li
                       for m, rows in scored.items() for r in rows]}
     if skipped:
         doc["skipped_missing"] = [{"dataset": g.dataset, "name": g.name} for g in skipped]
-    atomic.write_text(path, json.dumps(doc, indent=1))
+    atomic.write_json(path, doc)  # strict JSON: a NaN or infinite value is null
 
 
 def write_markdown(b: Board, path: str, *, skipped: list[Missing] = ()) -> None:

@@ -90,3 +90,42 @@ def test_a_leaderboard_of_three_vifb_methods_through_the_cli(tmp_path):
     md = out["md"].read_text().splitlines()
     assert len(md) == 5 and md[0].startswith("| method | AG ↑ | CE ↓")
     assert "mean rank" in r.output and all(m in r.output for m in methods)
+
+
+def test_a_nan_mean_is_unranked_and_the_json_stays_strict(tmp_path):
+    """Tang's toolbox keeps MATLAB's 0 / 0: a fused image equal to its visible source has SCD NaN
+    (corr2 of a zero image). That method is unranked on SCD (not tied first), its mean rank is over
+    the metrics it has, and --json writes null, not Python's NaN, which strict readers refuse."""
+    from PIL import Image
+
+    from crossfuse.fusion.metrics.common import read_stored
+
+    sample = REPO / "data_manifests" / "sample" / "roadscene"
+    stems = ("FLIR_00006", "FLIR_01945")
+    for sub, kind in (("src/ir", "ir"), ("src/vi", "vis"), ("fused/copy", "vis")):
+        (tmp_path / sub).mkdir(parents=True)
+        for s in stems:
+            shutil.copy(sample / kind / f"{s}.jpg", tmp_path / sub / f"{s}.jpg")
+    (tmp_path / "fused" / "mean").mkdir()
+    for s in stems:
+        ir, vis = (read_stored(str(sample / k / f"{s}.jpg")).astype(np.int64) for k in ("ir", "vis"))
+        mean = (vis + (ir if ir.ndim == 3 else ir[..., None]) + 1) // 2
+        Image.fromarray(mean.astype(np.uint8)).save(tmp_path / "fused" / "mean" / f"{s}.png")
+    from click.testing import CliRunner
+
+    from crossfuse.cli.main import main
+
+    r = CliRunner().invoke(main, ["eval", "--protocol", "tang", "--fused", str(tmp_path / "fused"), "--pairs",
+                                  str(tmp_path / "src"), "--json", str(tmp_path / "b.json"), "--markdown",
+                                  str(tmp_path / "b.md"), "-q"])
+    assert r.exit_code == 0, r.output
+
+    def refuse(constant):
+        raise ValueError(constant)
+
+    doc = json.loads((tmp_path / "b.json").read_text(), parse_constant=refuse)
+    copy, mean = doc["methods"]["copy"], doc["methods"]["mean"]
+    assert copy["means"]["SCD"] is None and copy["ranks"]["SCD"] is None and mean["ranks"]["SCD"] == 1
+    ranked = [v for v in copy["ranks"].values() if v is not None]
+    assert len(ranked) == 10 and copy["mean_rank"] == pytest.approx(sum(ranked) / 10)
+    assert "| nan (-) |" in (tmp_path / "b.md").read_text() and "nan (-)" in r.output
