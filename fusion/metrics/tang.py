@@ -174,30 +174,6 @@ def _qabf(a: np.ndarray, b: np.ndarray, f: np.ndarray, sobel=_sobel_conv2) -> fl
         return float(np.float64(num) / (ga + gb).sum())
 
 
-def all_metrics(*, ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> dict[str, float]:
-    """The 11 metrics of today's toolbox (``analysis_Reference.m`` with ``easy = 1``) for the
-    ``fused`` image against ``ir`` and ``vis``, uint8 (H, W) as :func:`read` gives them."""
-    a8, b8, f8 = ir, vis, fused
-    a, b, f = _scaled(a8), _scaled(b8), _scaled(f8)
-    mse = _mse(a / 255.0, b / 255.0, f / 255.0)
-    return {"EN": _en(f8), "SF": _sf(f), "SD": _sd(f), "PSNR": _psnr(mse), "MSE": mse, "MI": _mi(a8, b8, f8),
-            "VIF": _vif(a, b, f), "AG": _ag(f), "CC": _cc(a, b, f), "SCD": _scd(a, b, f), "Qabf": _qabf(a, b, f)}
-
-
-def all_metrics_2022(*, ir: np.ndarray, vis: np.ndarray, fused: np.ndarray,
-                     program: str = "matlab") -> dict[str, float]:
-    """The 11 metrics of the toolbox's 2022 version (see the module docstring for what each sees).
-    Qabf there tests Sobel responses of [0, 1] images for exact equality, which depends on the
-    order ``conv2`` sums in: ``program`` "matlab" (MATLAB's values, the default) or "octave"
-    (GNU Octave's); see :func:`_sobel_unit`."""
-    a8, b8, f8 = ir, vis, fused
-    a, b, f = a8 / 255.0, b8 / 255.0, f8 / 255.0
-    mse = _mse(a, b, f)
-    return {"EN": _en(f8), "SF": _sf(f), "SD": _sd_uint8(f8), "PSNR": _psnr(mse), "MSE": mse,
-            "MI": _mi(a8, b8, f8), "VIF": _vif(a8, b8, f8, saturating=True), "AG": _ag(f8), "CC": _cc(a, b, f),
-            "SCD": _scd(a, b, f), "Qabf": _qabf(a, b, f, sobel=lambda x: _sobel_unit(x, program))}
-
-
 #: The Sobel kernels of ``analysis_Qabf.m``: Sx = conv2(x, H3), Sy = conv2(x, H1).
 _H3 = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 _H1 = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
@@ -232,3 +208,27 @@ def _sobel_unit(x: np.ndarray, program: str = "matlab") -> tuple[np.ndarray, np.
     to 3e-15."""
     columns = CONV2_COLUMNS[program]
     return _conv2_same(x, _H3, columns), _conv2_same(x, _H1, columns)
+
+
+def all_metrics(*, ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> dict[str, float]:
+    """The 11 metrics of today's toolbox (``analysis_Reference.m`` with ``easy = 1``) for the
+    ``fused`` image against ``ir`` and ``vis``, uint8 (H, W) as :func:`read` gives them."""
+    a8, b8, f8 = ir, vis, fused
+    a, b, f = _scaled(a8), _scaled(b8), _scaled(f8)
+    mse = _mse(a / 255.0, b / 255.0, f / 255.0)
+    return {"EN": _en(f8), "SF": _sf(f), "SD": _sd(f), "PSNR": _psnr(mse), "MSE": mse, "MI": _mi(a8, b8, f8),
+            "VIF": _vif(a, b, f), "AG": _ag(f), "CC": _cc(a, b, f), "SCD": _scd(a, b, f), "Qabf": _qabf(a, b, f)}
+
+
+def all_metrics_2022(*, ir: np.ndarray, vis: np.ndarray, fused: np.ndarray,
+                     program: str = "matlab") -> dict[str, float]:
+    """The 11 metrics of the toolbox's 2022 version (see the module docstring for what each sees).
+    Qabf there tests Sobel responses of [0, 1] images for exact equality, which depends on the
+    order ``conv2`` sums in: ``program`` "matlab" (MATLAB's values, the default) or "octave"
+    (GNU Octave's); see :func:`_sobel_unit`."""
+    a8, b8, f8 = ir, vis, fused
+    a, b, f = a8 / 255.0, b8 / 255.0, f8 / 255.0
+    mse = _mse(a, b, f)
+    return {"EN": _en(f8), "SF": _sf(f), "SD": _sd_uint8(f8), "PSNR": _psnr(mse), "MSE": mse,
+            "MI": _mi(a8, b8, f8), "VIF": _vif(a8, b8, f8, saturating=True), "AG": _ag(f8), "CC": _cc(a, b, f),
+            "SCD": _scd(a, b, f), "Qabf": _qabf(a, b, f, sobel=lambda x: _sobel_unit(x, program))}
