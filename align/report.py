@@ -28,7 +28,10 @@ from crossfuse.plotting import pyplot, save_figure
 from crossfuse.schema import STATS_GROUP, CorpusRecord, open_corpus
 
 CHANNELS = ("R", "G", "B")
-COLOURS = {"target": "black", "pool": "0.6", "selection": "tab:blue", "after gamma": "tab:orange"}
+COLOURS = {"target": "black", "pool": "0.6", "selection": "tab:blue"}
+#: The stored patches of an aligned corpus are "after <its transform>" (gamma, cdf, none), drawn
+#: in this colour; every other population in ``COLOURS``.
+AFTER_COLOUR = "tab:orange"
 #: At most this many points of a distribution are drawn in a point cloud (a seeded subsample).
 MAX_POINTS = 20_000
 
@@ -54,8 +57,12 @@ def _means(group: zarr.Group, record: CorpusRecord) -> dict[str, np.ndarray]:
     if record.kind == "packed":
         return {"corpus": before}
     out["selection"] = before
-    out["after gamma"] = _stored_means(group)
+    out[f"after {record.params.transform or 'gamma'}"] = _stored_means(group)
     return out
+
+
+def _colour(name: str) -> str:
+    return AFTER_COLOUR if name.startswith("after ") else COLOURS.get(name, "tab:green")
 
 
 def _stored_means(group: zarr.Group) -> np.ndarray:
@@ -81,7 +88,7 @@ def _distributions(means: dict[str, np.ndarray], path: str, title: str, pool_pat
         for name, values in means.items():
             if len(values):
                 ax.hist(values[:, c], bins=bins, density=True, histtype="step", linewidth=1.6,
-                        color=COLOURS.get(name, "tab:green"), label=_label(name, values, pool_patches))
+                        color=_colour(name), label=_label(name, values, pool_patches))
         ax.set_xlabel(f"patch mean of {CHANNELS[c]} (0-255)")
         ax.set_ylabel("density (fraction of patches per unit)")
         ax.set_title(f"channel {CHANNELS[c]}")
@@ -103,11 +110,12 @@ def _clouds(means: dict[str, np.ndarray], path: str, title: str, pool_patches: i
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, (x, y) in zip(axes, ((0, 1), (2, 1))):
-        for name in ("pool", "corpus", "selection", "after gamma", "target"):
+        drawn = ["pool", "corpus", "selection"] + [n for n in means if n.startswith("after ")] + ["target"]
+        for name in drawn:
             if name in means and len(means[name]):
                 pts = _subsample(means[name])
                 ax.scatter(pts[:, x], pts[:, y], s=4 if name != "target" else 6, alpha=0.5,
-                           color=COLOURS.get(name, "tab:green"),
+                           color=_colour(name),
                            label=_label(name, means[name], pool_patches))
         ax.set_xlabel(f"patch mean of {CHANNELS[x]} (0-255)")
         ax.set_ylabel(f"patch mean of {CHANNELS[y]} (0-255)")

@@ -98,6 +98,12 @@ def test_transform_cdf_matches_the_selection_to_the_targets_pixels(tmp_path, sam
         cdf, none, gamma = (histmatch.w1(_pixel_hist(v)[c], hist[c]) for v in (group["vis"][...], source, paper))
         assert cdf < none and cdf < gamma, (c, cdf, none, gamma)
     assert record.params.transform == "cdf" and record.gamma == (1.0, 1.0, 1.0)
+    # The report names the stored patches after their transform (it said "after gamma" for any).
+    from crossfuse.align import report
+
+    means = report._means(group, record)
+    assert "after cdf" in means and "after gamma" not in means
+    assert np.allclose(means["after cdf"], group["vis"][...].reshape(len(source), 3, -1).mean(axis=2))
 
 
 def test_select_match_takes_what_the_rule_takes_on_the_sample(tmp_path, engine):
