@@ -31,7 +31,7 @@ from crossfuse.align.lock import lock_path
 from crossfuse.align.pipeline import build, pack
 from crossfuse.digest import file_sha256
 from crossfuse.errors import ConfigError, ManifestError, RunLockedError, StoreError, StoreLockedError
-from crossfuse.experiment import plots, results
+from crossfuse.experiment import plots, results, reuse
 from crossfuse.experiment.layout import BASELINES, Layout, write_text
 from crossfuse.experiment.spec import Spec, VariantSpec
 from crossfuse.fusion import evaluate as ev
@@ -205,6 +205,8 @@ def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConf
     baselines(spec, layout, workers=workers, log=log, progress=progress)
     for variant in variants:
         for seed in spec.seeds:
+            if _reused(spec, variant, seed, layout, log=log):
+                continue
             checkpoint = train_variant(spec, variant, seed, layout, log=log, progress=progress)
             fuse_and_score(spec, checkpoint, functools.partial(layout.fused, variant.name, seed),
                            functools.partial(layout.scores, variant.name, seed), device=device, workers=workers,
@@ -213,13 +215,29 @@ def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConf
     return layout
 
 
+def _reused(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, *, log: Callable[[str], None]) -> bool:
+    """Whether the run of ``variant`` at ``seed`` is (now) a reuse of an identical earlier run
+    (:mod:`~crossfuse.experiment.reuse`) rather than one to train."""
+    if os.path.exists(os.path.join(layout.run(variant.name, seed), reuse.NOTE)):
+        return True
+    if os.path.exists(os.path.join(layout.run(variant.name, seed), "config.toml")):
+        return False  # its own training has begun: let it finish
+    source = reuse.twin(spec, variant, seed, layout)
+    if source is None:
+        return False
+    log(f"train {variant.name} seed {seed}: trains on exactly what {source} does (the same patches, weights, "
+        f"settings and seed); reusing {source}'s fused images and scores")
+    reuse.reuse(spec, variant, seed, layout, source)
+    return True
+
+
 def gather(spec: Spec, layout: Layout, *, log: Callable[[str], None] = lambda _: None) -> tuple[str, str]:
     """Write results.csv, results.md and the plots of what ``layout`` holds; returns the two paths."""
     scores, missing = results.collect(spec, layout)
     csv_path = os.path.join(layout.root, "results.csv")
     md_path = os.path.join(layout.root, "results.md")
     results.write_csv(scores, csv_path)
-    write_text(md_path, results.markdown(spec, scores, missing))
+    write_text(md_path, results.markdown(spec, scores, missing) + reuse.summary(spec, layout))
     written = plots.draw(spec, layout, scores)
     log(f"results: {md_path}, {csv_path}, {len(written)} plot(s) in {os.path.join(layout.root, 'plots')}"
         + (f"; {len(missing)} stage(s) not yet scored" if missing else ""))
