@@ -55,3 +55,28 @@ def replicated_manifest(name: str, times: int, directory: str) -> str:
 
 def scratch_dir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="crossfuse-bench-")
+
+
+def metric_timings(parts: list[dict], images: int, *, digits: int = 2) -> dict:
+    """What the metric-speed benchmarks (``vifb_speed``, ``tang_speed``) report from their
+    per-image parts (each with ``pixels``, ``read_s`` and per-metric seconds ``ours_s`` and
+    ``baseline_s``): totals over ``images`` fused images, per image and per metric (each metric's
+    seconds rounded to ``digits``), and, where the baseline ran, the speed-ups."""
+    def totals(key: str) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        for part in parts:
+            for name, seconds in part[key].items():
+                sums[name] = sums.get(name, 0.0) + seconds
+        return {name: round(s, digits) for name, s in sorted(sums.items(), key=lambda kv: -kv[1])}
+
+    ours, baseline = totals("ours_s"), totals("baseline_s")
+    out = {"megapixels": round(sum(p["pixels"] for p in parts) / 1e6, 2),
+           "read_s": round(sum(p["read_s"] for p in parts), 2),
+           "ours_s": round(sum(ours.values()), 2), "ours_per_image_s": round(sum(ours.values()) / images, 4),
+           "ours_by_metric_s": ours}
+    if baseline:
+        total = sum(baseline.values())
+        out.update(baseline_s=round(total, 2), baseline_per_image_s=round(total / images, 4),
+                   baseline_by_metric_s=baseline, speedup=round(total / sum(ours.values()), 1),
+                   speedup_by_metric={k: round(baseline[k] / ours[k], 1) for k in ours})
+    return out

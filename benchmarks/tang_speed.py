@@ -28,7 +28,7 @@ from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from benchmarks.common import REPO, machine
+from benchmarks.common import REPO, machine, metric_timings
 
 ORACLE = REPO.parent / "shared" / "reference" / "tang"
 
@@ -147,14 +147,6 @@ def _leaderboard_seconds() -> float:
         return time.perf_counter() - t
 
 
-def _totals(parts: list[dict], key: str) -> dict[str, float]:
-    sums: dict[str, float] = defaultdict(float)
-    for part in parts:
-        for name, s in part[key].items():
-            sums[name] += s
-    return {name: round(s, 3) for name, s in sorted(sums.items(), key=lambda kv: -kv[1])}
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workers", type=int, default=2, help="processes sharing the images out")
@@ -174,19 +166,9 @@ def main(argv: list[str] | None = None) -> dict:
     wrong = [w for image, part in zip(images, parts) for w in _check(image, part, oracle)]
     if wrong:
         raise SystemExit(f"{len(wrong)} disagreements, e.g. {wrong[:5]}")
-    ours, baseline = _totals(parts, "ours_s"), _totals(parts, "baseline_s")
     n = len(images) * len(methods)
     out = {"command": "python -m benchmarks.tang_speed " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "machine": machine(), "images": n, "values_checked": n * 11,
-           "megapixels": round(sum(p["pixels"] for p in parts) / 1e6, 2),
-           "read_s": round(sum(p["read_s"] for p in parts), 2),
-           "ours_s": round(sum(ours.values()), 2), "ours_per_image_s": round(sum(ours.values()) / n, 4),
-           "ours_by_metric_s": ours}
-    if baseline:
-        total = sum(baseline.values())
-        out.update(baseline_s=round(total, 2), baseline_per_image_s=round(total / n, 4), baseline_by_metric_s=baseline,
-                   speedup=round(total / sum(ours.values()), 1),
-                   speedup_by_metric={k: round(baseline[k] / ours[k], 1) for k in ours})
+           "machine": machine(), "images": n, "values_checked": n * 11, **metric_timings(parts, n, digits=3)}
     if not args.no_eval:
         out["leaderboard_command_s"] = round(_leaderboard_seconds(), 2)
     print(json.dumps(out))

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from crossfuse.fusion.metrics import vifp
-from crossfuse.fusion.metrics.common import read_stored, torch_fork_safe
+from crossfuse.fusion.metrics.common import (conv2_sobel, edge_preservation, read_stored, strength_angle,
+                                             torch_fork_safe)
 
 NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "PSNR", "MSE")
 
@@ -114,28 +115,9 @@ def vif(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
 
 
 def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Gradient magnitude and angle arctan(Sy/Sx) (pi/2 where Sx = 0); Sobel responses by true
-    2-D convolution with zero padding ('same'): Sx with [[-1,0,1],[-2,0,2],[-1,0,1]], Sy with
-    [[1,2,1],[0,0,0],[-1,-2,-1]]."""
-    p = np.pad(img, 1)
-    rows = p[:-2] + 2 * p[1:-1] + p[2:]          # vertical [1, 2, 1]
-    cols = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]  # horizontal [1, 2, 1]
-    sx = rows[:, :-2] - rows[:, 2:]  # convolution flips the kernel: left minus right
-    sy = cols[2:] - cols[:-2]        # and bottom minus top
-    g = np.sqrt(sx * sx + sy * sy)
-    zero = sx == 0
-    angle = np.arctan(sy / np.where(zero, 1.0, sx))
-    angle[zero] = math.pi / 2
-    return g, angle
-
-
-def _edge_preservation(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray, a_f: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gaf = np.where(g_src > g_f, g_f / g_src, np.where(g_src < g_f, g_src / g_f, g_f))
-    aaf = 1 - np.abs(a_src - a_f) / (math.pi / 2)
-    qg = 0.9994 / (1 + np.exp(-15 * (gaf - 0.5)))
-    qa = 0.9879 / (1 + np.exp(-22 * (aaf - 0.8)))
-    return qg * qa
+    """Gradient magnitude and angle arctan(Sy/Sx) (pi/2 where Sx = 0) of the Sobel responses by
+    true 2-D convolution with zero padding ('same'): :func:`~crossfuse.fusion.metrics.common.conv2_sobel`."""
+    return strength_angle(*conv2_sobel(img))
 
 
 def qabf(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
@@ -150,7 +132,7 @@ def qabf(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     den = (ga + gb).sum()
     if den == 0:  # both sources flat: no edge to preserve (the protocol would give NaN)
         return 0.0
-    num = (_edge_preservation(ga, aa, gf, af) * ga + _edge_preservation(gb, ab, gf, af) * gb).sum()
+    num = (edge_preservation(ga, aa, gf, af) * ga + edge_preservation(gb, ab, gf, af) * gb).sum()
     return float(num / den)
 
 

@@ -61,6 +61,38 @@ def sobel(stack: np.ndarray, *, pad: str) -> tuple[np.ndarray, np.ndarray]:
     return dx, dy
 
 
+def conv2_sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``conv2(img, h3, 'same')`` and ``conv2(img, h1, 'same')`` of ``analysis_Qabf.m``:
+    h3 = [-1 0 1; -2 0 2; -1 0 1], h1 = [1 2 1; 0 0 0; -1 -2 -1], zeros outside. A convolution
+    flips the kernel, so Sx is left minus right and Sy bottom minus top. Exact for integer-valued
+    images."""
+    p = np.pad(img, 1)
+    rows = p[:-2] + 2 * p[1:-1] + p[2:]          # vertical [1, 2, 1]
+    cols = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]  # horizontal [1, 2, 1]
+    return rows[:, :-2] - rows[:, 2:], cols[2:] - cols[:-2]
+
+
+def strength_angle(sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Xydeas-Petrovic edge strength ``sqrt(Sx^2 + Sy^2)`` and orientation ``atan(Sy / Sx)``, pi/2
+    where Sx == 0 (as ``analysis_Qabf.m`` and CDDFuse's port of it write them)."""
+    zero = sx == 0
+    angle = np.arctan(sy / np.where(zero, 1.0, sx))
+    angle[zero] = np.pi / 2
+    return np.sqrt(sx * sx + sy * sy), angle
+
+
+def edge_preservation(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray, a_f: np.ndarray) -> np.ndarray:
+    """Q_XF per pixel: Tg / (1 + exp(kg (G - Dg))) * Ta / (1 + exp(ka (A - Da))), Tg = 0.9994,
+    kg = -15, Dg = 0.5, Ta = 0.9879, ka = -22, Da = 0.8; G = g_F/g_X where g_X > g_F, g_X/g_F where
+    g_X < g_F and **g_F** where they are equal (the MATLAB code's quirk), A = 1 - |a_X - a_F| / (pi/2)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gaf = np.where(g_src > g_f, g_f / g_src, np.where(g_src < g_f, g_src / g_f, g_f))
+    aaf = 1 - np.abs(a_src - a_f) / (np.pi / 2)
+    qg = 0.9994 / (1 + np.exp(-15 * (gaf - 0.5)))
+    qa = 0.9879 / (1 + np.exp(-22 * (aaf - 0.8)))
+    return qg * qa
+
+
 def gaussian_window(n: int, sigma: float) -> np.ndarray:
     """1-D factor of MATLAB's ``fspecial('gaussian', n, sigma)``, normalised (no entry of the 2-D
     window falls below eps * max for the sizes the protocols use, so the 2-D window is exactly

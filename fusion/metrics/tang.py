@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from crossfuse.fusion.metrics import vifp
-from crossfuse.fusion.metrics.common import read_stored, rgb2gray
+from crossfuse.fusion.metrics.common import conv2_sobel, edge_preservation, read_stored, rgb2gray, strength_angle
 
 #: The toolbox's ``easy = 1`` metrics, in its order.
 NAMES = ("EN", "SF", "SD", "PSNR", "MSE", "MI", "VIF", "AG", "CC", "SCD", "Qabf")
@@ -139,37 +139,11 @@ def _vif(a: np.ndarray, b: np.ndarray, f: np.ndarray, *, saturating: bool = Fals
     return float(vifp.ratios(a, b, f, saturating=saturating).sum())
 
 
-def _sobel_conv2(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``conv2(x, h3, 'same')`` and ``conv2(x, h1, 'same')``, h3 = [-1 0 1; -2 0 2; -1 0 1],
-    h1 = [1 2 1; 0 0 0; -1 -2 -1]: a convolution flips the kernel, so Sx is left minus right and Sy
-    bottom minus top, zeros outside. Exact for integer-valued images."""
-    p = np.pad(x, 1)
-    rows = p[:-2] + 2 * p[1:-1] + p[2:]
-    cols = p[:, :-2] + 2 * p[:, 1:-1] + p[:, 2:]
-    return rows[:, :-2] - rows[:, 2:], cols[2:] - cols[:-2]
-
-
-def _strength_angle(sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """sqrt(Sx^2 + Sy^2) and atan(Sy / Sx), pi/2 where Sx == 0."""
-    zero = sx == 0
-    angle = np.arctan(sy / np.where(zero, 1.0, sx))
-    angle[zero] = math.pi / 2
-    return np.sqrt(sx * sx + sy * sy), angle
-
-
-def _preservation(g: np.ndarray, a: np.ndarray, gf: np.ndarray, af: np.ndarray) -> np.ndarray:
-    """Q_XF per pixel: Tg / (1 + exp(kg (G - Dg))) * Ta / (1 + exp(ka (A - Da))), G = gF/gX where
-    gX > gF, gX/gF where gX < gF and **gF** where they are equal (the quirk)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(g > gf, gf / g, np.where(g == gf, gf, g / gf))
-    align = 1 - np.abs(a - af) / (math.pi / 2)
-    return 0.9994 / (1 + np.exp(-15 * (ratio - 0.5))) * (0.9879 / (1 + np.exp(-22 * (align - 0.8))))
-
-
-def _qabf(a: np.ndarray, b: np.ndarray, f: np.ndarray, sobel=_sobel_conv2) -> float:
-    """``analysis_Qabf.m`` (Xydeas-Petrovic): sum(Q_AF g_A + Q_BF g_B) / sum(g_A + g_B)."""
-    (ga, aa), (gb, ab), (gf, af) = (_strength_angle(*sobel(x)) for x in (a, b, f))
-    num = (_preservation(ga, aa, gf, af) * ga + _preservation(gb, ab, gf, af) * gb).sum()
+def _qabf(a: np.ndarray, b: np.ndarray, f: np.ndarray, sobel=conv2_sobel) -> float:
+    """``analysis_Qabf.m`` (Xydeas-Petrovic): sum(Q_AF g_A + Q_BF g_B) / sum(g_A + g_B), NaN where
+    both sources are flat (MATLAB's 0 / 0)."""
+    (ga, aa), (gb, ab), (gf, af) = (strength_angle(*sobel(x)) for x in (a, b, f))
+    num = (edge_preservation(ga, aa, gf, af) * ga + edge_preservation(gb, ab, gf, af) * gb).sum()
     with np.errstate(divide="ignore", invalid="ignore"):
         return float(np.float64(num) / (ga + gb).sum())
 
