@@ -45,9 +45,10 @@ def finished(spec: Spec, layout: Layout, variant: str, seed: int) -> bool:
     return all(os.path.exists(layout.scores(variant, seed, t)) for t in spec.tests)
 
 
-def twin(spec: Spec, variant: VariantSpec, seed: int, layout: Layout) -> str | None:
+def twin(spec: Spec, variant: VariantSpec, seed: int, layout: Layout) -> tuple[str, str] | None:
     """An earlier variant of the spec (in its order) whose run at ``seed`` is finished, itself
-    trained (not reused), and trained on exactly what ``variant``'s would be; None if there is none."""
+    trained (not reused), and trained on exactly what ``variant``'s would be, with that
+    :func:`inputs_digest`; None if there is none."""
     mine = None
     for other in spec.variants.values():
         if other.name == variant.name:
@@ -60,13 +61,14 @@ def twin(spec: Spec, variant: VariantSpec, seed: int, layout: Layout) -> str | N
             if mine is None:
                 return None
         if inputs_digest(other, seed, layout) == mine:
-            return other.name
+            return other.name, mine
     return None
 
 
-def reuse(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, source: str) -> None:
+def reuse(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, source: str, digest: str) -> None:
     """Copy ``source``'s fused images and scores at ``seed`` into ``variant``'s run folder and
-    write the note. Scores are copied last, so that a killed copy is simply done again."""
+    write the note (``digest``: the shared :func:`inputs_digest`). The note is written last, so
+    that a killed copy is simply done again."""
     run, theirs = layout.run(variant.name, seed), layout.run(source, seed)
     for test in spec.tests:
         shutil.copytree(layout.fused(source, seed, test), layout.fused(variant.name, seed, test), dirs_exist_ok=True)
@@ -74,7 +76,7 @@ def reuse(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, source: s
         os.makedirs(os.path.dirname(layout.scores(variant.name, seed, test)), exist_ok=True)
         shutil.copyfile(layout.scores(source, seed, test), layout.scores(variant.name, seed, test))
     write_text(os.path.join(run, NOTE), json.dumps(
-        {"reused": theirs, "inputs_sha256": inputs_digest(variant, seed, layout),
+        {"reused": theirs, "inputs_sha256": digest,
          "why": f"{variant.name} at seed {seed} trains on exactly what {source} does (the same patches in the same "
                 "chunks, weights, settings and seed), so it would train the same network"}, indent=1) + "\n")
 

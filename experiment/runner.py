@@ -222,12 +222,13 @@ def _reused(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, *, log:
         return True
     if os.path.exists(os.path.join(layout.run(variant.name, seed), "config.toml")):
         return False  # its own training has begun: let it finish
-    source = reuse.twin(spec, variant, seed, layout)
-    if source is None:
+    found = reuse.twin(spec, variant, seed, layout)
+    if found is None:
         return False
+    source, digest = found
     log(f"train {variant.name} seed {seed}: trains on exactly what {source} does (the same patches, weights, "
         f"settings and seed); reusing {source}'s fused images and scores")
-    reuse.reuse(spec, variant, seed, layout, source)
+    reuse.reuse(spec, variant, seed, layout, source, digest)
     return True
 
 
