@@ -43,6 +43,10 @@ def _default(name: str) -> str:
                    "corpora; flags given override them (--epochs N extends it).")
 @click.option("--new-data", is_flag=True, help="With --resume: continue on other --data than the run recorded.")
 @click.option("--overwrite", is_flag=True, help="Replace the run already in RUN_DIR (its checkpoints and logs).")
+@click.option("--model", "model", default=None, metavar="NAME",
+              help="The network to train: crossfuse (default), seafusion, sdnet or densefuse; each brings its "
+                   "official training defaults (config keys and flags override them). Also `model = \"NAME\"` "
+                   "in --config.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help=f"Total epochs {_default('epochs')}.")
 @click.option("--phase1-epochs", type=click.IntRange(min=0), default=None,
               help=f"Epochs of phase I {_default('phase1_epochs')}.")
@@ -63,7 +67,8 @@ def _default(name: str) -> str:
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @reports_errors(interrupted="interrupted; rerun with --resume to continue from the last finished epoch.")
 def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, **overrides):
-    """Train CrossFuse (phase I reconstruction, phase II fusion) on one or more corpora.
+    """Train a fusion model on one or more corpora: CrossFuse (phase I reconstruction, phase II
+    fusion) by default, or --model seafusion, sdnet or densefuse, each with its official loss.
 
     Under torchrun it trains with DDP, each rank on its own share of every epoch. A checkpoint in
     the official format is written every epoch; --resume continues exactly.
@@ -94,7 +99,14 @@ def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, *
 
 
 @main.command()
-@click.option("--checkpoint", required=True, metavar="CKPT", help="Our checkpoint or an official one.")
+@click.option("--checkpoint", required=True, metavar="CKPT",
+              help="Our checkpoint (it records its model) or an official one (CrossFuse's; another model's with "
+                   "--model).")
+@click.option("--model", "model", default=None, metavar="NAME",
+              help="The model of an official checkpoint that is a bare state dict: seafusion, sdnet or densefuse. "
+                   "With one of ours it must match the recorded model (or be left out).")
+@click.option("--strategy", type=click.Choice(["addition", "l1-norm"]), default=None,
+              help="DenseFuse only: how the two encodings are fused [default: the checkpoint's, else addition].")
 @click.option("--pairs", required=True, metavar="MANIFEST_OR_DIR", help="Pairs to fuse.")
 @click.option("--out", "-o", required=True, metavar="DIR", help="Folder for <id>.png fused images.")
 @click.option("--root", default=None, help="Override the manifest's root.")
@@ -117,24 +129,29 @@ def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, *
               help="Rows of the --sheet (the first pairs of the manifest).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors(interrupted="interrupted; every image written is whole: rerun with --resume to fuse the rest.")
-def fuse(checkpoint, pairs, out, root, gray, round_, tile, overlap, bf16, channels_last, device, overwrite, resume,
-         skip_bad, sheet, sheet_pairs, quiet):
-    """Fuse IR/VIS pairs as the official test script does, pixel for pixel: the visible image's Y, Cr
-    and Cb by OpenCV's 8-bit arithmetic, the output min-max normalised and truncated, colour back
-    through OpenCV's YCrCb->RGB. A gray visible image gives a gray result."""
+def fuse(checkpoint, model, strategy, pairs, out, root, gray, round_, tile, overlap, bf16, channels_last, device,
+         overwrite, resume, skip_bad, sheet, sheet_pairs, quiet):
+    """Fuse IR/VIS pairs as the model's official test script does. CrossFuse: the visible image's Y,
+    Cr and Cb by OpenCV's 8-bit arithmetic, the output min-max normalised and truncated, colour back
+    through OpenCV's YCrCb->RGB, pixel for pixel. SeAFusion: its test.py's float colour conversion
+    and normalisation; DenseFuse: clamped and truncated; SDNet: min-max scaled and rounded (the
+    README's Models section). A gray visible image gives a gray result."""
     from crossfuse import manifest
     from crossfuse.digest import file_sha256
-    from crossfuse.fusion.checkpoint import load_model
+    from crossfuse.errors import CheckpointError
+    from crossfuse.fusion.checkpoint import load
     from crossfuse.fusion.inference import FuseOptions, fuse_dataset
     from crossfuse.fusion.runtime import keep_freed_memory, pick_device
 
     keep_freed_memory()
     options = FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray, round=round_, channels_last=channels_last)
     dataset = manifest.load(pairs, root=root)
-    model = load_model(checkpoint)
-    result = fuse_dataset(model, dataset, out, device=pick_device(device), options=options, overwrite=overwrite,
+    loaded = load(checkpoint, model, **({"strategy": strategy} if strategy else {}))
+    if strategy and loaded.model.name != "densefuse":
+        raise CheckpointError(f"--strategy applies to densefuse; {checkpoint} is of model {loaded.model.name!r}.")
+    result = fuse_dataset(loaded.net, dataset, out, device=pick_device(device), options=options, overwrite=overwrite,
                           resume=resume, skip_bad=skip_bad, checkpoint_sha256=file_sha256(checkpoint),
-                          progress=progress_factory(quiet))
+                          fusion_model=loaded.model, progress=progress_factory(quiet))
     kept = f" ({len(result.kept)} already there)" if result.kept else ""
     click.echo(f"wrote {len(result.written)} fused image(s) to {out}{kept}")
     if result.skipped:

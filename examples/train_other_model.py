@@ -1,10 +1,12 @@
 """Train a model that is not CrossFuse on crossfuse corpora, through the public corpus API.
 
-    python examples/train_other_model.py STORE [STORE ...] --steps N [--batch-size B] [--seed S]
+    python examples/train_other_model.py STORE [STORE ...] --steps N [--batch-size B] [--seed S] [--model NAME]
 
 The model is a few-layer CNN that fuses visible Y and infrared into one image; it is trained for
 N steps on the unsupervised intensity + gradient loss of IVIF (CDDFuse's, from crossfuse.fusion.losses)
-and prints its loss each step. Everything about the data comes from ``crossfuse.corpus``.
+and prints its loss each step. ``--model seafusion`` (or sdnet, densefuse, crossfuse) trains that
+model of :mod:`crossfuse.models` instead, with its official loss, through the same loop.
+Everything about the data comes from ``crossfuse.corpus``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--steps", type=int, default=20, help="training steps [20]")
     parser.add_argument("--batch-size", type=int, default=16, help="patches per batch [16]")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling [0]")
+    parser.add_argument("--model", default=None, help="a crossfuse model instead of the tiny CNN (seafusion, ...)")
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -46,15 +49,28 @@ def main(argv: list[str] | None = None) -> float:
               f"gamma {', '.join(f'{g:.3f}' for g in record.gamma)}")
     if len(batches) == 0:
         parser.error(f"the corpora give no batch of {args.batch_size} patches; lower --batch-size")
-    model = TinyFusionNet()
+    if args.model:
+        from crossfuse import models
+
+        chosen = models.get(args.model)
+        settings = chosen.settings()
+        model = chosen.build(settings)
+        cfg = type("Settings", (), {"network": settings})  # the model's loss reads its settings from here
+        phase = chosen.phases  # CrossFuse: its fusion phase
+    else:
+        model = TinyFusionNet()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     step, epoch, loss = 0, 0, float("nan")
     while step < args.steps:
         batches.set_epoch(epoch)
         for batch in batches:
-            fused = model(batch["vis"], batch["ir"])
-            intensity, gradient = intensity_gradient_loss(vis=batch["vis"], ir=batch["ir"], fused=fused)
-            total = intensity + 10 * gradient
+            if args.model:
+                total = chosen.step_losses(chosen.parts(model), vis=batch["vis"], ir=batch["ir"], phase=phase,
+                                           beta=0.0, cfg=cfg, generator=torch.Generator().manual_seed(step))["loss"]
+            else:
+                fused = model(batch["vis"], batch["ir"])
+                intensity, gradient = intensity_gradient_loss(vis=batch["vis"], ir=batch["ir"], fused=fused)
+                total = intensity + 10 * gradient
             opt.zero_grad()
             total.backward()
             opt.step()

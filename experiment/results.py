@@ -33,15 +33,16 @@ class Score:
 
     variant: str
     seed: int | None
+    model: str = ""  # the variant's model ("" for the mean/max baselines)
     dataset: str
     image: str
     metrics: dict[str, float]
 
 
-def read_scores(path: str, *, variant: str, seed: int | None, dataset: str) -> list[Score]:
+def read_scores(path: str, *, variant: str, seed: int | None, dataset: str, model: str = "") -> list[Score]:
     """The per-image lines of a score file written by ``crossfuse eval`` (mean lines skipped)."""
     with open(path, newline="") as fh:
-        return [Score(variant=variant, seed=seed, dataset=dataset, image=row["name"],
+        return [Score(variant=variant, seed=seed, dataset=dataset, image=row["name"], model=model,
                       metrics={k: float(row[k]) for k in NAMES})
                 for row in csv.DictReader(fh) if row["name"] != "mean"]
 
@@ -60,15 +61,16 @@ def collect(spec: Spec, layout: Layout) -> tuple[list[Score], list[str]]:
             for test in spec.tests:
                 path = layout.scores(variant, seed, test)
                 if os.path.exists(path):
-                    scores += read_scores(path, variant=variant, seed=seed, dataset=test)
+                    scores += read_scores(path, variant=variant, seed=seed, dataset=test,
+                                          model=spec.variants[variant].model)
                 else:
                     missing.append(f"{variant} seed {seed} on {test}")
     return scores, missing
 
 
 def write_csv(scores: list[Score], path: str) -> None:
-    atomic.write_csv(path, ("variant", "seed", "dataset", "image") + NAMES,
-                     ([s.variant, "" if s.seed is None else s.seed, s.dataset, s.image]
+    atomic.write_csv(path, ("model", "variant", "seed", "dataset", "image") + NAMES,
+                     ([s.model, s.variant, "" if s.seed is None else s.seed, s.dataset, s.image]
                       + [repr(s.metrics[k]) for k in NAMES] for s in scores))
 
 
@@ -133,11 +135,11 @@ def verdicts(spec: Spec, scores: list[Score]) -> dict[str, dict[str, dict[str, s
     out: dict[str, dict[str, dict[str, stats.Interval]]] = {}
     for test in spec.tests:
         for name in spec.variants:
-            if name == spec.baseline:
+            if name == spec.baseline_for(name):
                 continue
             cells = {}
             for k in TABLE_METRICS:
-                diff = stats.paired(scores, name, spec.baseline, test, k)
+                diff = stats.paired(scores, name, spec.baseline_for(name), test, k)
                 if diff.size:
                     cells[k] = stats.interval(diff, larger_is_better=better_larger(k))
             if cells:

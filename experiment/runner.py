@@ -35,7 +35,7 @@ from crossfuse.experiment import plots, results, reuse
 from crossfuse.experiment.layout import BASELINES, Layout, write_text
 from crossfuse.experiment.spec import Spec, VariantSpec
 from crossfuse.fusion import evaluate as ev
-from crossfuse.fusion.checkpoint import load_model
+from crossfuse.fusion.checkpoint import load as load_checkpoint
 from crossfuse.fusion.inference import fuse_dataset, output_path
 from crossfuse.fusion.metrics import read_gray
 from crossfuse.fusion.runtime import pick_device
@@ -118,16 +118,16 @@ def fuse_and_score(spec: Spec, checkpoint: str, fused_dir: Callable[[str], str],
                    device: str, workers: int | None, log: Callable[[str], None],
                    progress: Progress = no_progress) -> None:
     """Fuse every test set with ``checkpoint`` (missing images only) and score it, unless scored."""
-    model = None
+    loaded = None
     for test in spec.tests.values():
         if os.path.exists(scores(test.name)):
             continue
         dataset = manifest.load(test.pairs)
-        if model is None:
-            model = load_model(checkpoint)
+        if loaded is None:
+            loaded = load_checkpoint(checkpoint)
         log(f"fuse {test.name} into {fused_dir(test.name)}")
-        fuse_dataset(model, dataset, fused_dir(test.name), device=pick_device(device), resume=True,
-                     checkpoint_sha256=file_sha256(checkpoint), progress=progress)
+        fuse_dataset(loaded.net, dataset, fused_dir(test.name), device=pick_device(device), resume=True,
+                     checkpoint_sha256=file_sha256(checkpoint), fusion_model=loaded.model, progress=progress)
         _score(fused_dir(test.name), dataset, scores(test.name), workers=workers, progress=progress)
 
 

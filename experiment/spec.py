@@ -22,6 +22,11 @@ per K (``NAME@k500``), which is what the plots of a metric against K draw.
     [tests.roadscene]
     pairs = "../data_manifests/roadscene-test.json"
     published = "RoadScene"  # optional: the row of published numbers to show next to ours
+
+A top-level ``models = ["crossfuse", "seafusion"]`` (default ``["crossfuse"]``) crosses every variant
+with every model: variant ``NAME`` becomes ``NAME.MODEL`` for each, trained with that model's
+official defaults under the spec's ``[train]`` keys, each model's network settings in
+``[network.MODEL]``, and judged against the baseline variant of the same model.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from crossfuse.fusion.config import TrainConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TOP_KEYS = {"name", "description", "seeds", "patch", "stride", "chunk", "sheet_pairs", "train", "corpora",
-             "variants", "tests", "baseline"}
+             "variants", "tests", "baseline", "models", "network"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +73,7 @@ class VariantSpec:
     weights: tuple[float, ...]
     config: TrainConfig
     k: int | None = None
+    model: str = "crossfuse"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +102,14 @@ class Spec:
     tests: dict[str, TestSpec]
     #: The variant every other is judged against (``baseline = "NAME"``; default: the first).
     baseline: str = ""
+    #: The models every variant is trained with (``models = [...]``).
+    models: tuple[str, ...] = ("crossfuse",)
+
+    def baseline_for(self, variant: str) -> str:
+        """The variant ``variant`` is judged against: the baseline trained with the same model."""
+        if self.models == ("crossfuse",):
+            return self.baseline
+        return f"{self.baseline}.{self.variants[variant].model}"
 
     def variant(self, name: str) -> VariantSpec:
         if name not in self.variants:
@@ -185,7 +199,7 @@ def _alignment(table: dict, at: str) -> dict[str, Any]:
 
 
 def _variant(name: str, table: Any, base_values: dict, expanded: dict[str, list[int | None]],
-             where: str) -> list[VariantSpec]:
+             where: str, *, model: str = "crossfuse", suffix: bool = False) -> list[VariantSpec]:
     at = f"{where} [variants.{_name(name, where)}]"
     if not isinstance(table, dict):
         raise ConfigError(f"{at} must be a table.")
@@ -203,18 +217,19 @@ def _variant(name: str, table: Any, base_values: dict, expanded: dict[str, list[
     overrides = table.get("train", {})
     if not isinstance(overrides, dict):
         raise ConfigError(f"{at}: train must be a table of training settings, got {overrides!r}.")
-    values = {**base_values, **overrides}
+    values = {**base_values, **overrides, "model": model}
     if "network" in overrides:
         values["network"] = {**base_values.get("network", {}), **overrides["network"]}
-    cfg = train_config.from_dict(values, where=f"{at} train")
+    cfg = train_config.from_dict(values, where=f"{at} train" + (f" (model {model})" if suffix else ""))
+    tail = f".{model}" if suffix else ""
     multi = [c for c in corpora if len(expanded[c]) > 1]
     if len(multi) > 1:
         raise ConfigError(f"{at}: only one of its corpora may list several K (got {multi}).")
     if not multi:
-        return [VariantSpec(name=name, family=name, corpora=tuple(corpora), weights=tuple(map(float, weights)),
-                            config=cfg, k=_single_k(corpora, expanded))]
-    return [VariantSpec(name=f"{name}@k{k}", family=name, weights=tuple(map(float, weights)), config=cfg, k=k,
-                        corpora=tuple(f"{c}@k{k}" if c == multi[0] else c for c in corpora))
+        return [VariantSpec(name=name + tail, family=name + tail, corpora=tuple(corpora),
+                            weights=tuple(map(float, weights)), config=cfg, k=_single_k(corpora, expanded), model=model)]
+    return [VariantSpec(name=f"{name}@k{k}{tail}", family=name + tail, weights=tuple(map(float, weights)), config=cfg,
+                        k=k, corpora=tuple(f"{c}@k{k}" if c == multi[0] else c for c in corpora), model=model)
             for k in expanded[multi[0]]]
 
 
@@ -266,20 +281,47 @@ def load(path: str) -> Spec:
         raise ConfigError(f"{path}: seeds must be a non-empty list of distinct integers, got {seeds!r}.")
     corpora, expanded = _corpora(doc, base, path)
     base_values = _table(doc, "train", path)
-    train_config.from_dict(base_values, where=f"{path} [train]")  # a bad [train] is named as such
+    chosen = _models(doc, path)
+    crossed = "models" in doc and chosen != ("crossfuse",)
+    networks = _table(doc, "network", path)
+    if crossed and "network" in base_values:
+        raise ConfigError(f"{path}: with models = {list(chosen)}, give each model's network settings in "
+                          "[network.MODEL] tables, not [train.network] (the models take different settings).")
+    for extra in set(networks) - set(chosen):
+        raise ConfigError(f"{path}: [network.{extra}] names a model that models = {list(chosen)} does not list.")
     variants = {}
-    for name, table in _table(doc, "variants", path).items():
-        for v in _variant(name, table, base_values, expanded, path):
-            variants[v.name] = v
+    for model in chosen:
+        values = {**base_values, "model": model}
+        if model in networks:
+            values["network"] = {**base_values.get("network", {}), **networks[model]}
+        train_config.from_dict(values, where=f"{path} [train]" + (f" (model {model})" if crossed else ""))
+        for name, table in _table(doc, "variants", path).items():
+            for v in _variant(name, table, values, expanded, path, model=model, suffix=crossed):
+                variants[v.name] = v
     if not variants:
         raise ConfigError(f"{path}: no [variants.NAME] tables; name at least one setting to train.")
     used = {c for v in variants.values() for c in v.corpora}
-    baseline = doc.get("baseline", next(iter(variants)))
-    if baseline not in variants:
-        raise ConfigError(f"{path}: baseline must name a variant (one of {', '.join(variants)}), got {baseline!r}.")
+    first = next(iter(variants.values()))
+    baseline = doc.get("baseline", first.family.removesuffix(f".{first.model}") if crossed else first.name)
+    known = {v.name.removesuffix(f".{v.model}") for v in variants.values()} if crossed else set(variants)
+    if baseline not in known:
+        raise ConfigError(f"{path}: baseline must name a variant (one of {', '.join(sorted(known))}), got {baseline!r}.")
     return Spec(name=str(doc.get("name", os.path.splitext(os.path.basename(path))[0])), path=os.path.abspath(path),
                 text=raw.decode("utf-8"), seeds=tuple(seeds), patch=_positive(doc, "patch", 64, path),
                 stride=_positive(doc, "stride", 200, path), chunk=_positive(doc, "chunk", 256, path),
                 sheet_pairs=_positive(doc, "sheet_pairs", 3, path),
                 corpora={n: c for n, c in corpora.items() if n in used}, variants=variants,
-                tests=_tests(doc, base, path), baseline=baseline)
+                tests=_tests(doc, base, path), baseline=baseline, models=chosen if crossed else ("crossfuse",))
+
+
+def _models(doc: dict, where: str) -> tuple[str, ...]:
+    from crossfuse.models.settings import names
+
+    value = doc.get("models", ["crossfuse"])
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value) \
+            or len(set(value)) != len(value):
+        raise ConfigError(f"{where}: models must be a non-empty list of distinct model names, got {value!r}.")
+    unknown = [m for m in value if m not in names()]
+    if unknown:
+        raise ConfigError(f"{where}: unknown model(s) {unknown} in models; the models are {', '.join(names())}.")
+    return tuple(value)

@@ -2,7 +2,9 @@
 
 Defaults are the release's: Adam lr 1e-4 without weight decay, StepLR(20, 0.5) floored at 1e-6,
 gradient-norm clip 0.01 per sub-network, batch 8, 160 epochs of which 40 in phase I.
-A TOML file holds the same keys at top level and the network sizes under ``[network]``.
+A TOML file holds the same keys at top level (``model`` among them: the network to train, default
+crossfuse) and that model's network settings under ``[network]``; each model brings its official
+training defaults (:data:`crossfuse.models.settings.TRAIN_DEFAULTS`), which the file's keys override.
 """
 
 from __future__ import annotations
@@ -13,48 +15,26 @@ import math
 import os
 import tomllib
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from crossfuse.errors import ConfigError
 from crossfuse.manifest import absolute
+from crossfuse.models import settings as model_settings
+from crossfuse.models.settings import NetworkConfig  # noqa: F401 - CrossFuse's settings, long imported from here
 
 #: The aggressive views of phase II's consistency term (:func:`crossfuse.fusion.losses.aggressive_view`).
 AGGRESSIVE_VIEWS = ("blur", "jpeg", "noise", "cutout")
 
 
 @dataclass(frozen=True, kw_only=True)
-class NetworkConfig:
-    """Sizes of the network. Defaults are the paper's: ``dim`` 64 channels, ``heads`` 8,
-    ``encoder_blocks``/``decoder_blocks`` 4 transformer blocks, FFN expansion 2 (1 in the base
-    branch), 3 invertible detail nodes in the encoder and 1 in the detail fusion layer."""
-
-    dim: int = 64
-    heads: int = 8
-    encoder_blocks: int = 4
-    decoder_blocks: int = 4
-    ffn_expansion: float = 2.0
-    base_ffn_expansion: float = 1.0
-    detail_nodes: int = 3
-    fuse_detail_nodes: int = 1
-
-    def __post_init__(self) -> None:
-        # Bounds first: a checkpoint's config comes from a file, and dim=200000 would ask for ~480 GB.
-        bounds = {"dim": (2, 1024), "heads": (1, 64), "encoder_blocks": (1, 32), "decoder_blocks": (1, 32),
-                  "detail_nodes": (1, 32), "fuse_detail_nodes": (1, 32), "ffn_expansion": (0.25, 16),
-                  "base_ffn_expansion": (0.25, 16)}
-        for name, (lo, hi) in bounds.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise ValueError(f"network {name} must lie in {lo}..{hi}, got {value!r}")
-        if self.dim % self.heads or self.dim % 2:
-            raise ValueError(f"dim ({self.dim}) must be even and divisible by heads ({self.heads})")
-
-
-@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Everything that decides a training run (saved as ``config.toml`` in the run folder)."""
+    """Everything that decides a training run (saved as ``config.toml`` in the run folder):
+    ``model`` names the network (:mod:`crossfuse.models`), ``network`` holds its settings (an
+    instance of that model's settings class; None: its defaults). Build a config of another model
+    with :func:`defaults` or :func:`from_dict`, which also apply that model's training defaults."""
 
+    model: str = model_settings.DEFAULT_MODEL
     epochs: int = 160
     phase1_epochs: int = 40
     batch_size: int = 8
@@ -80,9 +60,18 @@ class TrainConfig:
     bf16: bool = False
     channels_last: bool = True
     nan_patience: int = 20
-    network: NetworkConfig = field(default_factory=NetworkConfig)
+    network: Any = None
 
     def __post_init__(self) -> None:
+        try:
+            kind = model_settings.settings_class(self.model)
+        except ValueError as exc:
+            raise ConfigError(f"{exc}.") from None
+        if self.network is None:
+            object.__setattr__(self, "network", kind())
+        elif not isinstance(self.network, kind):
+            raise ConfigError(f"model {self.model!r} takes network settings {kind.__name__}, got "
+                              f"{type(self.network).__name__}.")
         if not 0 <= self.phase1_epochs <= self.epochs:
             raise ConfigError(f"phase1_epochs ({self.phase1_epochs}) must lie in 0..epochs ({self.epochs}).")
         for name in ("epochs", "batch_size", "lr_step", "crop", "blur_width", "blur_height", "nan_patience"):
@@ -92,7 +81,7 @@ class TrainConfig:
             raise ConfigError("blur_width and blur_height must be odd.")
         for name, low, high, closed in (("lr", 0.0, 10.0, False), ("min_lr", 0.0, 10.0, True),
                                         ("weight_decay", 0.0, 1.0, True), ("lr_gamma", 0.0, 1.0, False),
-                                        ("clip_norm", 0.0, 1e6, False), ("beta_max", 0.0, 100.0, True),
+                                        ("clip_norm", 0.0, 1e6, True), ("beta_max", 0.0, 100.0, True),
                                         ("sigma_min", 0.0, 100.0, False), ("sigma_max", 0.0, 100.0, False)):
             value = getattr(self, name)
             if not (math.isfinite(value) and (low <= value if closed else low < value) and value <= high):
@@ -152,16 +141,40 @@ def from_dict(values: dict[str, Any], *, where: str = "config") -> TrainConfig:
     corpora) is ignored here."""
     values = {k: v for k, v in values.items() if k != DATA_TABLE}
     check_keys(values, {f.name for f in dataclasses.fields(TrainConfig)}, where)
+    model = values.get("model", model_settings.DEFAULT_MODEL)
+    if model not in model_settings.SETTINGS:
+        raise ConfigError(f"{where}: unknown model {model!r}; the models are {', '.join(model_settings.names())}.")
+    values = {**model_settings.TRAIN_DEFAULTS[model], **values}
     net = values.pop("network", {})
     if not isinstance(net, dict):
         raise ConfigError(f"{where}: network must be a table ([network]) of network settings, got {net!r}.")
-    check_keys(net, {f.name for f in dataclasses.fields(NetworkConfig)}, where, "[network]")
+    kind = model_settings.settings_class(model)
+    _refuse_other_models_settings(net, model, where)
+    check_keys(net, model_settings.field_names(model), where, f"[network] of model {model!r}")
     _check_types(TrainConfig, values, where)
-    _check_types(NetworkConfig, net, where, prefix="network.")
+    _check_types(kind, net, where, prefix="network.")
     try:
-        return TrainConfig(**values, network=NetworkConfig(**net))
+        return TrainConfig(**values, network=kind(**net))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _refuse_other_models_settings(net: dict[str, Any], model: str, where: str) -> None:
+    """A ConfigError naming the ``[network]`` keys that are settings of other models, not ``model``'s."""
+    own = model_settings.field_names(model)
+    foreign = {key: [m for m in model_settings.names() if m != model and key in model_settings.field_names(m)]
+               for key in net if key not in own}
+    foreign = {k: ms for k, ms in foreign.items() if ms}
+    if foreign:
+        named = ", ".join(f"{k!r} (of {' and '.join(ms)})" for k, ms in sorted(foreign.items()))
+        raise ConfigError(f"{where}: [network] holds settings of another model for model {model!r}: {named}. "
+                          f"{model!r} takes {', '.join(sorted(own)) or 'no network settings'}; remove the others "
+                          "or set model to theirs.")
+
+
+def defaults(model: str = model_settings.DEFAULT_MODEL, **values: Any) -> TrainConfig:
+    """The config of ``model`` with its official training defaults, ``values`` over them."""
+    return from_dict({"model": model, **values}, where="defaults")
 
 
 def _read_toml(path: str) -> dict[str, Any]:
@@ -243,6 +256,9 @@ def for_resume(run_dir: str, *, config_file: str | None, overrides: dict[str, An
                           "start it without --resume.")
     base, recorded = read_run(saved)
     cfg = load(config_file, overrides, base=base)
+    if cfg.model != base.model:
+        raise ConfigError(f"--resume: {run_dir} trains model {base.model!r}, not {cfg.model!r}; start a new run in "
+                          "another --out for another model.")
     if cfg.network != base.network:
         raise ConfigError(f"--resume: the network sizes of {run_dir} ({base.network}) cannot change; "
                           "start a new run in another --out for another network.")

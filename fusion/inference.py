@@ -1,6 +1,7 @@
-"""Fusing image pairs with a trained or official checkpoint, as the paper's test script does.
+"""Fusing image pairs with a trained or official checkpoint, as each model's test script does.
 
-By default the output is what the release's test script (CDDFuse's ``test_IVF.py``) writes,
+Each model's test pipeline is its own (:meth:`crossfuse.models.base.Model.fuse_image`); for
+CrossFuse the output is what the release's test script (CDDFuse's ``test_IVF.py``) writes,
 pixel for pixel: the visible image's Y, Cr and Cb as OpenCV's 8-bit ``BGR2YCrCb`` computes them
 (it rounds; Pillow's YCbCr truncates), the network fed Y/255 and the infrared/255, its sigmoid
 output min-max normalised per image in float32, times 255, cast to uint8 by truncation, and put
@@ -21,98 +22,37 @@ import numpy as np
 import torch
 from PIL import Image
 
-from crossfuse import atomic, ycrcb
-from crossfuse.errors import FuseError, ManifestError, OutputExistsError, PairError, ParameterError
-from crossfuse.fusion.network import CrossFuse
+from crossfuse import atomic, models
+from crossfuse.errors import FuseError, ManifestError, OutputExistsError, PairError
 from crossfuse.imageio import read_pair
+from crossfuse.models.base import FuseOptions, Model, is_gray, min_max_uint8, tiles as _tiles  # noqa: F401
 from crossfuse.manifest import Manifest, is_within
 from crossfuse.progress import Progress, no_progress
 
 
 
-@dataclass(frozen=True, kw_only=True)
-class FuseOptions:
-    """``tile``: tile size in pixels (0: whole image); ``overlap``: pixels shared by neighbouring
-    tiles; ``bf16``: bfloat16 autocast; ``gray``: write the fused Y alone; ``round``: round the
-    normalised output to uint8 instead of truncating it as the release does; ``channels_last``:
-    run the convolutions in NHWC layout (1.3-1.5x faster on the CPU here, same numbers to 1e-5)."""
-
-    tile: int = 0
-    overlap: int = 32
-    bf16: bool = False
-    gray: bool = False
-    round: bool = False
-    channels_last: bool = True
-
-    def __post_init__(self) -> None:
-        if self.tile < 0 or self.overlap < 0:
-            raise ParameterError(f"tile ({self.tile}) and overlap ({self.overlap}) must be >= 0.")
-        if self.tile and self.tile <= 2 * self.overlap:
-            raise ParameterError(f"--tile {self.tile} must exceed twice --overlap ({self.overlap}).")
+def _crossfuse() -> Model:
+    return models.get("crossfuse")
 
 
-def _tiles(length: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
-    """(read_start, read_stop, keep_start, keep_stop) along one axis; kept parts tile [0, length)."""
-    if tile <= 0 or tile >= length:
-        return [(0, length, 0, length)]
-    step = tile - 2 * overlap
-    if step <= 0:
-        raise ValueError(f"tile {tile} must exceed twice the overlap {overlap}")
-    out = []
-    for keep in range(0, length, step):
-        keep_stop = min(length, keep + step)
-        start = max(0, min(keep - overlap, length - tile))
-        out.append((start, min(length, start + tile), keep, keep_stop))
-    return out
-
-
-@torch.no_grad()
-def fuse_y(model: CrossFuse, *, vis_y: np.ndarray, ir: np.ndarray, device: torch.device,
+def fuse_y(model: torch.nn.Module, *, vis_y: np.ndarray, ir: np.ndarray, device: torch.device,
            options: FuseOptions = FuseOptions()) -> np.ndarray:
-    """The network's raw output (H, W) float32 in (0, 1) for visible Y and infrared (H, W) uint8."""
-    h, w = ir.shape
-    out = np.empty((h, w), dtype=np.float32)
-    layout = torch.channels_last if options.channels_last else torch.contiguous_format
-    model = model.to(memory_format=layout)  # in place; converting an already converted model is free
-    for ys, ye, ks, ke in _tiles(h, options.tile, options.overlap):
-        for xs, xe, ls, le in _tiles(w, options.tile, options.overlap):
-            v = torch.from_numpy(vis_y[ys:ye, xs:xe].astype(np.float32) / 255.0)[None, None].to(device)
-            i = torch.from_numpy(ir[ys:ye, xs:xe].astype(np.float32) / 255.0)[None, None].to(device)
-            v, i = (t.contiguous(memory_format=layout) for t in (v, i))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=options.bf16):
-                f = model(i, v).float()[0, 0].cpu().numpy()
-            out[ks:ke, ls:le] = f[ks - ys:ke - ys, ls - xs:le - xs]
-    return out
+    """The CrossFuse network's raw output (H, W) float32 in (0, 1) for visible Y and infrared
+    (H, W) uint8 (:meth:`crossfuse.models.base.Model.fuse_y` on [0, 1] inputs)."""
+    return _crossfuse().fuse_y(model, vis_y=vis_y.astype(np.float32) / 255.0, ir=ir.astype(np.float32) / 255.0,
+                               device=device, options=options)
 
 
-def to_uint8(fused: np.ndarray, *, round: bool = False) -> np.ndarray:
-    """(H, W) float32 network output -> uint8 as the release saves it: ``(f - min) / (max - min)``
-    then ``* 255`` in float32, cast by truncation (``round``: rounded to nearest instead).
-    A constant image (max = min, where the release divides by zero) becomes 0."""
-    fused = np.asarray(fused, dtype=np.float32)
-    lo, hi = fused.min(), fused.max()
-    if not hi > lo:
-        return np.zeros(fused.shape, dtype=np.uint8)
-    scaled = (fused - lo) / (hi - lo) * np.float32(255.0)
-    if round:
-        scaled = np.rint(scaled)
-    return np.clip(scaled, 0, 255).astype(np.uint8)
+#: CrossFuse's output conversion (the release's): min-max normalised, truncated to uint8.
+to_uint8 = min_max_uint8
 
 
-def is_gray(rgb: np.ndarray) -> bool:
-    """Whether an (H, W, 3) image has R = G = B everywhere (a gray visible image)."""
-    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
-
-
-def fuse_images(model: CrossFuse, *, vis_rgb: np.ndarray, ir: np.ndarray, device: torch.device,
-                options: FuseOptions = FuseOptions()) -> Image.Image:
-    """Fuse a visible (H, W, 3) uint8 RGB image with an infrared (H, W) uint8 one; returns the
+def fuse_images(model: torch.nn.Module, *, vis_rgb: np.ndarray, ir: np.ndarray, device: torch.device,
+                options: FuseOptions = FuseOptions(), fusion_model: Model | None = None) -> Image.Image:
+    """Fuse a visible (H, W, 3) uint8 RGB image with an infrared (H, W) uint8 one through network
+    ``model`` of ``fusion_model`` (None: CrossFuse), by that model's test pipeline; returns the
     colour result (or gray when ``options.gray`` or the visible image is gray)."""
-    ycc = ycrcb.rgb_to_ycrcb(vis_rgb)  # a gray image gives Y = R = G = B and Cr = Cb = 128
-    fused = to_uint8(fuse_y(model, vis_y=ycc[..., 0], ir=ir, device=device, options=options), round=options.round)
-    if options.gray or is_gray(vis_rgb):
-        return Image.fromarray(fused, "L")
-    return Image.fromarray(ycrcb.ycrcb_to_rgb(np.dstack([fused, ycc[..., 1], ycc[..., 2]])), "RGB")
+    return (fusion_model or _crossfuse()).fuse_image(model, vis_rgb=vis_rgb, ir=ir, device=device, options=options)
 
 
 #: The record of how a folder's fused images were made, kept beside them for ``resume``.
@@ -129,10 +69,15 @@ class FuseResult:
     skipped: list[dict]
 
 
-def _record(checkpoint_sha256: str | None, options: FuseOptions) -> dict:
+def _record(checkpoint_sha256: str | None, options: FuseOptions, fusion_model: Model, net: torch.nn.Module) -> dict:
     """What decides a fused image's pixels (device and layout change them by float rounding only)."""
-    return {"checkpoint_sha256": checkpoint_sha256, "gray": options.gray, "round": options.round,
-            "tile": options.tile, "overlap": options.overlap if options.tile else None, "bf16": options.bf16}
+    record = {"checkpoint_sha256": checkpoint_sha256, "gray": options.gray, "round": options.round,
+              "tile": options.tile, "overlap": options.overlap if options.tile else None, "bf16": options.bf16}
+    if fusion_model.name != "crossfuse":
+        record["model"] = fusion_model.name
+    if getattr(net, "strategy", None) is not None:
+        record["strategy"] = net.strategy
+    return record
 
 
 def output_path(out_dir: str, pair_id: str) -> str:
@@ -189,17 +134,19 @@ def _check_fusable(dataset: Manifest, pair, shape: tuple[int, int]) -> None:
                         f"{MIN_SIDE}x{MIN_SIDE} pixels.", pair_id=pair.id, path=url)
 
 
-def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: torch.device,
+def fuse_dataset(model: torch.nn.Module, dataset: Manifest, out_dir: str, *, device: torch.device,
                  options: FuseOptions = FuseOptions(), overwrite: bool = False, resume: bool = False,
-                 skip_bad: bool = False, checkpoint_sha256: str | None = None,
+                 skip_bad: bool = False, checkpoint_sha256: str | None = None, fusion_model: Model | None = None,
                  progress: Progress = no_progress) -> FuseResult:
-    """Fuse every pair of a manifest into ``out_dir/<id>.png``, each written whole (temporary file,
+    """Fuse every pair of a manifest with network ``model`` of ``fusion_model`` (None: CrossFuse)
+    into ``out_dir/<id>.png``, each written whole (temporary file,
     then rename). Existing images are replaced only with ``overwrite``; ``resume`` fuses only the
     missing ones when the folder's record says they were made with the same checkpoint and
     options; ``skip_bad`` lists unreadable or mismatched pairs instead of stopping at the first."""
     if not dataset.pairs:
         raise ManifestError(f"{dataset.origin} lists no image pairs to fuse.")
-    record = _record(checkpoint_sha256, options)
+    fusion_model = fusion_model or _crossfuse()
+    record = _record(checkpoint_sha256, options, fusion_model, model)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutputExistsError(f"--out {out_dir} is a file; fused images go into a folder: choose another --out.")
     done = _check_outputs(dataset, out_dir, record, overwrite=overwrite, resume=resume)
@@ -223,7 +170,8 @@ def fuse_dataset(model: CrossFuse, dataset: Manifest, out_dir: str, *, device: t
                 skipped.append({"id": exc.pair_id, "path": exc.path, "error": str(exc)})
                 advance(1, f"skipped {pair.id}")
                 continue
-            image = fuse_images(model, vis_rgb=loaded.vis, ir=loaded.ir, device=device, options=options)
+            image = fuse_images(model, vis_rgb=loaded.vis, ir=loaded.ir, device=device, options=options,
+                                fusion_model=fusion_model)
             path = output_path(out_dir, pair.id)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             _check_inside(out_dir, path)

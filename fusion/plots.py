@@ -46,19 +46,14 @@ def _u8(t: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def sample_sheet(model, vis: torch.Tensor, ir: torch.Tensor, path: str, *, phase: int, title: str) -> None:
-    """Fixed patches through ``model`` in eval mode: phase I visible Y | infrared | their
-    reconstructions; phase II visible Y | infrared | fused. ``vis``/``ir``: (n, 1, P, P) in [0, 1]."""
-    was_training = model.training
-    model.eval()
-    if phase == 1:
-        both = torch.cat([vis, ir])
-        base, detail, _ = model.encoder(both)
-        rec, _ = model.decoder(both, base, detail)
-        outputs, titles = [rec[:len(vis)], rec[len(vis):]], ["visible Y", "infrared", "rec. visible", "rec. infrared"]
-    else:
-        outputs, titles = [model(ir, vis)], ["visible Y", "infrared", "fused"]
-    model.train(was_training)
+def sample_sheet(fusion_model, net, vis: torch.Tensor, ir: torch.Tensor, path: str, *, phase: int, title: str) -> None:
+    """Fixed patches through ``net`` (a network of ``fusion_model``) in eval mode: visible Y |
+    infrared | the model's outputs for ``phase`` (CrossFuse phase I: the reconstructions; fused
+    otherwise). ``vis``/``ir``: (n, 1, P, P) in [0, 1]."""
+    was_training = net.training
+    net.eval()
+    outputs, titles = fusion_model.preview(net, vis=vis, ir=ir, phase=phase)
+    net.train(was_training)
     columns = [_u8(vis), _u8(ir)] + [_u8(o) for o in outputs]
     rows = [(f"patch {i + 1}", [col[i, 0] for col in columns]) for i in range(len(vis))]
     comparison_sheet(rows, titles, path, cell_inches=1.8, suptitle=title)

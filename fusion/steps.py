@@ -4,6 +4,7 @@ for benchmarks and other drivers), then backward, the finite checks and the opti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +50,7 @@ class StepOutcome:
 
 def optimise(terms: dict[str, torch.Tensor], parts: dict[str, nn.Module], opt: torch.optim.Optimizer, *,
              clip_norm: float, dist_info: Dist = Dist()) -> StepOutcome:
-    """Backpropagate ``terms["loss"]``, clip each sub-network's gradient norm to ``clip_norm``
+    """Backpropagate ``terms["loss"]``, clip each sub-network's gradient norm to ``clip_norm`` (0: no clipping)
     and step ``opt``, unless the loss or any gradient is not finite on any rank: then the weights
     stay as they are and the outcome names the problem. The gradient norms come from the
     clipping itself, so the check costs nothing extra."""
@@ -58,7 +59,8 @@ def optimise(terms: dict[str, torch.Tensor], parts: dict[str, nn.Module], opt: t
     if not all_finite(loss, dist_info):
         return StepOutcome(problem=f"non-finite loss (terms {', '.join(_non_finite(terms))})")
     loss.backward()
-    norms = {name: nn.utils.clip_grad_norm_(part.parameters(), max_norm=clip_norm, norm_type=2)
+    norms = {name: nn.utils.clip_grad_norm_(part.parameters(), max_norm=clip_norm or math.inf,
+                                            norm_type=2)
              for name, part in parts.items()}
     if not all_finite(torch.stack(list(norms.values())), dist_info):
         return StepOutcome(problem=f"finite loss {loss.item():.4g} but non-finite gradients "

@@ -1,8 +1,11 @@
-"""The two-phase CrossFuse trainer on Zarr corpora (CPU or CUDA; DDP under torchrun).
+"""The trainer of every fusion model on Zarr corpora (CPU or CUDA; DDP under torchrun).
 
-Phase I (``phase1_epochs``) trains encoder and decoder to reconstruct visible Y and infrared;
-phase II adds the fusion layers and trains on the fusion loss with the weak/aggressive
-consistency term weighted by a cosine-decaying beta. Everything random is derived from the seed,
+The config's ``model`` (:mod:`crossfuse.models`) supplies the network, its sub-networks, its
+phases and its loss; everything else (corpora, optimiser, checkpoints, resume, DDP, bf16,
+channels_last, the finite checks) is the same for all. CrossFuse has two phases: phase I
+(``phase1_epochs``) trains encoder and decoder to reconstruct visible Y and infrared; phase II
+adds the fusion layers and trains on the fusion loss with the weak/aggressive consistency term
+weighted by a cosine-decaying beta. The other models train in one phase. Everything random is derived from the seed,
 the epoch and the step, and the full state is checkpointed each epoch, so ``resume`` continues
 exactly where a killed run stopped.
 
@@ -34,8 +37,9 @@ from crossfuse.fusion.checkpoint import TrainingState
 from crossfuse.fusion.config import RunData, TrainConfig, to_toml
 from crossfuse import corpus
 from crossfuse.corpus.reading import fixed_patches, to_model_inputs
-from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse
+from crossfuse import models
 from crossfuse.fusion.plots import loss_curve, sample_sheet
+from crossfuse.models.base import Model
 from crossfuse.fusion.runtime import Dist, barrier, init_distributed, pick_device
 from crossfuse.fusion.steps import optimise, step_losses
 from crossfuse.manifest import absolute
@@ -132,7 +136,7 @@ class Trainer:
     run: Path
     device: torch.device
     dist: Dist
-    model: CrossFuse
+    model: nn.Module  # the network
     parts: dict[str, nn.Module]
     opt: torch.optim.Optimizer
     sched: Any
@@ -142,6 +146,7 @@ class Trainer:
     history: list[dict[str, float]] = field(default_factory=list)
     last_checkpoint: str = ""
     samples: tuple[torch.Tensor, torch.Tensor] | None = None  # fixed uint8 patches for the sample sheets
+    fusion_model: Model | None = None  # the model the config names (set by setup)
     _bad_streak: int = 0
     _log: Any = None
     _lock_file: str = ""
@@ -185,12 +190,14 @@ class Trainer:
             recorded = RunData(stores=tuple(absolute(u) for u in data), weights=tuple(weights) if weights else None)
             atomic.write_text(str(run / "config.toml"), to_toml(cfg, recorded))
         torch.manual_seed(cfg.seed)
-        model = CrossFuse(cfg.network).to(device)
-        if cfg.channels_last:
+        fusion_model = models.get(cfg.model)
+        model = fusion_model.build(cfg.network).to(device)
+        if cfg.channels_last and fusion_model.prefers_channels_last:
             model = model.to(memory_format=torch.channels_last)
-        parts: dict[str, nn.Module] = {attr: getattr(model, attr) for attr in CHECKPOINT_PARTS.values()}
+        parts: dict[str, nn.Module] = fusion_model.parts(model)
         opt, sched = make_optimizer(parts, cfg)
         trainer = cls(cfg=cfg, run=run, device=device, dist=dist_info, model=model, parts=parts, opt=opt,
+                      fusion_model=fusion_model,
                       sched=sched, loader=loader, last_checkpoint=str(run / "checkpoints" / "latest.pth"),
                       samples=fixed_patches(loader.corpora.urls) if dist_info.main else None, _lock_file=held)
         if resume:
@@ -204,7 +211,8 @@ class Trainer:
         """Continue from checkpoint ``path``: weights, optimiser, scheduler, RNG states (CUDA's
         too), epoch and step; the log is cut back to that checkpoint's step."""
         payload, state = checkpoint.read_state(path)
-        checkpoint.load_weights(self.model, payload, path)
+        checkpoint.identify(payload, path, self.cfg.model)
+        checkpoint.load_weights(self.fusion_model, self.model, payload, path)
         self.opt.load_state_dict(state.optimizer)
         self.sched.load_state_dict(state.scheduler)
         torch.set_rng_state(state.rng["torch"])
@@ -222,11 +230,8 @@ class Trainer:
             self.parts = {k: DDP(m, device_ids=ids) for k, m in self.parts.items()}
 
     def phase(self, epoch: int) -> tuple[int, float]:
-        """The phase (1 or 2) of ``epoch`` and its beta (0 in phase I)."""
-        cfg = self.cfg
-        if epoch < cfg.phase1_epochs:
-            return 1, 0.0
-        return 2, losses.beta_schedule(epoch - cfg.phase1_epochs, cfg.epochs - cfg.phase1_epochs, cfg.beta_max)
+        """The phase of ``epoch`` and its beta (CrossFuse: 1 or 2, beta 0 in phase I; other models: 1)."""
+        return self.fusion_model.phase(epoch, self.cfg)
 
     def train_step(self, vis: torch.Tensor, ir: torch.Tensor, *, epoch: int) -> dict[str, float] | None:
         """One step on a uint8 batch from the loader: forward, the finite checks, backward and the
@@ -235,11 +240,12 @@ class Trainer:
         cfg, phase_beta = self.cfg, self.phase(epoch)
         phase, beta = phase_beta
         vis, ir = to_model_inputs(vis.to(self.device, non_blocking=True), ir.to(self.device, non_blocking=True))
-        if cfg.channels_last:
+        if cfg.channels_last and self.fusion_model.prefers_channels_last:
             vis, ir = (t.contiguous(memory_format=torch.channels_last) for t in (vis, ir))
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + self.step * 1_009 + self.dist.rank) % 2**63)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            terms = step_losses(self.parts, vis=vis, ir=ir, phase=phase, beta=beta, cfg=cfg, generator=gen)
+            terms = self.fusion_model.step_losses(self.parts, vis=vis, ir=ir, phase=phase, beta=beta, cfg=cfg,
+                                                  generator=gen)
         self.step += 1
         outcome = optimise(terms, self.parts, self.opt, clip_norm=cfg.clip_norm, dist_info=self.dist)
         if outcome.problem:
@@ -267,7 +273,9 @@ class Trainer:
         n_batches = min(len(self.loader), cfg.steps_per_epoch) if cfg.steps_per_epoch else len(self.loader)
         for part in self.parts.values():
             part.train()
-        with progress(f"epoch {epoch + 1}/{cfg.epochs} (phase {'I' if phase == 1 else 'II'})", n_batches) as advance:
+        label = f"epoch {epoch + 1}/{cfg.epochs}" + (f" (phase {'I' if phase == 1 else 'II'})"
+                                                     if self.fusion_model.phases > 1 else f" ({cfg.model})")
+        with progress(label, n_batches) as advance:
             for batch in itertools.islice(self.loader, n_batches):
                 record = self.train_step(batch["vis"], batch["ir"], epoch=epoch)
                 advance(1, "skipped" if record is None else f"loss {record['loss']:.4f}")
@@ -286,16 +294,17 @@ class Trainer:
             state = TrainingState(epoch=epoch, step=self.step, optimizer=self.opt.state_dict(),
                                   scheduler=self.sched.state_dict(), rng=_rng_state(), config=self.cfg)
             self.last_checkpoint = str(self.run / "checkpoints" / f"epoch_{epoch + 1:04d}.pth")
-            checkpoint.save(self.last_checkpoint, self.model, state)
+            checkpoint.save(self.last_checkpoint, self.model, state, model=self.fusion_model)
             _plot(self.history, self.run)
             phase, _ = self.phase(epoch)
             if epoch + 1 in (self.cfg.phase1_epochs, self.cfg.epochs) and self.samples is not None:
                 vis, ir = (t.to(self.device) for t in to_model_inputs(*self.samples))
-                sample_sheet(self.model, vis, ir, str(self.run / f"samples_phase{phase}.png"), phase=phase,
+                sample_sheet(self.fusion_model, self.model, vis, ir, str(self.run / f"samples_phase{phase}.png"),
+                             phase=phase,
                              title=f"{self.run.name}: phase {'I' if phase == 1 else 'II'} after epoch {epoch + 1}")
             # latest.pth last: an epoch counts as done (for --resume) only once its curves and
             # sample sheets are written too, so an interrupt before then runs the epoch again
-            checkpoint.save(str(self.run / "checkpoints" / "latest.pth"), self.model, state)
+            checkpoint.save(str(self.run / "checkpoints" / "latest.pth"), self.model, state, model=self.fusion_model)
         barrier(self.dist)
 
     def close(self) -> None:

@@ -139,8 +139,8 @@ def msssim(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     pooling between them), each SSIM and CS mapped to (v + 1) / 2, combined as
     ``prod(cs[:-1] ** w[:-1] * ssim[-1] ** w[-1])`` with w = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333).
     The data range is 255 when ``max(out) > 128``, else 1 (and the minimum -1 below -0.5)."""
-    hi = 255.0 if float(out.max()) > 128 else 1.0
-    lo = -1.0 if float(out.min()) < -0.5 else 0.0
+    hi = 255.0 if float(out.detach().max()) > 128 else 1.0
+    lo = -1.0 if float(out.detach().min()) < -0.5 else 0.0
     weights = torch.tensor(_MSSSIM_WEIGHTS, device=out.device, dtype=out.dtype)
     sims, css = [], []
     for _ in weights:

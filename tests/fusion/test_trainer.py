@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from crossfuse.errors import ConfigError, OutputExistsError
-from crossfuse.fusion import checkpoint, trainer
+from crossfuse.fusion import checkpoint, steps, trainer
 from crossfuse.fusion.config import TrainConfig, load
 from crossfuse.corpus.reading import Corpora, plan_epoch
 from crossfuse.fusion.network import NetworkConfig
@@ -53,7 +53,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, sample_corpus, monkey
     trainer.train(data=[sample_corpus[0]], out=whole, cfg=cfg)
 
     killed = str(tmp_path / "killed")
-    real = trainer.step_losses
+    real = steps.step_losses
     calls = {"n": 0}
 
     def dies_in_epoch_three(*args, **kwargs):
@@ -62,7 +62,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, sample_corpus, monkey
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(trainer, "step_losses", dies_in_epoch_three)
+    monkeypatch.setattr(steps, "step_losses", dies_in_epoch_three)
     with pytest.raises(KeyboardInterrupt):
         trainer.train(data=[sample_corpus[0]], out=killed, cfg=cfg)
     monkeypatch.undo()
@@ -75,7 +75,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path, sample_corpus, monkey
 
 
 def test_non_finite_losses_are_skipped_then_abort(tmp_path, sample_corpus, monkeypatch):
-    real = trainer.step_losses
+    real = steps.step_losses
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -85,14 +85,14 @@ def test_non_finite_losses_are_skipped_then_abort(tmp_path, sample_corpus, monke
             out["loss"] = out["loss"] * float("nan")
         return out
 
-    monkeypatch.setattr(trainer, "step_losses", poisoned)
+    monkeypatch.setattr(steps, "step_losses", poisoned)
     with pytest.warns(UserWarning, match="non-finite loss"), pytest.raises(trainer.TrainingDiverged, match="3 consecutive .* non-finite loss .* lower lr"):
         trainer.train(data=[sample_corpus[0]], out=str(tmp_path / "nan"), cfg=_cfg(nan_patience=3))
     assert len(_log(str(tmp_path / "nan"))) == 1  # only the finite step was logged
 
 
 def test_non_finite_gradients_of_a_finite_loss_are_skipped_then_abort(tmp_path, sample_corpus, monkeypatch):
-    real = trainer.step_losses
+    real = steps.step_losses
 
     def nan_gradient(*args, **kwargs):
         out = real(*args, **kwargs)
@@ -100,7 +100,7 @@ def test_non_finite_gradients_of_a_finite_loss_are_skipped_then_abort(tmp_path, 
         out["loss"] = out["loss"] + torch.sqrt(out["loss"] - out["loss"].detach())
         return out
 
-    monkeypatch.setattr(trainer, "step_losses", nan_gradient)
+    monkeypatch.setattr(steps, "step_losses", nan_gradient)
     run = str(tmp_path / "nangrad")
     with pytest.warns(UserWarning, match=r"step 1 \(epoch 1\): finite loss .* non-finite gradients in encoder"), \
             pytest.raises(trainer.TrainingDiverged) as info:
