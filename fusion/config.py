@@ -150,7 +150,7 @@ def from_dict(values: dict[str, Any], *, where: str = "config") -> TrainConfig:
         raise ConfigError(f"{where}: network must be a table ([network]) of network settings, got {net!r}.")
     kind = model_settings.settings_class(model)
     _refuse_other_models_settings(net, model, where)
-    check_keys(net, model_settings.field_names(model), where, f"[network] of model {model!r}")
+    check_keys(net, model_settings.field_names(model), f"{where} (model {model!r})", "[network]")
     _check_types(TrainConfig, values, where)
     _check_types(kind, net, where, prefix="network.")
     try:

@@ -171,7 +171,10 @@ class DenseFuseModel(Model):
     def step_losses(self, parts, *, vis, ir, phase, beta, cfg, generator):
         images = torch.cat([vis, ir]) * 255.0
         out = parts["net"](images)
-        return autoencoder_loss(images=images, out=out.float(), ssim_weight=cfg.network.ssim_weight)
+        # the loss in float32 even under bf16 autocast: SSIM's variances (E[x^2] - E[x]^2 on the 0-255
+        # scale) cancel catastrophically in bf16 and made every step's loss NaN on CUDA
+        with torch.autocast(out.device.type, enabled=False):
+            return autoencoder_loss(images=images.float(), out=out.float(), ssim_weight=cfg.network.ssim_weight)
 
     def forward_fused(self, net, *, vis_y, ir):
         # test_image.py's order: encoder(ir), encoder(vis), fusion, decoder

@@ -141,9 +141,10 @@ class SDNetModel(Model):
         i, v = _signed(ir), _signed(vis)
         fused, sept_ir, sept_vi = parts["net"](i, v)
         n = cfg.network
-        return sdnet_loss(ir=i, vi=v, fused=fused.float(), sept_ir=sept_ir.float(), sept_vi=sept_vi.float(),
-                          vis_intensity_weight=n.vis_intensity_weight, grad_weight=n.grad_weight,
-                          sept_weight=n.sept_weight)
+        with torch.autocast(fused.device.type, enabled=False):  # the loss in float32 under bf16 autocast too
+            return sdnet_loss(ir=i.float(), vi=v.float(), fused=fused.float(), sept_ir=sept_ir.float(),
+                              sept_vi=sept_vi.float(), vis_intensity_weight=n.vis_intensity_weight,
+                              grad_weight=n.grad_weight, sept_weight=n.sept_weight)
 
     def forward_fused(self, net, *, vis_y, ir):
         return net.squeeze(_signed(ir), _signed(vis_y))

@@ -14,7 +14,8 @@ the paper, the code is followed:
   weights initialised to the Sobel kernels, as in ``FusionNet.py`` (the paper calls them a fixed
   gradient operator).
 - ``ConvBnLeakyRelu2d``/``ConvBnTanh2d`` build a batch norm that ``forward`` never calls; it is
-  kept (its state is in the official ``state_dict``) and never used, so official weights load.
+  kept (its state is in the official ``state_dict``) and never used, so official weights load; its
+  parameters are frozen (they never receive a gradient there either), which DDP needs.
 - The output layer is ``tanh(x) / 2 + 0.5``.
 
 The test pipeline (:meth:`SeAFusionModel.fuse_image`) is ``test.py``'s: RGB / 255 to Y, Cr, Cb by
@@ -56,6 +57,9 @@ class ConvBnLeakyRelu2d(ConvLeakyRelu2d):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__(in_channels, out_channels)
         self.bn = nn.BatchNorm2d(out_channels)
+        # Never applied, so never given a gradient (Adam leaves it as it is there too); frozen so that
+        # DDP does not wait for gradients that never come.
+        self.bn.requires_grad_(False)
 
 
 class ConvBnTanh2d(ConvBnLeakyRelu2d):
@@ -203,7 +207,8 @@ class SeAFusionModel(Model):
 
     def step_losses(self, parts, *, vis, ir, phase, beta, cfg, generator):
         fused = parts["net"](vis, ir)
-        return fusion_loss(vis=vis, ir=ir, fused=fused.float(), grad_weight=cfg.network.grad_weight)
+        with torch.autocast(fused.device.type, enabled=False):  # the loss in float32 under bf16 autocast too
+            return fusion_loss(vis=vis.float(), ir=ir.float(), fused=fused.float(), grad_weight=cfg.network.grad_weight)
 
     def forward_fused(self, net, *, vis_y, ir):
         return net(vis_y, ir)

@@ -262,10 +262,10 @@ def test_19_finishing_steps_complete_on_resume(tmp_path, sample_corpus, monkeypa
     run = tmp_path / "run"
     real = trainer.sample_sheet
 
-    def interrupted(model, vis, ir, path, *, phase, title):
+    def interrupted(fusion_model, net, vis, ir, path, *, phase, title):
         if phase == 2:
             raise KeyboardInterrupt
-        return real(model, vis, ir, path, phase=phase, title=title)
+        return real(fusion_model, net, vis, ir, path, phase=phase, title=title)
 
     with monkeypatch.context() as m:
         m.setattr(trainer, "sample_sheet", interrupted)

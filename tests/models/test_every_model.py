@@ -153,3 +153,49 @@ pairs = "{os.path.abspath(SAMPLE)}"
     assert s.variants["b.seafusion"].config.lr == 1e-3 and s.variants["a.seafusion"].config.batch_size == 16
     assert s.variants["a.crossfuse"].config.network.dim == 16
     assert s.baseline_for("b.seafusion") == "a.seafusion" and s.baseline_for("b.crossfuse") == "a.crossfuse"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", OTHERS)
+def test_ddp_two_cpu_processes_train_every_model(name, tmp_path, sample_corpus):
+    import signal
+    import subprocess
+    import sys
+
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "crossfuse.cli.main", "train", "--model", name, "--data", sample_corpus[0], "--out", str(run),
+           "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "4", "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]
+    assert len(open(run / "log.jsonl").readlines()) == 3
+    assert checkpoint.load(str(run / "checkpoints" / "latest.pth")).model.name == name
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_bf16_training_steps_are_finite(name, tmp_path, sample_corpus):
+    from crossfuse.fusion import trainer
+
+    cfg = from_dict({"model": name, "epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "bf16": True})
+    result = trainer.train(data=[sample_corpus[0]], out=str(tmp_path / "bf16"), cfg=cfg)
+    assert result.steps == 2 and np.isfinite(result.final_loss)
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_corpus_api_example_trains_each_model(name, sample_corpus):
+    import subprocess
+    import sys
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "train_other_model.py")
+    r = subprocess.run([sys.executable, example, sample_corpus[0], "--steps", "2", "--batch-size", "4", "--model",
+                        name], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    steps = [line for line in r.stdout.splitlines() if line.startswith("step ")]
+    assert len(steps) == 2 and all(np.isfinite(float(line.split()[-1])) for line in steps)

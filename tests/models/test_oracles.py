@@ -113,12 +113,12 @@ def test_sdnet_layers_match_tensorflow_same_convolutions():
 
     model, net = _with_oracle_weights("sdnet", layout="HWIO", scale=2.0)
     official = model.official_state(net)
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 23, 31, 1)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 23, 31, 1))  # float64 both sides: float32 noise is ~2e-6
     tensors = {"ir": tf.constant(x), "vi": tf.constant(x[:, ::-1].copy())}
 
     def conv(layer, t):
         w, b = _tf_names(layer)
-        return tf.nn.conv2d(t, official[w].numpy(), strides=1, padding="SAME") + official[b].numpy()
+        return tf.nn.conv2d(t, official[w].double().numpy(), strides=1, padding="SAME") + official[b].double().numpy()
 
     lrelu = lambda t: tf.maximum(t, 0.2 * t)  # noqa: E731 - the graph's activation
     feats = {}
@@ -131,7 +131,7 @@ def test_sdnet_layers_match_tensorflow_same_convolutions():
     fused = tf.tanh(conv("layer5_fuse", tf.concat([t for p in zip(feats["ir"], feats["vi"]) for t in p], -1)))
     assert len(LAYERS) == 16
     with torch.no_grad():
-        ours = net.squeeze(torch.from_numpy(x).permute(0, 3, 1, 2),
+        ours = net.double().squeeze(torch.from_numpy(x).permute(0, 3, 1, 2),
                            torch.from_numpy(x[:, ::-1].copy()).permute(0, 3, 1, 2))
     _close(ours.permute(0, 2, 3, 1), fused.numpy())
 
