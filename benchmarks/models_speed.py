@@ -4,7 +4,7 @@
 
 Per model (CrossFuse as the experiments train it, narrow: dim 16, 2 heads, one block each; the
 others at their official sizes): the median seconds of a training step (batch 8 of 64x64 patches,
-the model's own loss, forward + backward + Adam, in its preferred layout, through the trainer's
+the model's own loss, forward + backward + Adam, channels_last, through the trainer's
 ``step_losses`` and ``optimise``) after 5 warm-up steps, and the median seconds to fuse one
 640x480 pair (the network's forward on Y and infrared, channels_last). Then what a run of
 recipes/alignment.toml's length costs per model (its epochs x steps_per_epoch steps). Prints one
@@ -41,7 +41,7 @@ def train_step(name: str, steps: int, device: torch.device) -> float:
     torch.manual_seed(0)
     cfg = _config(name, device.type)
     model = models.get(name)
-    layout = torch.channels_last if model.prefers_channels_last else torch.contiguous_format
+    layout = torch.channels_last
     net = model.build(cfg.network).to(device).to(memory_format=layout)
     parts = model.parts(net)
     opt, _ = make_optimizer(parts, cfg)

@@ -192,7 +192,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         fusion_model = models.get(cfg.model)
         model = fusion_model.build(cfg.network).to(device)
-        if cfg.channels_last and fusion_model.prefers_channels_last:
+        if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
         parts: dict[str, nn.Module] = fusion_model.parts(model)
         opt, sched = make_optimizer(parts, cfg)
@@ -240,7 +240,7 @@ class Trainer:
         cfg, phase_beta = self.cfg, self.phase(epoch)
         phase, beta = phase_beta
         vis, ir = to_model_inputs(vis.to(self.device, non_blocking=True), ir.to(self.device, non_blocking=True))
-        if cfg.channels_last and self.fusion_model.prefers_channels_last:
+        if cfg.channels_last:
             vis, ir = (t.contiguous(memory_format=torch.channels_last) for t in (vis, ir))
         gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + self.step * 1_009 + self.dist.rank) % 2**63)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):

@@ -114,9 +114,6 @@ class Model:
     phases: int = 1
     #: The smallest image side the network fuses.
     min_side: int = 3
-    #: Whether channels_last (NHWC) is faster for this network (benchmarks/models_speed.py); when
-    #: False the trainer and fuse keep NCHW whatever ``channels_last`` asks.
-    prefers_channels_last: bool = True
 
     # --- building -------------------------------------------------------------------------
     def settings(self, **values: Any) -> Any:
@@ -169,8 +166,7 @@ class Model:
         ``overlap`` pixels around it)."""
         h, w = ir.shape
         out = np.empty((h, w), dtype=np.float32)
-        layout = torch.channels_last if options.channels_last and self.prefers_channels_last \
-            else torch.contiguous_format
+        layout = torch.channels_last if options.channels_last else torch.contiguous_format
         net = net.to(memory_format=layout)  # in place; converting an already converted model is free
         for ys, ye, ks, ke in tiles(h, options.tile, options.overlap):
             for xs, xe, ls, le in tiles(w, options.tile, options.overlap):

@@ -132,7 +132,6 @@ def bytescale(image: np.ndarray) -> np.ndarray:
 class SDNetModel(Model):
     name = "sdnet"
     source = "HaoZhang1018/SDNet bf6a2ee (IR_VIS/test.py; loss from IR_VIS/model.py, train.py)"
-    prefers_channels_last = False  # its 1- and 128-channel convolutions: NCHW 5x faster here (models_speed)
 
     def build(self, settings: Any) -> nn.Module:
         return SDNet()
