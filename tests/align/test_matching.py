@@ -19,9 +19,27 @@ def test_the_faiss_path_equals_the_brute_force_rule(targets, pool, k, levels):
         assert len(np.unique(got)) == k
 
 
-def test_quotas_sum_to_k_and_favour_the_first():
-    assert matching.quotas(4, 10).tolist() == [3, 3, 2, 2]
-    assert matching.quotas(5, 3).tolist() == [1, 1, 1, 0, 0]
+def test_quotas_sum_to_k_and_spread_the_extras_systematically():
+    assert matching.quotas(4, 10).tolist() == [2, 3, 2, 3]
+    assert matching.quotas(5, 3).tolist() == [1, 0, 1, 0, 1]
+    assert matching.quotas(10, 2).tolist() == [0, 0, 1, 0, 0, 0, 0, 1, 0, 0]
+    for t, k in ((7, 3), (100, 37), (3, 100)):
+        q = matching.quotas(t, k)
+        assert q.sum() == k and q.max() - q.min() <= 1
+
+
+@pytest.mark.parametrize("k", [25, 100, 333])
+def test_the_order_of_the_target_makes_no_difference(k):
+    """The review's finding: reversing the target's pairs changed 72 of 100 patches. Now any
+    permutation of the target patches takes the same K, by both paths."""
+    rng = np.random.default_rng(k)
+    target = rng.integers(0, 64, (150, 3)).astype(np.float64)  # ties among the target's means too
+    pool = rng.integers(0, 64, (900, 3)).astype(np.float64)
+    first = matching.match(target, pool, k)
+    for trial in range(4):
+        shuffled = target[rng.permutation(len(target))] if trial else target[::-1]
+        assert np.array_equal(matching.match(shuffled, pool, k), first)
+        assert np.array_equal(matching.match_brute(shuffled, pool, k), first)
 
 
 def test_match_follows_a_spread_target_where_topk_keeps_its_centre():

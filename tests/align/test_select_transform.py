@@ -155,3 +155,25 @@ def test_descriptor_luma_ranks_by_standardised_luma_level_and_contrast(tmp_path,
         np.arange(len(pool)), distance, SAMPLE_PARAMS["k"]))]), atol=1e-4)
     with pytest.raises(Exception, match="descriptor luma works with --select topk"):
         BuildParams(**SAMPLE_PARAMS, descriptor="luma", select="match")
+
+
+def test_select_match_is_the_same_with_the_target_pairs_reversed(tmp_path, engine):
+    """Built end to end from the sample with the target manifest's pairs in reverse order, with K
+    below the target's patch count (the case where the old rule depended on the order)."""
+    import json
+
+    doc = json.loads(SAMPLE_TARGET.read_text())
+    doc["root"] = str((SAMPLE_TARGET.parent / doc["root"]).resolve())
+    doc["pairs"] = doc["pairs"][::-1]
+    reversed_path = tmp_path / "reversed.json"
+    reversed_path.write_text(json.dumps(doc))
+    chosen = []
+    for name, target in (("forward", SAMPLE_TARGET), ("reversed", reversed_path)):
+        out = str(tmp_path / f"{name}.zarr")
+        params = BuildParams(**{**SAMPLE_PARAMS, "k": 40}, select="match")
+        build(target=manifest.load(str(target)), aux=manifest.load(str(SAMPLE_AUX)), out=out, params=params,
+              engine=engine)
+        group, record = open_corpus(out)
+        chosen.append({(record.sources[s].id, int(y), int(x))
+                       for s, (y, x) in zip(group["source"][...], group["origin"][...])})
+    assert len(chosen[0]) == 40 and chosen[0] == chosen[1]
