@@ -278,5 +278,96 @@ def experiment(spec_file, out, only, device, workers, quiet):
                log=lambda line: click.echo(line, err=True), progress=progress_factory(quiet))
 
 
+@main.command()
+@click.argument("spec_file", metavar="SPEC.toml")
+@click.option("--pilot", required=True, metavar="RESULTS.csv",
+              help="Per-image scores of a pilot (an experiment's results.csv) with the baseline and other variants "
+                   "at two or more seeds.")
+@click.option("--effect", required=True, metavar="E", help="The difference to detect: 2% (of the baseline's mean) or "
+                                                           "an absolute 0.01.")
+@click.option("--metric", "metrics", multiple=True, metavar="M", help="Metric to plan for (repeat) [default: VIF, Qabf].")
+@click.option("--test", "tests", multiple=True, metavar="TEST",
+              help="Test set of the spec to plan for (repeat) [default: every one the pilot scored].")
+@click.option("--pilot-baseline", default=None, metavar="VARIANT",
+              help="The pilot's baseline variant [default: the spec's baseline].")
+@click.option("--power", type=click.FloatRange(0.5, 0.99), default=0.8, show_default=True)
+@reports_errors()
+def plan(spec_file, pilot, effect, metrics, tests, pilot_baseline, power):
+    """How many seeds SPEC.toml needs to detect an effect, before anything is trained.
+
+    From the pilot's spread of per-seed mean differences from its baseline (the default question:
+    these test images), the fewest seeds that find EFFECT with the given power at 5% per
+    comparison, and at 5% / F, what Holm asks of the first of the spec's F comparisons.
+    """
+    from crossfuse.errors import ConfigError
+    from crossfuse.experiment import planning, results, spec as spec_mod
+
+    spec = spec_mod.load(spec_file)
+    scores = results.read_csv(pilot)
+    found = list(dict.fromkeys(s.dataset for s in scores))
+    chosen = list(tests) or [t for t in spec.tests if t in found]
+    if not chosen or any(t not in found for t in chosen):
+        raise ConfigError(f"{pilot} scores the test sets {found}; the spec's are {list(spec.tests)}: name one both "
+                          "have with --test.")
+    baselines = {spec.baseline_for(v) for v in spec.variants}
+    family = (len(spec.variants) - len(baselines)) * len(results.TABLE_METRICS) * len(spec.tests)
+    try:
+        needs = planning.plan(scores, baseline=pilot_baseline or spec.baseline, tests=chosen,
+                              metrics=list(metrics) or ["VIF", "Qabf"], effect=effect, family=family, power=power)
+    except ValueError as exc:
+        raise ConfigError(f"{pilot}: {exc}.") from None
+    click.echo(planning.table(needs, family=family))
+    need = [n.seeds_family if spec.correction != "none" else n.seeds for n in needs]
+    worst = "more than 1000" if None in need else str(max(need))
+    click.echo(f"\n{spec.path}: {family} comparisons ({spec.correction}); {worst} seeds give {power:.0%} power for "
+               f"{effect} on {', '.join(sorted({n.metric for n in needs}))} ({', '.join(chosen)}).")
+
+
+@main.command()
+@click.argument("csv_path", metavar="RESULTS.csv")
+@click.option("--baseline", required=True, metavar="VARIANT",
+              help="The variant every other is judged against (with several models: its name without .MODEL).")
+@click.option("--question", type=click.Choice(["images", "population"]), default="images", show_default=True,
+              help="images: on these test images (paired t over seeds); population: on images like these "
+                   "(crossed bootstrap over seeds and images).")
+@click.option("--correction", type=click.Choice(["holm", "bh", "none"]), default="holm", show_default=True,
+              help="Multiplicity correction over the family of comparisons.")
+@click.option("--published", "published", multiple=True, metavar="TEST=ROW",
+              help="Show a published row beside test set TEST (RoadScene, TNO ...).")
+@click.option("--out", "-o", default=None, metavar="FILE.md", help="Write results.md here [default: print it].")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@reports_errors()
+def analyse(csv_path, baseline, question, correction, published, out, overwrite):
+    """Recompute an experiment's results.md from its results.csv alone (the per-image scores that
+    every committed write-up carries): verdicts, adjusted p-values, detectable effects, means."""
+    import os
+
+    from crossfuse import atomic
+    from crossfuse.errors import ConfigError, OutputExistsError
+    from crossfuse.experiment import results
+
+    if out and os.path.exists(out) and not overwrite:
+        raise OutputExistsError(f"{out} exists; pass --overwrite to replace it, or choose another --out.")
+    try:
+        scores = results.read_csv(csv_path)
+        rows = dict(p.split("=", 1) for p in published)
+        from crossfuse.experiment.published import PUBLISHED
+
+        unknown = [r for r in rows.values() if r not in PUBLISHED]
+        if unknown:
+            raise ValueError(f"--published rows must be one of {', '.join(PUBLISHED)}, got {unknown}")
+        design = results.Design.from_scores(scores, baseline=baseline, name=os.path.basename(os.path.dirname(
+            os.path.abspath(csv_path))), source=f"recomputed from `{csv_path}`", question=question,
+            correction=correction, published=rows)
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(f"{csv_path}: {exc}.") from None
+    text = results.markdown(design, scores, [])
+    if out:
+        atomic.write_text(out, text)
+        click.echo(f"wrote {out}")
+    else:
+        click.echo(text)
+
+
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ is listed, so a partial experiment (``--only``, or one still running) reports ho
 from __future__ import annotations
 
 import csv
+import math
 import os
 from dataclasses import dataclass
 
@@ -101,49 +102,114 @@ def _cell(summary: Summary, k: str) -> str:
     return f"{summary.mean[k]:.3f} ± {summary.sd[k]:.3f}"
 
 
-def markdown(spec: Spec, scores: list[Score], missing: list[str]) -> str:
-    """results.md: a table per test set (rows: variants, then the baselines and published numbers)."""
-    lines = [f"# Experiment {spec.name}", "", f"Spec: `{spec.path}`; seeds {', '.join(map(str, spec.seeds))}.", ""]
-    lines += _differences(spec, scores)
-    lines += ["## Means", "", "Each cell: mean over seeds of the seed's mean over the test images, ± the sample "
-              "standard deviation of those seed means. Higher is better for every metric shown.", ""]
-    for test in spec.tests.values():
-        count = len({s.image for s in scores if s.dataset == test.name})
-        lines += [f"## {test.name} ({count} images)", "",
-                  "| variant | seeds | " + " | ".join(TABLE_METRICS) + " |",
-                  "|---|---|" + "---|" * len(TABLE_METRICS)]
-        for variant in list(spec.variants) + [f"{b} fusion" for b in BASELINES]:
-            summary = summarise(scores, variant, test.name)
-            if summary is not None:
-                lines.append(f"| {variant} | {summary.seeds if variant in spec.variants else '-'} | "
-                             + " | ".join(_cell(summary, k) for k in TABLE_METRICS) + " |")
-        if test.published:
-            row = PUBLISHED[test.published]
-            lines.append(f"| {SOURCE} ({test.published}) | - | "
-                         + " | ".join(f"{row[k]:.2f}" if k in PUBLISHED_METRICS else "" for k in TABLE_METRICS)
-                         + " |")
-        lines.append("")
-    if missing:
-        lines += ["## Not yet scored", ""] + [f"- {m}" for m in missing] + [""]
-    return "\n".join(lines)
+@dataclass(frozen=True, kw_only=True)
+class Design:
+    """What the analysis needs of an experiment, from its spec or from a results.csv alone:
+    ``variants`` (name -> model, in order), each variant's ``baselines`` entry (the variant it is
+    judged against), the test sets with their ``published`` row (or None), the ``question`` and
+    the ``correction`` (:mod:`crossfuse.experiment.stats`)."""
+
+    name: str
+    source: str
+    seeds: tuple[int, ...]
+    variants: dict[str, str]
+    baselines: dict[str, str]
+    tests: dict[str, str | None]
+    question: str = "images"
+    correction: str = "holm"
+
+    @classmethod
+    def of(cls, spec: Spec | Design) -> Design:
+        if isinstance(spec, Design):
+            return spec
+        return cls(name=spec.name, source=f"`{spec.path}`", seeds=spec.seeds,
+                   variants={n: v.model for n, v in spec.variants.items()},
+                   baselines={n: spec.baseline_for(n) for n in spec.variants},
+                   tests={n: t.published for n, t in spec.tests.items()}, question=spec.question,
+                   correction=spec.correction)
+
+    @classmethod
+    def from_scores(cls, scores: list[Score], *, baseline: str, name: str, source: str, question: str = "images",
+                    correction: str = "holm", published: dict[str, str] | None = None) -> Design:
+        """The design a results.csv implies: its variants, models, seeds and test sets in the order
+        they first appear; ``baseline`` names the baseline variant (with several models, its name
+        without the ``.MODEL`` suffix)."""
+        variants = {s.variant: s.model for s in scores if s.seed is not None}
+        crossed = any(v.endswith(f".{m}") for v, m in variants.items() if m)
+        baselines = {v: f"{baseline}.{m}" if crossed else baseline for v, m in variants.items()}
+        missing = sorted({b for b in baselines.values() if b not in variants})
+        if missing:
+            raise ValueError(f"baseline {baseline!r} is not a variant of the scores (missing {missing}); the "
+                             f"variants are {', '.join(variants)}")
+        return cls(name=name, source=source, seeds=tuple(sorted({s.seed for s in scores if s.seed is not None})),
+                   variants=variants, baselines=baselines,
+                   tests={t: (published or {}).get(t) for t in dict.fromkeys(s.dataset for s in scores)},
+                   question=question, correction=correction)
 
 
-def verdicts(spec: Spec, scores: list[Score]) -> dict[str, dict[str, dict[str, stats.Interval]]]:
-    """Per test set, variant (every one but the baseline) and metric of :data:`TABLE_METRICS`:
-    the paired difference from the spec's baseline with its interval and verdict
-    (:mod:`crossfuse.experiment.stats`). Variants or tests not yet scored are left out."""
-    out: dict[str, dict[str, dict[str, stats.Interval]]] = {}
-    for test in spec.tests:
-        for name in spec.variants:
-            if name == spec.baseline_for(name):
+def verdicts(spec: Spec | Design, scores: list[Score]) -> dict[str, dict[str, dict[str, stats.Interval]]]:
+    """Per test set, variant (every one but its baseline) and metric of :data:`TABLE_METRICS`:
+    the paired difference from its baseline for the design's question, its p-value adjusted over
+    the whole family (every comparison of the table) by the design's correction, and the verdict
+    that gives (:mod:`crossfuse.experiment.stats`). Variants or tests not yet scored are left out;
+    images whose score is NaN are left out of the comparisons of that metric (:func:`nan_scores`
+    names them)."""
+    design = Design.of(spec)
+    raw: dict[str, dict[str, dict[str, stats.Interval]]] = {}
+    for test in design.tests:
+        for name in design.variants:
+            base = design.baselines[name]
+            if name == base:
                 continue
             cells = {}
             for k in TABLE_METRICS:
-                diff = stats.paired(scores, name, spec.baseline_for(name), test, k)
+                diff = _finite_columns(stats.paired(scores, name, base, test, k))
                 if diff.size:
-                    cells[k] = stats.interval(diff, larger_is_better=better_larger(k))
+                    cells[k] = stats.interval(diff, larger_is_better=better_larger(k), question=design.question)
             if cells:
-                out.setdefault(test, {})[name] = cells
+                raw.setdefault(test, {})[name] = cells
+    family = [(t, n, k) for t, rows in raw.items() for n, cells in rows.items() for k in cells]
+    adjusted = stats.adjust([raw[t][n][k].p for t, n, k in family], design.correction)
+    for (t, n, k), p in zip(family, adjusted):
+        raw[t][n][k] = stats.with_adjusted(raw[t][n][k], p, better_larger(k))
+    return raw
+
+
+def _finite_columns(diff: np.ndarray) -> np.ndarray:
+    """The images (columns) whose differences are finite at every seed."""
+    return diff[:, np.isfinite(diff).all(axis=0)] if diff.size else diff
+
+
+def nan_scores(scores: list[Score]) -> list[tuple[str, int | None, str, str, str]]:
+    """(variant, seed, test set, image, metric) of every NaN score of :data:`TABLE_METRICS`."""
+    return [(s.variant, s.seed, s.dataset, s.image, k) for s in scores for k in TABLE_METRICS
+            if np.isnan(s.metrics.get(k, 0.0))]
+
+
+def detectable_effects(spec: Spec | Design, scores: list[Score],
+                       found: dict[str, dict[str, dict[str, stats.Interval]]] | None = None
+                       ) -> dict[str, dict[str, tuple[float, float, float, float]]]:
+    """Per test set and metric: the smallest difference the run could detect at 80% power, from the
+    median standard error of its comparisons, at 5% per comparison and at 5% / F (the first step of
+    Holm over the F comparisons of the family), each in the metric's units and as % of the
+    baseline's mean: (units, %, units at 5%/F, % at 5%/F)."""
+    design = Design.of(spec)
+    found = verdicts(design, scores) if found is None else found
+    family = sum(len(cells) for rows in found.values() for cells in rows.values())
+    out: dict[str, dict[str, tuple[float, float, float, float]]] = {}
+    for test, rows in found.items():
+        for k in TABLE_METRICS:
+            ivs = [cells[k] for cells in rows.values() if k in cells and cells[k].df >= 1]
+            if not ivs:
+                continue
+            se, df = float(np.median([iv.se for iv in ivs])), min(iv.df for iv in ivs)
+            base_names = {design.baselines[n] for n in rows}
+            base = [s.metrics[k] for s in scores if s.dataset == test and s.variant in base_names
+                    and np.isfinite(s.metrics[k])]
+            level = abs(float(np.mean(base))) if base else math.nan
+            one = stats.detectable(se, df)
+            fam = stats.detectable(se, df, alpha=stats.ALPHA / max(1, family))
+            out.setdefault(test, {})[k] = (one, 100 * one / level, fam, 100 * fam / level)
     return out
 
 
@@ -151,20 +217,29 @@ def _verdict_cell(iv: stats.Interval) -> str:
     if np.isnan(iv.lo):
         return f"{iv.mean:+.3f} ({iv.verdict})"
     mark = {"better": " **better**", "worse": " **worse**"}.get(iv.verdict, "")
-    return f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]{mark}"
+    return f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}] p {_p(iv.p)} / {_p(iv.adjusted)}{mark}"
 
 
-def _differences(spec: Spec, scores: list[Score]) -> list[str]:
-    """The verdict tables that lead results.md: each variant minus the baseline, paired by seed
-    and image, with its 95% interval; **better**/**worse** where the interval excludes 0."""
-    found = verdicts(spec, scores)
+def _p(p: float) -> str:
+    return "-" if np.isnan(p) else "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _differences(spec: Spec | Design, scores: list[Score]) -> list[str]:
+    """The verdict tables that lead results.md: each variant minus its baseline, paired by seed
+    and image, its 95% interval and p-values raw / adjusted over the family; then the effects the
+    run could detect, and the NaN scores left out."""
+    design = Design.of(spec)
+    found = verdicts(design, scores)
     if not found:
         return []
-    lines = [f"## Verdicts: each variant against {spec.baseline}", "",
-             f"Each cell: the mean of (variant - {spec.baseline}) paired by seed and test image, and its 95% "
-             "interval from a crossed bootstrap over seeds and images (standard error x t with seeds - 1 degrees "
-             "of freedom; see `crossfuse/experiment/stats.py`). **better** / **worse**: the interval excludes 0 "
-             "on that side; otherwise there is no evidence either way.", ""]
+    family = sum(len(cells) for rows in found.values() for cells in rows.values())
+    baselines = sorted(set(design.baselines.values()))
+    lines = [f"## Verdicts: each variant against {' / '.join(baselines)}", "",
+             f"The question: {stats.QUESTIONS[design.question]}. Each cell: the mean of (variant - baseline) "
+             "paired by seed and test image, its 95% interval, and the two-sided p-value raw / adjusted over the "
+             f"family of all {family} comparisons below by {stats.CORRECTIONS[design.correction]} "
+             "(`crossfuse/experiment/stats.py`). **better** / **worse**: the adjusted p is below 0.05, on that "
+             "side; otherwise there is no evidence either way.", ""]
     for test, rows in found.items():
         first = next(iter(next(iter(rows.values())).values()))
         lines += [f"### {test} ({first.seeds} seeds x {first.images} images)", "",
@@ -173,4 +248,65 @@ def _differences(spec: Spec, scores: list[Score]) -> list[str]:
             lines.append(f"| {name} | " + " | ".join(_verdict_cell(cells[k]) if k in cells else "" for k in TABLE_METRICS)
                          + " |")
         lines.append("")
+    effects = detectable_effects(design, scores, found)
+    if effects:
+        lines += ["## What this run could detect", "",
+                  "Per test set and metric: the smallest true difference from the baseline that a comparison finds "
+                  "with 80% power, from the median standard error of its comparisons (the question above): at 5% per "
+                  f"comparison, and at 5% / {family} (what Holm asks of the first comparison of this family); in the "
+                  "metric's units and as % of the baseline's mean.", "",
+                  "| test | " + " | ".join(TABLE_METRICS) + " |", "|---|" + "---|" * len(TABLE_METRICS)]
+        for test, cells in effects.items():
+            lines.append(f"| {test} | " + " | ".join(
+                f"{cells[k][0]:.3g} ({cells[k][1]:.1f}%); {cells[k][2]:.3g} ({cells[k][3]:.1f}%)" if k in cells else ""
+                for k in TABLE_METRICS) + " |")
+        lines.append("")
+    nans = nan_scores([s for s in scores if s.seed is not None])
+    if nans:
+        lines += ["## NaN scores (left out of their metric's comparisons)", "",
+                  "| variant | seed | test | image | metric |", "|---|---|---|---|---|"]
+        lines += [f"| {v} | {sd} | {t} | {im} | {k} |" for v, sd, t, im, k in nans] + [""]
     return lines
+
+
+def markdown(spec: Spec | Design, scores: list[Score], missing: list[str]) -> str:
+    """results.md: the verdicts, what the run could detect, then a table of means per test set
+    (rows: variants, then the plain fusions and published numbers)."""
+    design = Design.of(spec)
+    lines = [f"# Experiment {design.name}", "", f"Spec: {design.source}; seeds {', '.join(map(str, design.seeds))}.",
+             ""]
+    lines += _differences(design, scores)
+    lines += ["## Means", "", "Each cell: mean over seeds of the seed's mean over the test images, ± the sample "
+              "standard deviation of those seed means.", ""]
+    for test, published in design.tests.items():
+        count = len({s.image for s in scores if s.dataset == test})
+        lines += [f"## {test} ({count} images)", "",
+                  "| variant | seeds | " + " | ".join(TABLE_METRICS) + " |",
+                  "|---|---|" + "---|" * len(TABLE_METRICS)]
+        for variant in list(design.variants) + [f"{b} fusion" for b in BASELINES]:
+            summary = summarise(scores, variant, test)
+            if summary is not None:
+                lines.append(f"| {variant} | {summary.seeds if variant in design.variants else '-'} | "
+                             + " | ".join(_cell(summary, k) for k in TABLE_METRICS) + " |")
+        if published:
+            row = PUBLISHED[published]
+            lines.append(f"| {SOURCE} ({published}) | - | "
+                         + " | ".join(f"{row[k]:.2f}" if k in PUBLISHED_METRICS else "" for k in TABLE_METRICS)
+                         + " |")
+        lines.append("")
+    if missing:
+        lines += ["## Not yet scored", ""] + [f"- {m}" for m in missing] + [""]
+    return "\n".join(lines)
+
+
+def read_csv(path: str) -> list[Score]:
+    """The scores of a results.csv (:func:`write_csv`'s columns; a file without the ``model``
+    column, from before there was one, reads as model crossfuse)."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"variant", "seed", "dataset", "image"} <= set(rows[0]):
+        raise ValueError(f"{path} is not an experiment's results.csv (it needs the columns model, variant, seed, "
+                         "dataset, image and the metrics)")
+    return [Score(variant=r["variant"], seed=int(r["seed"]) if r["seed"] else None, dataset=r["dataset"],
+                  image=r["image"], model=r.get("model", "crossfuse" if r["seed"] else ""),
+                  metrics={k: float(r[k]) for k in NAMES if k in r}) for r in rows]

@@ -25,8 +25,9 @@ per K (``NAME@k500``), which is what the plots of a metric against K draw.
 
 A top-level ``models = ["crossfuse", "seafusion"]`` (default ``["crossfuse"]``) crosses every variant
 with every model: variant ``NAME`` becomes ``NAME.MODEL`` for each, trained with that model's
-official defaults under the spec's ``[train]`` keys, each model's network settings in
-``[network.MODEL]``, and judged against the baseline variant of the same model.
+official defaults under the spec's ``[train]`` keys, then its own ``[training.MODEL]`` keys (say
+CrossFuse's phase I and learning rate), its network settings in ``[network.MODEL]``, and judged
+against the baseline variant of the same model.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from crossfuse.fusion.config import TrainConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _TOP_KEYS = {"name", "description", "seeds", "patch", "stride", "chunk", "sheet_pairs", "train", "corpora",
-             "variants", "tests", "baseline", "models", "network"}
+             "variants", "tests", "baseline", "models", "network", "training", "question", "correction"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +105,11 @@ class Spec:
     baseline: str = ""
     #: The models every variant is trained with (``models = [...]``).
     models: tuple[str, ...] = ("crossfuse",)
+    #: Which question the verdict words answer (``question = "images"`` or ``"population"``;
+    #: :data:`crossfuse.experiment.stats.QUESTIONS`) and the multiplicity correction over the
+    #: family of comparisons (``correction = "holm"``, ``"bh"`` or ``"none"``).
+    question: str = "images"
+    correction: str = "holm"
 
     def baseline_for(self, variant: str) -> str:
         """The variant ``variant`` is judged against: the baseline trained with the same model."""
@@ -284,14 +290,20 @@ def load(path: str) -> Spec:
     chosen = _models(doc, path)
     crossed = "models" in doc and chosen != ("crossfuse",)
     networks = _table(doc, "network", path)
+    trainings = _table(doc, "training", path)
     if crossed and "network" in base_values:
         raise ConfigError(f"{path}: with models = {list(chosen)}, give each model's network settings in "
                           "[network.MODEL] tables, not [train.network] (the models take different settings).")
-    for extra in set(networks) - set(chosen):
-        raise ConfigError(f"{path}: [network.{extra}] names a model that models = {list(chosen)} does not list.")
+    for table, extra in [("network", e) for e in set(networks) - set(chosen)] + \
+            [("training", e) for e in set(trainings) - set(chosen)]:
+        raise ConfigError(f"{path}: [{table}.{extra}] names a model that models = {list(chosen)} does not list.")
     variants = {}
     for model in chosen:
-        values = {**base_values, "model": model}
+        own = trainings.get(model, {})
+        if not isinstance(own, dict) or "network" in own or "model" in own:
+            raise ConfigError(f"{path}: [training.{model}] must be a table of training settings (network settings "
+                              f"go in [network.{model}]).")
+        values = {**base_values, **own, "model": model}
         if model in networks:
             values["network"] = {**base_values.get("network", {}), **networks[model]}
         train_config.from_dict(values, where=f"{path} [train]" + (f" (model {model})" if crossed else ""))
@@ -311,7 +323,18 @@ def load(path: str) -> Spec:
                 stride=_positive(doc, "stride", 200, path), chunk=_positive(doc, "chunk", 256, path),
                 sheet_pairs=_positive(doc, "sheet_pairs", 3, path),
                 corpora={n: c for n, c in corpora.items() if n in used}, variants=variants,
-                tests=_tests(doc, base, path), baseline=baseline, models=chosen if crossed else ("crossfuse",))
+                tests=_tests(doc, base, path), baseline=baseline, models=chosen if crossed else ("crossfuse",),
+                **_analysis(doc, path))
+
+
+def _analysis(doc: dict, where: str) -> dict[str, str]:
+    from crossfuse.experiment.stats import CORRECTIONS, QUESTIONS
+
+    out = {"question": doc.get("question", "images"), "correction": doc.get("correction", "holm")}
+    for key, allowed in (("question", QUESTIONS), ("correction", CORRECTIONS)):
+        if out[key] not in allowed:
+            raise ConfigError(f"{where}: {key} must be one of {', '.join(allowed)}, got {out[key]!r}.")
+    return out
 
 
 def _models(doc: dict, where: str) -> tuple[str, ...]:

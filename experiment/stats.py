@@ -16,38 +16,166 @@ freedom restores them. The price is caution: when seeds agree the interval is wi
 needs to be (tested: "better" stays at or below about 2.5% under no effect, and a real effect is
 found).
 
-The verdict: **better** when the interval lies wholly on the good side of 0 (above for metrics
-read larger-is-better, below for MSE and the like), **worse** when wholly on the other side, and
-**no evidence** otherwise (or with a single seed, where no interval exists).
+Two questions, each named where it is used (:data:`QUESTIONS`):
+
+- ``images`` ("on these test images"): the test images are fixed, seeds are the only sample. The
+  paired t interval over the per-seed mean differences ``m_s = mean_i D[s, i]``: standard error
+  ``sd(m) / sqrt(S)``, ``S - 1`` degrees of freedom. The default: a published table is a claim
+  about its test set.
+- ``population`` ("on images like these"): the crossed bootstrap above, seeds and images both
+  random.
+
+Each gives a mean, a standard error and ``S - 1`` degrees of freedom, hence a two-sided p-value
+from Student's t. A recipe's comparisons form one family (variants x metrics x test sets x models);
+:func:`adjust` controls it by Holm (the family-wise error) or Benjamini-Hochberg (the false
+discovery rate), and the verdict reads the adjusted p: **better** when it is below 0.05 and the
+difference lies on the metric's good side (larger for most metrics, smaller for MSE and the
+like), **worse** on the other side, **no evidence** otherwise (or with one seed, where no interval
+exists). Power: :func:`detectable` is the smallest true difference a comparison with that standard
+error finds at 80% power (two-sided, the normal-shift approximation with t quantiles), and
+:func:`seeds_needed` how many seeds make it as small as a wanted effect.
+
+Student's t distribution is computed here (the regularised incomplete beta function by its
+continued fraction, quantiles by bisection), so the package needs no scipy; the tests check it
+against tabulated values.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-#: Two-sided 95% critical values of Student's t, by degrees of freedom (1-30); above 30, 1.96 plus
-#: a small-sample term that meets the table.
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-         2.045, 2.042)
 #: Resamples of the crossed bootstrap.
 RESAMPLES = 4000
+#: The two questions a comparison answers (see the module docstring), by name: their words in results.md.
+QUESTIONS = {"images": "on these test images (images fixed; paired t over the per-seed mean differences, "
+                       "seeds - 1 degrees of freedom)",
+             "population": "on images like these (crossed bootstrap over seeds and images, its standard error "
+                           "with t, seeds - 1 degrees of freedom)"}
+#: Multiplicity corrections over a recipe's family of comparisons.
+CORRECTIONS = {"holm": "Holm (family-wise error rate 5%)", "bh": "Benjamini-Hochberg (false discovery rate 5%)",
+               "none": "no correction (each comparison at 5%)"}
+ALPHA = 0.05
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function I_x(a, b), by its continued fraction (modified Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        if i == 0:
+            num = 1.0
+        elif i % 2 == 0:
+            num = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        else:
+            num = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + num / c
+        c = c if abs(c) > tiny else tiny
+        f *= c * d
+        if abs(1.0 - c * d) < 1e-15:
+            break
+    return front * (f - 1.0)
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
+    if math.isnan(t):
+        return math.nan
+    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t (bisection on :func:`t_cdf` to 1e-10)."""
+    if not 0 < p < 1:
+        raise ValueError(f"p must lie in (0, 1), got {p}")
+    lo, hi = -1e4, 1e4
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
+        if hi - lo < 1e-10:
+            break
+    return (lo + hi) / 2
 
 
 def t975(df: int) -> float:
     """The 97.5% quantile of Student's t with ``df`` degrees of freedom."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be at least 1, got {df}")
-    return _T975[df - 1] if df <= len(_T975) else 1.96 + 2.4 / df
+    return t_quantile(0.975, df)
+
+
+def two_sided_p(mean: float, se: float, df: int) -> float:
+    """The two-sided p-value of ``mean / se`` under Student's t with ``df`` degrees of freedom
+    (1 when both are 0: no difference at all)."""
+    if se == 0:
+        return 1.0 if mean == 0 else 0.0
+    return 2 * t_cdf(-abs(mean / se), df)
+
+
+def adjust(pvalues: list[float], method: str) -> list[float]:
+    """``pvalues`` adjusted over their family: ``holm`` (step-down, family-wise), ``bh``
+    (Benjamini-Hochberg step-up, false discovery rate) or ``none``. NaN stays NaN and does not
+    count towards the family."""
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {method!r}")
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = len(ok)
+    if m == 0 or method == "none":
+        out[ok] = p[ok]
+        return out.tolist()
+    order = ok[np.argsort(p[ok], kind="stable")]
+    ranked = p[order]
+    if method == "holm":
+        adj = np.maximum.accumulate(np.minimum(1.0, (m - np.arange(m)) * ranked))
+    else:
+        adj = np.minimum.accumulate(np.minimum(1.0, ranked * m / np.arange(1, m + 1))[::-1])[::-1]
+    out[order] = adj
+    return out.tolist()
+
+
+def detectable(se: float, df: int, *, alpha: float = ALPHA, power: float = 0.8) -> float:
+    """The smallest true difference a two-sided test at ``alpha`` finds with probability ``power``
+    when its estimate has standard error ``se`` and ``df`` degrees of freedom:
+    ``(t(1 - alpha/2, df) + t(power, df)) * se``."""
+    if df < 1 or not math.isfinite(se):
+        return math.nan
+    return (t_quantile(1 - alpha / 2, df) + t_quantile(power, df)) * se
+
+
+def seeds_needed(seed_sd: float, effect: float, *, alpha: float = ALPHA, power: float = 0.8,
+                 most: int = 1000) -> int | None:
+    """The fewest seeds S (at least 2) whose per-seed mean differences, of standard deviation
+    ``seed_sd``, detect ``effect`` at ``alpha`` with ``power``: the smallest S with
+    ``detectable(seed_sd / sqrt(S), S - 1) <= |effect|``; None above ``most``."""
+    if not math.isfinite(seed_sd) or effect == 0:
+        return None
+    for s in range(2, most + 1):
+        if detectable(seed_sd / math.sqrt(s), s - 1, alpha=alpha, power=power) <= abs(effect):
+            return s
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
 class Interval:
     """The paired difference (variant - baseline): its ``mean``, the 95% interval ``lo``..``hi``
-    (NaN with one seed), how many ``seeds`` and ``images`` it rests on, and the ``verdict``."""
+    (NaN with one seed), how many ``seeds`` and ``images`` it rests on, the ``verdict``, and the
+    ``se``, degrees of freedom ``df``, raw two-sided ``p`` and the family-``adjusted`` p (the
+    raw one until :func:`adjust` has been applied) of the ``question`` asked."""
 
     mean: float
     lo: float
@@ -55,6 +183,11 @@ class Interval:
     seeds: int
     images: int
     verdict: str
+    se: float = math.nan
+    df: int = 0
+    p: float = math.nan
+    adjusted: float = math.nan
+    question: str = "population"
 
 
 def crossed_means(diff: np.ndarray, *, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
@@ -68,21 +201,37 @@ def crossed_means(diff: np.ndarray, *, resamples: int = RESAMPLES, seed: int = 0
 
 
 def interval(diff: np.ndarray, *, larger_is_better: bool = True, resamples: int = RESAMPLES,
-             seed: int = 0) -> Interval:
-    """The verdict on a (seeds x images) array of paired differences (see the module docstring)."""
+             seed: int = 0, question: str = "population") -> Interval:
+    """The verdict on a (seeds x images) array of paired differences, for ``question`` (see the
+    module docstring); unadjusted (its ``adjusted`` is its raw ``p``, see :func:`with_adjusted`)."""
+    if question not in QUESTIONS:
+        raise ValueError(f"question must be one of {', '.join(QUESTIONS)}, got {question!r}")
     diff = np.asarray(diff, dtype=np.float64)
     if diff.ndim != 2 or diff.size == 0:
         raise ValueError(f"expected a non-empty seeds x images array, got shape {diff.shape}")
     s, i = diff.shape
     mean = float(diff.mean())
     if s < 2:
-        return Interval(mean=mean, lo=math.nan, hi=math.nan, seeds=s, images=i, verdict="no evidence (one seed)")
-    se = float(crossed_means(diff, resamples=resamples, seed=seed).std()) * math.sqrt(s / (s - 1))
+        return Interval(mean=mean, lo=math.nan, hi=math.nan, seeds=s, images=i, verdict="no evidence (one seed)",
+                        question=question)
+    if question == "images":
+        se = float(diff.mean(axis=1).std(ddof=1)) / math.sqrt(s)
+    else:
+        se = float(crossed_means(diff, resamples=resamples, seed=seed).std()) * math.sqrt(s / (s - 1))
     half = t975(s - 1) * se
-    lo, hi = mean - half, mean + half
-    good, bad = (lo > 0, hi < 0) if larger_is_better else (hi < 0, lo > 0)
-    verdict = "better" if good else "worse" if bad else "no evidence"
-    return Interval(mean=mean, lo=lo, hi=hi, seeds=s, images=i, verdict=verdict)
+    p = two_sided_p(mean, se, s - 1)
+    return with_adjusted(Interval(mean=mean, lo=mean - half, hi=mean + half, seeds=s, images=i, verdict="",
+                                  se=se, df=s - 1, p=p, adjusted=p, question=question), p, larger_is_better)
+
+
+def with_adjusted(iv: Interval, adjusted: float, larger_is_better: bool, *, alpha: float = ALPHA) -> Interval:
+    """``iv`` with its family-adjusted p and the verdict that p gives (see the module docstring)."""
+    if iv.seeds < 2 or math.isnan(adjusted):
+        return dataclasses.replace(iv, adjusted=adjusted)
+    significant = adjusted < alpha
+    good = iv.mean > 0 if larger_is_better else iv.mean < 0
+    verdict = ("better" if good else "worse") if significant else "no evidence"
+    return dataclasses.replace(iv, adjusted=adjusted, verdict=verdict)
 
 
 def paired(scores, variant: str, baseline: str, dataset: str, metric: str) -> np.ndarray:

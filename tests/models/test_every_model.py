@@ -138,6 +138,8 @@ steps_per_epoch = 2
 [network.crossfuse]
 dim = 16
 heads = 2
+[training.crossfuse]
+lr = 5e-4
 [corpora.t]
 pack = "{os.path.abspath(SAMPLE)}"
 [variants.a]
@@ -151,6 +153,7 @@ pairs = "{os.path.abspath(SAMPLE)}"
     s = spec_mod.load(str(tmp_path / "s.toml"))
     assert list(s.variants) == ["a.crossfuse", "b.crossfuse", "a.seafusion", "b.seafusion"]
     assert s.variants["b.seafusion"].config.lr == 1e-3 and s.variants["a.seafusion"].config.batch_size == 16
+    assert s.variants["a.crossfuse"].config.lr == 5e-4 and s.variants["a.seafusion"].config.lr == 0.001 / 0.75
     assert s.variants["a.crossfuse"].config.network.dim == 16
     assert s.baseline_for("b.seafusion") == "a.seafusion" and s.baseline_for("b.crossfuse") == "a.crossfuse"
 
@@ -199,3 +202,24 @@ def test_corpus_api_example_trains_each_model(name, sample_corpus):
     assert r.returncode == 0, r.stderr
     steps = [line for line in r.stdout.splitlines() if line.startswith("step ")]
     assert len(steps) == 2 and all(np.isfinite(float(line.split()[-1])) for line in steps)
+
+
+@pytest.mark.parametrize("name", ["crossfuse", "seafusion"])
+def test_runs_of_different_variants_at_one_seed_start_from_the_same_weights(name, tmp_path, sample_corpus):
+    """What makes pairing by seed valid: the initial weights depend on the model, its settings and
+    the seed alone, not on the corpora a variant trains on."""
+    from crossfuse.fusion.trainer import Trainer
+
+    net = {"network": {"dim": 8, "heads": 2, "encoder_blocks": 1, "decoder_blocks": 1, "detail_nodes": 1}} \
+        if name == "crossfuse" else {}
+    starts = []
+    for i, (data, weights, seed) in enumerate(((([sample_corpus[0]]), None, 3),
+                                               ([sample_corpus[0], sample_corpus[0]], [1.0, 0.5], 3),
+                                               ([sample_corpus[0]], None, 4))):
+        cfg = from_dict({"model": name, "seed": seed, "epochs": 1, "phase1_epochs": 0, **net})
+        trainer = Trainer.setup(data=data, out=str(tmp_path / f"r{i}"), cfg=cfg, weights=weights)
+        starts.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+        trainer.close()
+    same = all(torch.equal(starts[0][k], starts[1][k]) for k in starts[0])
+    other_seed = all(torch.equal(starts[0][k], starts[2][k]) for k in starts[0])
+    assert same and not other_seed
