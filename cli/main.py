@@ -100,8 +100,8 @@ def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, *
 
 @main.command()
 @click.option("--checkpoint", required=True, metavar="CKPT",
-              help="Our checkpoint (it records its model) or an official one (CrossFuse's; another model's with "
-                   "--model).")
+              help="Our checkpoint (it records its model), a run folder (its latest checkpoint), or an official one "
+                   "(CrossFuse's; another model's with --model).")
 @click.option("--model", "model", default=None, metavar="NAME",
               help="The model of an official checkpoint that is a bare state dict: seafusion, sdnet or densefuse. "
                    "With one of ours it must match the recorded model (or be left out).")
@@ -139,13 +139,14 @@ def fuse(checkpoint, model, strategy, pairs, out, root, gray, round_, tile, over
     from crossfuse import manifest
     from crossfuse.digest import file_sha256
     from crossfuse.errors import CheckpointError
-    from crossfuse.fusion.checkpoint import load
+    from crossfuse.fusion.checkpoint import load, resolve
     from crossfuse.fusion.inference import FuseOptions, fuse_dataset
     from crossfuse.fusion.runtime import keep_freed_memory, pick_device
 
     keep_freed_memory()
     options = FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray, round=round_, channels_last=channels_last)
     dataset = manifest.load(pairs, root=root)
+    checkpoint = resolve(checkpoint)  # a run folder means its latest checkpoint
     loaded = load(checkpoint, model, **({"strategy": strategy} if strategy else {}))
     if strategy and loaded.model.name != "densefuse":
         raise CheckpointError(f"--strategy applies to densefuse; {checkpoint} is of model {loaded.model.name!r}.")

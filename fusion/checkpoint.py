@@ -110,6 +110,20 @@ def save(path: str, net: torch.nn.Module, state: TrainingState | None = None, *,
     atomic.write_bytes(path, buffer.getbuffer())
 
 
+def resolve(path: str) -> str:
+    """``path``, or for a run folder its ``checkpoints/latest.pth``; a :class:`CheckpointError`
+    for any other folder (a corpus store, say)."""
+    import os
+
+    if not os.path.isdir(path):
+        return path
+    latest = os.path.join(path, "checkpoints", "latest.pth")
+    if os.path.isfile(latest):
+        return latest
+    raise CheckpointError(f"{path} is a folder, not a checkpoint: give a .pth file, or a run folder that holds "
+                          "checkpoints/latest.pth (a finished or resumable `crossfuse train --out`).")
+
+
 def read(path: str) -> dict[str, Any]:
     """The checkpoint's contents (tensors on the CPU): a dict, loaded without running pickled code."""
     try:
@@ -195,6 +209,7 @@ def load(path: str, model: str | None = None, **overrides: Any) -> Loaded:
     """The network of an official checkpoint or one of ours (whose model and settings it records);
     ``model`` names the model of a bare official state dict, or checks the checkpoint's;
     ``overrides`` change test-time settings (DenseFuse's ``strategy``) over the recorded ones."""
+    path = resolve(path)
     payload = read(path)
     name, state = identify(payload, path, model)
     m = models.get(name)

@@ -223,3 +223,12 @@ def test_runs_of_different_variants_at_one_seed_start_from_the_same_weights(name
     same = all(torch.equal(starts[0][k], starts[1][k]) for k in starts[0])
     other_seed = all(torch.equal(starts[0][k], starts[2][k]) for k in starts[0])
     assert same and not other_seed
+
+
+def test_fuse_takes_a_run_folder_and_refuses_other_folders(trained, tmp_path, sample_corpus):
+    run = os.path.dirname(os.path.dirname(trained["sdnet"]))
+    out = _run("fuse", "--checkpoint", run, "--pairs", SAMPLE, "--out", str(tmp_path / "f"), "-q")
+    assert "wrote" in out and len(list((tmp_path / "f").glob("*.png"))) > 0
+    r = CliRunner().invoke(main, ["fuse", "--checkpoint", sample_corpus[0], "--pairs", SAMPLE, "--out",
+                                  str(tmp_path / "g")])
+    assert r.exit_code == 1 and "is a folder, not a checkpoint" in r.output and "Traceback" not in r.output
