@@ -199,14 +199,20 @@ class Corpora:
 
 
 def _weighted_blocks(corpora: Corpora, rng: np.random.Generator) -> list[Block]:
-    """Every block of each corpus floor(weight) times, plus a random fraction for the remainder."""
+    """Every block of each corpus floor(weight) times, plus, for the fraction f of the weight, a
+    seeded uniform draw of blocks without replacement whose count is ``f n`` rounded down or up at
+    random (up with probability its fractional part). Each block is then drawn with probability f,
+    so a corpus gives weight x its patches per epoch in expectation, a one-block corpus included
+    (rounding ``f n`` to whole blocks dropped a one-block corpus of weight 0.5 every epoch)."""
     out: list[Block] = []
     blocks = corpora.blocks()
     for c, weight in enumerate(corpora.weights):
         mine = [b for b in blocks if b.corpus == c]
         out += mine * int(weight)
-        extra = int(round((weight - int(weight)) * len(mine)))
-        out += [mine[i] for i in sorted(rng.choice(len(mine), size=extra, replace=False))]
+        share = (weight - int(weight)) * len(mine)
+        if share > 0:
+            extra = int(share) + int(rng.random() < share - int(share))
+            out += [mine[i] for i in sorted(rng.choice(len(mine), size=extra, replace=False))]
     return out
 
 

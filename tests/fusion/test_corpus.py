@@ -265,3 +265,29 @@ def test_the_chunk_sampler_covers_every_patch_once_and_keeps_to_chunks(sample_co
     assert len(reads) > 3 * chunks  # what a plain shuffle costs: chunks read again and again
     shares = [set(corpus.ChunkSampler(data, seed=4, rank=r, world=2)) for r in (0, 1)]
     assert not shares[0] & shares[1] and abs(len(shares[0]) - len(shares[1])) == 0
+
+
+@pytest.mark.parametrize("weights", [[1, 0.5], [0.5, 1], [1, 1.5]])
+def test_fractional_weights_give_their_share_in_expectation_even_for_one_chunk_corpora(tmp_path, weights, engine):
+    """Issue 30: with one-chunk corpora, [1, 0.5] never showed the second corpus and 1.5 acted as
+    1. Over many epochs each corpus must give weight x its patches per epoch on average."""
+    from crossfuse.corpus.reading import Corpora, plan_epoch
+
+    from crossfuse import manifest
+    from crossfuse.align import BuildParams, pack
+    from tests.helpers import SAMPLE_TARGET
+
+    url = str(tmp_path / "one-chunk.zarr")
+    pack(dataset=manifest.load(str(SAMPLE_TARGET)), out=url, params=BuildParams(patch=64, stride=128, chunk=4096),
+         engine=engine)
+    corpora = Corpora([url, url], weights)
+    assert len(corpora.blocks()) == 2  # one chunk each
+    n = corpora.lengths[0]
+    counts = np.zeros(2)
+    epochs = 400
+    for epoch in range(epochs):
+        plan = plan_epoch(corpora, seed=1, epoch=epoch, batch_size=1, drop_last=False)
+        blocks = [plan.blocks[b] for b in plan.block]
+        counts += np.bincount([b.corpus for b in blocks], minlength=2)
+    share = counts / (epochs * n)
+    assert share == pytest.approx(weights, abs=0.08), share
