@@ -155,6 +155,7 @@ class ChunkSampler(torch.utils.data.Sampler):
 
     def __init__(self, dataset: PatchDataset, *, seed: int = 0, buffer_chunks: int = 4, rank: int | None = None,
                  world: int | None = None) -> None:
+        _check_counts(buffer_chunks=buffer_chunks)
         self.dataset, self.seed, self.buffer_chunks = dataset, seed, buffer_chunks
         self.rank, self.world = _rank_world(rank, world)
         self.epoch = 0
@@ -251,7 +252,21 @@ def _rank_world(rank: int | None, world: int | None) -> tuple[int, int]:
         initialised = torch.distributed.is_available() and torch.distributed.is_initialized()
         rank = torch.distributed.get_rank() if initialised else 0
         world = torch.distributed.get_world_size() if initialised else 1
+    if not (_whole(world) and world >= 1 and _whole(rank) and 0 <= rank < world):
+        raise ParameterError(f"rank must be a whole number in 0..world-1 and world at least 1, got rank {rank!r} "
+                             f"of world {world!r}.")
     return rank, world
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_counts(**values: Any) -> None:
+    """A ParameterError naming the first of ``values`` that is not a whole number >= 1 (None passes)."""
+    for name, value in values.items():
+        if value is not None and not (_whole(value) and value >= 1):
+            raise ParameterError(f"{name} must be a whole number of at least 1, got {value!r}.")
 
 
 class PatchLoader:
@@ -278,6 +293,10 @@ class PatchLoader:
                  transform: Callable[[dict], Any] | None = None, subset: Subset | None = None,
                  cache_dir: str | None = None, cache_bytes: int | None = None) -> None:
         _check_visible(visible)
+        _check_counts(batch_size=batch_size, buffer_chunks=buffer_chunks, cache_bytes=cache_bytes,
+                      prefetch_factor=prefetch_factor)
+        if not (_whole(workers) and workers >= 0):
+            raise ParameterError(f"workers must be a whole number of at least 0, got {workers!r}.")
         rank, world = _rank_world(rank, world)
         self.corpora = Corpora(stores, weights, in_memory=in_memory, subset=subset, cache_dir=cache_dir,
                                cache_bytes=cache_bytes)
@@ -311,13 +330,16 @@ class PatchLoader:
         return len(self.batches)
 
     def __iter__(self) -> Iterator[Batch]:
+        if self._resume is not None:  # load_state_dict, then iterate: the remaining batches (torchdata's rule)
+            self.set_epoch(self._resume[0])
         for batch in self._loader:
             self._served += 1
             yield batch
 
     def _identity(self) -> dict[str, Any]:
         b = self.batches
-        return {"stores": list(self.corpora.urls), "weights": list(self.corpora.weights), "seed": b.seed,
+        return {"corpora": [r.record_sha256 or r.content_sha256() for r in self.corpora.records],
+                "weights": list(self.corpora.weights), "seed": b.seed,
                 "batch_size": b.batch_size, "rank": b.rank, "world": b.world, "buffer_chunks": b.buffer_chunks,
                 "drop_last": b.drop_last, "subset": repr(self.corpora.subset)}
 
@@ -327,12 +349,31 @@ class PatchLoader:
         return {"epoch": self.batches.epoch, "batch": self.batches.skip + self._served, **self._identity()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from :meth:`state_dict`'s ``state`` at the next ``set_epoch(state["epoch"])``.
-        Refused (naming what differs) when the stores, weights, seed, batch size, rank, world,
-        buffer or drop_last differ: the sequence would not be the same."""
+        """Resume from :meth:`state_dict`'s ``state``: the next iteration (or ``set_epoch`` of the
+        saved epoch) gives the batches that epoch had left; ``set_epoch`` of another epoch starts
+        that one afresh (torchdata's StatefulDataLoader rule). Refused (naming what differs) when
+        the corpora (by the digest of their records, so a store rebuilt at the same path is other
+        data and the same store by another path is the same), weights, seed, batch size, rank,
+        world, buffer or drop_last differ: the sequence would not be the same; and when the state
+        is not one (its epoch and batch must be whole numbers >= 0, the batch within the epoch)."""
+        if not isinstance(state, dict):
+            raise ParameterError(f"a loader state is a dict from state_dict(), got {type(state).__name__}.")
+        for key in ("epoch", "batch"):
+            if not (_whole(state.get(key)) and state[key] >= 0):
+                raise ParameterError(f"the loader state's {key} must be a whole number >= 0, got "
+                                     f"{state.get(key)!r}; the state is damaged (or not a loader's).")
+        if "corpora" not in state and "stores" in state:
+            raise ParameterError("that loader state names its corpora by path (an earlier crossfuse wrote it), "
+                                 "which cannot tell a rebuilt store from the one it was made on; start the epoch "
+                                 "afresh with set_epoch instead of resuming.")
         differs = {k: (state.get(k), v) for k, v in self._identity().items() if state.get(k) != v}
         if differs:
             named = "; ".join(f"{k}: {was!r} in the state, {now!r} here" for k, (was, now) in differs.items())
             raise ParameterError(f"cannot resume this loader from that state: {named}. Resume with the same "
                                  "settings (the number of workers may differ).")
-        self._resume = (int(state["epoch"]), int(state["batch"]))
+        epoch, batch = int(state["epoch"]), int(state["batch"])
+        self.batches.set_epoch(epoch)
+        if batch > len(self.batches):
+            raise ParameterError(f"the loader state's batch {batch} lies beyond epoch {epoch}'s {len(self.batches)} "
+                                 "batches; the state is damaged.")
+        self._resume = (epoch, batch)

@@ -10,6 +10,8 @@ enough. Every rank yields the same number of batches, so DDP ranks never wait on
 
 from __future__ import annotations
 
+import math
+
 import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,6 +57,9 @@ class Subset:
         for name in ("pairs", "datasets"):  # any collection of names; one string is one name
             value = getattr(self, name)
             if value is not None:
+                if not isinstance(value, str) and not (hasattr(value, "__iter__")
+                                                       and all(isinstance(v, str) for v in value)):
+                    raise ParameterError(f"{name} must be a name or a collection of names (strings), got {value!r}.")
                 object.__setattr__(self, name, frozenset([value] if isinstance(value, str) else value))
         if self.best is not None and (isinstance(self.best, bool) or not isinstance(self.best, int) or self.best < 1):
             raise ParameterError(f"best must be a positive number of patches, got {self.best!r}.")
@@ -94,7 +99,9 @@ class Corpora:
             raise StoreError("no corpus given; pass at least one --data STORE.")
         self.urls = list(urls)
         self.weights = list(weights) if weights is not None else [1.0] * len(urls)
-        if len(self.weights) != len(self.urls) or any(w <= 0 for w in self.weights):
+        if len(self.weights) != len(self.urls) or any(
+                isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0
+                for w in self.weights):
             raise ParameterError(f"need one positive weight per corpus (one --weight per --data, or none), got "
                                  f"{self.weights} for {len(self.urls)} corpora.")
         self.lengths, self.chunks, self.records, patches = [], [], [], set()
