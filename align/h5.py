@@ -28,6 +28,7 @@ from crossfuse.digest import file_sha256, json_sha256
 from crossfuse.errors import CrossfuseError, OutputExistsError, StoreError
 from crossfuse.progress import Progress, no_progress
 from crossfuse.schema import Counts, CorpusRecord, Dataset, Params, Source, missing_chunks, open_corpus
+from crossfuse.verified import open_verified
 
 IR_GROUP, VIS_GROUP = "ir_patchs", "vis_patchs"
 #: Their ``rgb2y`` weights, applied to float32 R, G, B / 255 in this order.
@@ -64,7 +65,8 @@ class Exported:
 
 def export(url: str, out: str, *, overwrite: bool = False, progress: Progress = no_progress) -> Exported:
     """Write the corpus at ``url`` to ``out`` in the H5 layout (see the module docstring), whole
-    or not at all (a temporary file, renamed). A damaged corpus is refused."""
+    or not at all (a temporary file, renamed). A damaged corpus is refused: missing chunks before
+    anything is written, a chunk edited since the build when it is read (its sha256 is checked)."""
     h5py = _h5py()
     if os.path.exists(out) and not overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it.")
@@ -72,7 +74,8 @@ def export(url: str, out: str, *, overwrite: bool = False, progress: Progress = 
     lost = missing_chunks(url, group, record, ("vis", "ir"))
     if lost:
         raise StoreError(f"{url} is damaged ({'; '.join(lost[:3])}); rebuild it before exporting.")
-    vis_arr, ir_arr = group["vis"], group["ir"]
+    checked = open_verified(url, group, record, ("vis", "ir"))  # every chunk read is checked against its digest
+    vis_arr, ir_arr = checked["vis"], checked["ir"]
     n, step = vis_arr.shape[0], vis_arr.chunks[0]
     with atomic.replacing(out) as tmp, h5py.File(tmp, "w") as f, progress("export patches", n) as advance:
         ir_group, vis_group = f.create_group(IR_GROUP), f.create_group(VIS_GROUP)

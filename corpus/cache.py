@@ -4,7 +4,9 @@
 :class:`ChunkCache` wraps the zarr store of a remote corpus: a whole chunk object read through
 it is kept as a file under ``folder`` (written under a temporary name, then renamed, so loader
 workers sharing the folder never see half a file), and later reads of that chunk come from
-there. Metadata (``zarr.json``) always comes from the store. When the files exceed
+there, but only when its bytes match the chunk's recorded digest: a cached chunk edited, swapped
+for another or cut short is deleted and fetched again (``refetched``), never served and never
+blamed on the corpus. Metadata (``zarr.json``) always comes from the store. When the files exceed
 ``max_bytes`` the least recently used are deleted. The folder is keyed by the store's URL and its
 record digest (:func:`cache_folder`), so a corpus rebuilt at the same URL never reads the old
 one's chunks.
@@ -37,14 +39,16 @@ class ChunkCache(WrapperStore):
     """A read-through cache of whole chunk objects in ``folder``, at most ``max_bytes`` of them
     (least recently used deleted first). ``hits`` and ``misses`` count this process' reads."""
 
-    def __init__(self, store: Any, *, folder: str, max_bytes: int = DEFAULT_BYTES) -> None:
+    def __init__(self, store: Any, *, folder: str, max_bytes: int = DEFAULT_BYTES,
+                 digests: dict[str, tuple[str, int, int, int]] | None = None) -> None:
         super().__init__(store)
         self.folder, self.max_bytes = folder, int(max_bytes)
-        self.hits = self.misses = 0
+        self.digests = digests or {}
+        self.hits = self.misses = self.refetched = 0
         self._total: int | None = None
 
     def _with_store(self, store: Any) -> ChunkCache:
-        return type(self)(store, folder=self.folder, max_bytes=self.max_bytes)
+        return type(self)(store, folder=self.folder, max_bytes=self.max_bytes, digests=self.digests)
 
     def __repr__(self) -> str:
         return f"ChunkCache({self._store!r}, folder={self.folder!r})"
@@ -56,9 +60,13 @@ class ChunkCache(WrapperStore):
         try:
             with open(path, "rb") as fh:
                 data = fh.read()
-            os.utime(path)  # the least recently used go first
-            self.hits += 1
-            return prototype.buffer.from_bytes(data)
+            if self._good(key, data):
+                os.utime(path)  # the least recently used go first
+                self.hits += 1
+                return prototype.buffer.from_bytes(data)
+            # edited, swapped or cut short in the cache: the cache's fault, not the corpus'; fetch again
+            self.refetched += 1
+            os.unlink(path)
         except FileNotFoundError:
             pass
         buffer = await self._store.get(key, prototype, None)
@@ -67,6 +75,11 @@ class ChunkCache(WrapperStore):
         self.misses += 1
         self._keep(path, buffer.to_bytes())
         return buffer
+
+    def _good(self, key: str, data: bytes) -> bool:
+        """Whether cached ``data`` is chunk ``key`` as its corpus recorded it (True without a digest)."""
+        expected = self.digests.get(key)
+        return expected is None or (len(data) == expected[1] and hashlib.sha256(data).hexdigest() == expected[0])
 
     def _keep(self, path: str, data: bytes) -> None:
         """Write one chunk into the cache (whole, or not at all), then trim it to ``max_bytes``."""
@@ -118,8 +131,10 @@ class ChunkCache(WrapperStore):
         self._total = total
 
 
-def open_cached(url: str, *, folder: str, max_bytes: int = DEFAULT_BYTES) -> ChunkCache:
-    """A read-only zarr store of the remote corpus at ``url`` through a :class:`ChunkCache`."""
+def open_cached(url: str, *, folder: str, max_bytes: int = DEFAULT_BYTES,
+                digests: dict[str, tuple[str, int, int, int]] | None = None) -> ChunkCache:
+    """A read-only zarr store of the remote corpus at ``url`` through a :class:`ChunkCache` that
+    serves a cached chunk only when it matches ``digests`` (store key -> (sha256, size, ...))."""
     from zarr.storage import FsspecStore
 
-    return ChunkCache(FsspecStore.from_url(url, read_only=True), folder=folder, max_bytes=max_bytes)
+    return ChunkCache(FsspecStore.from_url(url, read_only=True), folder=folder, max_bytes=max_bytes, digests=digests)

@@ -23,6 +23,7 @@ import torch
 
 from crossfuse.errors import ParameterError, StoreError
 from crossfuse.schema import missing_chunks, open_corpus
+from crossfuse.verified import ChunkDigestError, VerifiedStore, base_store, chunk_digests, open_verified
 
 #: Luma weights of the visible image (ITU-R 601), as the release converts RGB to Y.
 LUMA = (0.299, 0.587, 0.114)
@@ -105,6 +106,7 @@ class Corpora:
             raise ParameterError(f"need one positive weight per corpus (one --weight per --data, or none), got "
                                  f"{self.weights} for {len(self.urls)} corpora.")
         self.lengths, self.chunks, self.records, patches = [], [], [], set()
+        self.digests: list[dict] = []  # per corpus: store key of each recorded chunk -> its digest
         self.kept: list[np.ndarray | None] = []  # per corpus: the stored rows read (None: all)
         self.subset, self.cache_dir, self.cache_bytes = subset, cache_dir, cache_bytes
         for url in self.urls:
@@ -118,6 +120,7 @@ class Corpora:
             self.lengths.append(int(group["vis"].shape[0]))
             self.chunks.append(int(group["vis"].chunks[0]))
             self.records.append(record)
+            self.digests.append(chunk_digests(group, record, FIELDS))
             self.kept.append((subset or Subset()).rows(group, record))
             patches.add(record.params.patch)
         if len(patches) != 1:
@@ -149,19 +152,24 @@ class Corpora:
         return kept[lo:hi] - block.start
 
     def _store(self, corpus: int) -> Any:
-        """What zarr opens for corpus ``corpus``: its URL, or a chunk cache in front of a remote one."""
+        """What zarr opens for corpus ``corpus``: its store (with a chunk cache in front of a remote
+        one), through a :class:`~crossfuse.verified.VerifiedStore` that checks every chunk read
+        against the digest recorded when it was written."""
         url = self.urls[corpus]
         if self.cache_dir is None or "://" not in url or url.startswith("file://"):
-            return url
-        from crossfuse.corpus import cache
+            inner = base_store(url)
+        else:
+            from crossfuse.corpus import cache
 
-        folder = cache.cache_folder(self.cache_dir, url, self.records[corpus].record_sha256)
-        return cache.open_cached(url, folder=folder, max_bytes=self.cache_bytes or cache.DEFAULT_BYTES)
+            folder = cache.cache_folder(self.cache_dir, url, self.records[corpus].record_sha256)
+            inner = cache.open_cached(url, folder=folder, max_bytes=self.cache_bytes or cache.DEFAULT_BYTES,
+                                      digests=self.digests[corpus])
+        return VerifiedStore(inner, url=url, digests=self.digests[corpus])
 
     def cache_stats(self) -> dict[str, int]:
         """Chunk reads from the local cache (``hits``) and from the remote store (``misses``) in
         this process."""
-        stores = [g.store for g in self._groups]
+        stores = [getattr(g.store, "_store", g.store) for g in self._groups]
         return {"hits": sum(getattr(s, "hits", 0) for s in stores), "misses": sum(getattr(s, "misses", 0) for s in stores)}
 
     def __getstate__(self) -> dict:
@@ -192,6 +200,8 @@ class Corpora:
     def _read_array(self, group, block: Block, name: str) -> np.ndarray:
         try:
             return group[name][block.start:block.stop]
+        except ChunkDigestError:
+            raise
         except Exception as exc:  # any codec or I/O failure: name the store, array and chunk
             url = self.urls[block.corpus]
             raise StoreError(f"{url}: array '{name}' (rows {block.start}:{block.stop}) cannot be read "
@@ -289,7 +299,8 @@ def fixed_patches(urls: Sequence[str], count: int = 4) -> tuple[torch.Tensor, to
     (n, 3, P, P) and infrared (n, 1, P, P), for the trainer's sample sheets."""
     vis, ir = [], []
     for i, url in enumerate(urls[:count]):
-        group, _ = open_corpus(url)
+        group, record = open_corpus(url)
+        group = open_verified(url, group, record, PIXELS)  # checked like every other read
         n = group["vis"].shape[0]
         share = count // len(urls[:count]) + (1 if i < count % len(urls[:count]) else 0)
         for row in np.unique(np.linspace(0, n - 1, share).round().astype(int)):
