@@ -107,6 +107,7 @@ def _read_layout(f, path: str) -> tuple[list[str], int]:
         raise H5FormatError(f"{path} is not in the training-patch layout: it holds {found or 'nothing'} at its top "
                             f"level, not the groups '{IR_GROUP}' and '{VIS_GROUP}' (CDDFuse's dataprocessing.py "
                             "layout).")
+    _refuse_links(f, path)
     ir_keys, vis_keys = set(f[IR_GROUP].keys()), set(f[VIS_GROUP].keys())
     if ir_keys != vis_keys:
         only = sorted(ir_keys ^ vis_keys)
@@ -114,7 +115,8 @@ def _read_layout(f, path: str) -> tuple[list[str], int]:
                             f"e.g. {only[:3]}); each patch needs both.")
     if not ir_keys:
         raise H5FormatError(f"{path}: '{IR_GROUP}' and '{VIS_GROUP}' are empty; there is nothing to import.")
-    if not all(k.isdigit() for k in ir_keys) or sorted(map(int, ir_keys)) != list(range(len(ir_keys))):
+    if not all(k.isdigit() and str(int(k)) == k for k in ir_keys) or \
+            sorted(map(int, ir_keys)) != list(range(len(ir_keys))):
         odd = sorted(k for k in ir_keys if not k.isdigit())[:3]
         raise H5FormatError(f"{path}: the patch keys are not \"0\" .. \"{len(ir_keys) - 1}\""
                             + (f" (found {odd})" if odd else " (some numbers are missing)") + ".")
@@ -124,6 +126,33 @@ def _read_layout(f, path: str) -> tuple[list[str], int]:
     if len(shape) != 3 or shape[0] != 1 or shape[1] != shape[2]:
         raise H5FormatError(f"{path}: patch '0' of '{IR_GROUP}' has shape {shape}; the layout stores (1, P, P).")
     return keys, shape[1]
+
+
+def _refuse_links(f, path: str) -> None:
+    """An H5FormatError naming the first link that leaves the file (an ``ExternalLink``: the
+    record's sha256 covers this file alone) or leads nowhere (a dangling soft link), and the
+    first patch that is a group, not a dataset."""
+    h5py = _h5py()
+    for group in (IR_GROUP, VIS_GROUP):
+        link = f.get(group, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise H5FormatError(f"{path}: '{group}' is a link to another file ({link.filename}:{link.path}); the "
+                                "import records this file's sha256 alone, so links out of it are refused. Copy "
+                                "the patches into the file (h5py: copy, or h5repack).")
+        if not isinstance(f.get(group), h5py.Group):
+            raise H5FormatError(f"{path}: '{group}' is not a group of patches "
+                                f"({type(f.get(group)).__name__ if group in f else 'a link that leads nowhere'}).")
+        for key in f[group].keys():
+            link = f[group].get(key, getlink=True)
+            where = f"patch {key!r} of '{group}'"
+            if isinstance(link, h5py.ExternalLink):
+                raise H5FormatError(f"{path}: {where} is a link to another file ({link.filename}:{link.path}); links "
+                                    "out of the file are refused (the import records this file's sha256 alone).")
+            if isinstance(link, h5py.SoftLink) and f[group].get(key) is None:
+                raise H5FormatError(f"{path}: {where} is a soft link to {link.path}, which does not exist.")
+            if not isinstance(f[group].get(key), h5py.Dataset):
+                raise H5FormatError(f"{path}: {where} is a {type(f[group].get(key)).__name__}, not a dataset of "
+                                    "(1, P, P) values.")
 
 
 def _to_uint8(x: np.ndarray, path: str, where: str) -> np.ndarray:

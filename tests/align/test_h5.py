@@ -131,3 +131,45 @@ def test_other_layouts_are_refused_naming_what_was_found(tmp_path, case, expecte
     r = _cli("import", path, "--out", tmp_path / "s.zarr", "-q")
     assert r.exit_code == 1 and expected in r.output and "x.h5" in r.output, r.output
     assert not (tmp_path / "s.zarr").exists()
+
+
+@pytest.mark.parametrize("case,message", [
+    ("external_patch", "is a link to another file"),
+    ("external_group", "'ir_patchs' is a link to another file"),
+    ("dangling", "soft link to /nowhere, which does not exist"),
+    ("group_patch", "is a Group, not a dataset"),
+    ("leading_zero", "the patch keys are not"),
+])
+def test_links_out_of_the_file_and_odd_layouts_are_refused_in_one_line(tmp_path, case, message):
+    """Issue 30 FAIL 3 and the H5 WEAK cases: the record's sha256 covers the named file alone."""
+    h5py = pytest.importorskip("h5py")
+    from crossfuse.align.h5 import H5FormatError, import_h5
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as g:
+        g.create_group("ir_patchs").create_dataset("0", data=np.full((1, 8, 8), 0.5, np.float32))
+    path = tmp_path / "in.h5"
+    with h5py.File(path, "w") as f:
+        ir, vis = f.create_group("ir_patchs"), f.create_group("vis_patchs")
+        for i in range(2):
+            ir.create_dataset(str(i), data=np.full((1, 8, 8), 0.25, np.float32))
+            vis.create_dataset(str(i), data=np.full((1, 8, 8), 0.75, np.float32))
+        if case == "external_patch":
+            del ir["1"]
+            ir["1"] = h5py.ExternalLink(str(other), "/ir_patchs/0")
+        elif case == "external_group":
+            del f["ir_patchs"]
+            f["ir_patchs"] = h5py.ExternalLink(str(other), "/ir_patchs")
+        elif case == "dangling":
+            del vis["1"]
+            vis["1"] = h5py.SoftLink("/nowhere")
+        elif case == "group_patch":
+            del ir["1"]
+            ir.create_group("1")
+        elif case == "leading_zero":
+            ir["01"] = ir["1"]
+            vis["01"] = vis["1"]
+            del ir["1"], vis["1"]
+    with pytest.raises(H5FormatError, match=message) as info:
+        import_h5(str(path), str(tmp_path / "out.zarr"))
+    assert "\n" not in str(info.value) and not (tmp_path / "out.zarr").exists()
