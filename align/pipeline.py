@@ -148,8 +148,13 @@ def _run(job: _Job, out: str, *, engine: EngineConfig, overwrite: bool, break_lo
         group, resumed = _store.open_for_build(out, kind=job.kind, fingerprint=job.fingerprint,
                                                scan_fingerprint=job.scan_fingerprint, inputs=job.inputs,
                                                overwrite=overwrite, token=token, also=job.without_skip_bad)
-        with dask_client(engine) as client:
-            record = stages(client, group, clock, facts)
+        try:
+            with dask_client(engine) as client:
+                record = stages(client, group, clock, facts)
+        except scan.NothingLeftError:
+            if not resumed:  # begun by this call and nothing can come of it: leave nothing behind
+                _store.remove_unfinished(out)
+            raise
         record = _store.finalize(out, group, record, token)
     clock["end"] = time.perf_counter()
     marks = list(clock)

@@ -119,6 +119,10 @@ def collect(client, url: str, pending: PendingScan, params: BuildParams, engine:
     return result
 
 
+class NothingLeftError(ParameterError):
+    """A scan found no patch to keep; the build cannot make a corpus, so what it began is removed."""
+
+
 def explain_empty(manifest: Manifest, pairs: list[ScannedPair], params: BuildParams,
                   problems: list[Problem] = ()) -> None:
     """Why a scan found no patch: no pair could be read (the problems listed), or the patch is
@@ -127,6 +131,12 @@ def explain_empty(manifest: Manifest, pairs: list[ScannedPair], params: BuildPar
         listed = "".join(f"\n  {p.id}: {p.error}" for p in problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise ManifestError(f"no pair of {manifest.origin} could be read ({len(problems)} skipped):{listed}{more}")
+    dropped = sum(p.low_contrast for p in pairs)
+    if params.drop_low_contrast and dropped:
+        raise NothingLeftError(f"--drop-low-contrast left no patch of {manifest.origin}: all {dropped} were low-contrast "
+                               "((p90 - p10) / p90 < 0.1 in visible Y or infrared, as CDDFuse's data preparation "
+                               "drops them). Run without --drop-low-contrast, or check that the images are not "
+                               "flat.")
     largest = max(pairs, key=lambda p: p.height * p.width)
-    raise ParameterError(f"patch size {params.patch} is larger than every image of {manifest.origin} (the largest "
+    raise NothingLeftError(f"patch size {params.patch} is larger than every image of {manifest.origin} (the largest "
                          f"is {largest.width}x{largest.height}); use a smaller --patch.")

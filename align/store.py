@@ -138,6 +138,18 @@ def _open_or_create(url: str, *, kind: str, fingerprint: str, scan_fingerprint: 
     return group, False
 
 
+def remove_unfinished(url: str) -> None:
+    """Delete the unfinished store at ``url`` (one this build began and cannot finish)."""
+    fs, path = fsspec.core.url_to_fs(url)
+    try:
+        group = zarr.open_group(store=url, mode="r")
+        header = CorpusRecord.from_json(group.attrs.get(ATTR_KEY), url, require_complete=False)
+    except Exception:  # not a store of ours (or gone): never delete what we cannot identify
+        return
+    if not header.complete:
+        fs.rm(path, recursive=True)
+
+
 def _nothing_finished(url: str) -> bool:
     """Whether an unfinished store holds no finished scan batch (no blob in its scratch group)."""
     fs, path = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{PARTIAL_GROUP}")
@@ -151,7 +163,16 @@ def _differences(before: Any, now: dict[str, Any]) -> str:
     """``name: was -> now`` for each input that differs, for the refusal message."""
     if not isinstance(before, dict):
         return "it was made by an older crossfuse that did not record them"
-    changed = [f"{k}: {before.get(k)!r} there, {now.get(k)!r} now" for k in now if before.get(k) != now.get(k)]
+    changed = []
+    for k in now:
+        was, new = before.get(k), now.get(k)
+        if was == new:
+            continue
+        if isinstance(was, dict) and isinstance(new, dict):  # name the setting, not the whole table
+            changed += [f"{k}.{s}: {was.get(s)!r} there, {new.get(s)!r} now" for s in sorted(set(was) | set(new))
+                        if was.get(s) != new.get(s)]
+        else:
+            changed.append(f"{k}: {was!r} there, {new!r} now")
     return "; ".join(changed) or "the image pairs differ"
 
 

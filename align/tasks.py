@@ -181,7 +181,7 @@ def scan_candidates(url: str, batch: int, manifest: Manifest, first_pair: int, *
     for index, pair, loaded, origins, vis in _cut_pairs(manifest, first_pair, patch, stride, problems, notes,
                                                         dropped):
         n = len(origins)
-        sums = vis.reshape(n, 3, -1).sum(axis=2, dtype=np.int64)
+        sums = vis.reshape(n, 3, patch * patch).sum(axis=2, dtype=np.int64)  # n may be 0 (all low-contrast)
         means = sums / float(patch * patch)  # = patches.channel_means, bit for bit
         keys = (np.int64(batch) << KEY_BITS) + local + np.arange(n, dtype=np.int64)
         local += n
