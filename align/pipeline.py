@@ -110,6 +110,28 @@ class _Job:
                    without_skip_bad=fingerprints(False) if skip_bad else None)
 
 
+def build_job(*, target: Manifest, aux: Manifest, params: BuildParams, engine: EngineConfig,
+              skip_bad: bool = False) -> _Job:
+    """What identifies ``build`` of these inputs: its ``fingerprint`` is the one a finished corpus
+    records, so a caller can tell whether a corpus was built from these manifests (by content)
+    and settings without building it again."""
+    return _Job.of("aligned", scan=dict(kind="aligned", scan="running-threshold", patch=params.patch,
+                                        stride=params.stride, batch=engine.batch, target=_manifest.fingerprint(target),
+                                        aux=_manifest.fingerprint(aux), target_root=target.root, aux_root=aux.root,
+                                        **_dropping(params)),
+                   rest=dict(params=params.as_dict()), skip_bad=skip_bad,
+                   inputs={"target": _dataset_input(target), "aux": _dataset_input(aux), **params.as_dict()})
+
+
+def pack_job(*, dataset: Manifest, params: BuildParams, engine: EngineConfig, skip_bad: bool = False) -> _Job:
+    """What identifies ``pack`` of these inputs (see :func:`build_job`)."""
+    return _Job.of("packed", scan=dict(kind="packed", patch=params.patch, stride=params.stride, batch=engine.batch,
+                                       dataset=_manifest.fingerprint(dataset), root=dataset.root, **_dropping(params)),
+                   rest=dict(chunk=params.chunk), skip_bad=skip_bad,
+                   inputs={"dataset": _dataset_input(dataset), "patch": params.patch, "stride": params.stride,
+                           "chunk": params.chunk, **_dropping(params)})
+
+
 def _check_inputs(*datasets: Manifest, skip_bad: bool) -> None:
     """What can be checked before anything is written: every dataset lists pairs, and (unless
     ``skip_bad``) every pair has both partners."""
@@ -392,12 +414,7 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
     per store at a time (``break_lock`` takes over a lock whose holder cannot be checked)."""
     out = _manifest.absolute(out)
     _check_inputs(target, aux, skip_bad=skip_bad)  # everything that can be checked before anything is written
-    job = _Job.of("aligned", scan=dict(kind="aligned", scan="running-threshold", patch=params.patch,
-                                       stride=params.stride, batch=engine.batch, target=_manifest.fingerprint(target),
-                                       aux=_manifest.fingerprint(aux), target_root=target.root, aux_root=aux.root,
-                                       **_dropping(params)),
-                  rest=dict(params=params.as_dict()), skip_bad=skip_bad,
-                  inputs={"target": _dataset_input(target), "aux": _dataset_input(aux), **params.as_dict()})
+    job = build_job(target=target, aux=aux, params=params, engine=engine, skip_bad=skip_bad)
 
     def stages(client, group, clock: dict[str, float], facts: dict[str, Any]) -> CorpusRecord:
         # The target first: its mean is every auxiliary task's reference.
@@ -468,11 +485,7 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
     """Write every patch of ``dataset`` to a corpus at ``out`` as it is (kind ``packed``)."""
     out = _manifest.absolute(out)
     _check_inputs(dataset, skip_bad=skip_bad)
-    job = _Job.of("packed", scan=dict(kind="packed", patch=params.patch, stride=params.stride, batch=engine.batch,
-                                      dataset=_manifest.fingerprint(dataset), root=dataset.root, **_dropping(params)),
-                  rest=dict(chunk=params.chunk), skip_bad=skip_bad,
-                  inputs={"dataset": _dataset_input(dataset), "patch": params.patch, "stride": params.stride,
-                          "chunk": params.chunk, **_dropping(params)})
+    job = pack_job(dataset=dataset, params=params, engine=engine, skip_bad=skip_bad)
 
     def stages(client, group, clock: dict[str, float], facts: dict[str, Any]) -> CorpusRecord:
         result = scan.collect(client, out, scan.submit(client, out, "aux", dataset, params, engine, stash=True,

@@ -28,7 +28,7 @@ from PIL import Image
 from crossfuse import atomic, manifest
 from crossfuse.align.config import BuildParams, EngineConfig
 from crossfuse.align.lock import lock_path
-from crossfuse.align.pipeline import build, pack
+from crossfuse.align.pipeline import build, build_job, pack, pack_job
 from crossfuse.digest import file_sha256
 from crossfuse.errors import ConfigError, ManifestError, RunLockedError, StoreError, StoreLockedError
 from crossfuse.experiment import plots, results, reuse
@@ -73,11 +73,13 @@ def build_corpus(spec: Spec, name: str, layout: Layout, *, engine: EngineConfig,
                          transform=c.transform, select_seed=c.select_seed)
     while True:
         try:
-            open_corpus(url)
+            _, record = open_corpus(url)
+        except (StoreError, FileNotFoundError, ValueError):
+            record = None
+        if record is not None:
+            _refuse_changed_inputs(name, url, record, c, params, engine)
             log(f"corpus {name}: reusing {url}")
             return url
-        except (StoreError, FileNotFoundError, ValueError):
-            pass
         try:
             log(f"corpus {name}: {'aligning' if c.kind == 'aligned' else 'packing'} {c.manifest}")
             if c.kind == "aligned":
@@ -92,6 +94,24 @@ def build_corpus(spec: Spec, name: str, layout: Layout, *, engine: EngineConfig,
                 raise  # not another build's lock (say, a folder that cannot be written): waiting would not help
             log(f"corpus {name}: another process is building it; waiting")
             time.sleep(poll)
+
+
+def _refuse_changed_inputs(name: str, url: str, record, c, params: BuildParams, engine: EngineConfig) -> None:
+    """A ConfigError when the finished corpus ``url`` was built from other manifest contents or
+    settings than the spec's now (a pair dropped from a manifest, say): its runs and scores rest on
+    the old data. Corpora from before crossfuse recorded a fingerprint pass."""
+    if c.kind == "aligned":
+        job = build_job(target=manifest.load(c.target), aux=manifest.load(c.manifest), params=params, engine=engine)
+    else:
+        job = pack_job(dataset=manifest.load(c.manifest), params=params, engine=engine)
+    if record.fingerprint is None or record.fingerprint in (job.fingerprint, *(job.without_skip_bad or ())):
+        return
+    was = record.inputs or {}
+    changed = [f"{k}: {was.get(k)!r} then, {v!r} now" for k, v in job.inputs.items()
+               if k != "skip_bad" and was.get(k) != v]
+    raise ConfigError(f"corpus {name} ({url}) was built from other inputs than the spec names now "
+                      f"({'; '.join(changed) or 'the manifests changed'}). Its runs and scores rest on the old data: "
+                      f"remove {url} and the runs that used it to redo them, or restore the manifest.")
 
 
 def train_variant(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, *,
@@ -120,15 +140,33 @@ def fuse_and_score(spec: Spec, checkpoint: str, fused_dir: Callable[[str], str],
     """Fuse every test set with ``checkpoint`` (missing images only) and score it, unless scored."""
     loaded = None
     for test in spec.tests.values():
-        if os.path.exists(scores(test.name)):
-            continue
         dataset = manifest.load(test.pairs)
+        if os.path.exists(scores(test.name)):
+            refuse_stale_scores(scores(test.name), dataset, test.name)
+            continue
         if loaded is None:
             loaded = load_checkpoint(checkpoint)
         log(f"fuse {test.name} into {fused_dir(test.name)}")
         fuse_dataset(loaded.net, dataset, fused_dir(test.name), device=pick_device(device), resume=True,
                      checkpoint_sha256=file_sha256(checkpoint), fusion_model=loaded.model, progress=progress)
         _score(fused_dir(test.name), dataset, scores(test.name), workers=workers, progress=progress)
+
+
+def refuse_stale_scores(path: str, dataset: manifest.Manifest, test: str) -> None:
+    """A ConfigError when the score file ``path`` scores other images than test set ``test``'s
+    manifest lists now (a pair dropped or added since): it would be reused as if current."""
+    import csv
+
+    with open(path, newline="") as fh:
+        scored = {row["name"] for row in csv.DictReader(fh) if row.get("name") != "mean"}
+    listed = {p.id for p in dataset.pairs}
+    if scored != listed:
+        gone, new = sorted(scored - listed), sorted(listed - scored)
+        raise ConfigError(f"{path} scores other images than test set {test} ({dataset.origin}) lists now"
+                          + (f"; no longer listed: {gone[:3]}" if gone else "")
+                          + (f"; newly listed: {new[:3]}" if new else "")
+                          + f". Remove {path} (and its fused images) to score the test set again, or restore the "
+                            "manifest.")
 
 
 def _score(fused: str, dataset: manifest.Manifest, path: str, *, workers: int | None, progress: Progress) -> None:
@@ -143,9 +181,10 @@ def baselines(spec: Spec, layout: Layout, *, workers: int | None, log: Callable[
     for name, combine in BASELINES.items():
         for test in spec.tests.values():
             path = layout.baseline_scores(name, test.name)
-            if os.path.exists(path):
-                continue
             dataset = manifest.load(test.pairs)
+            if os.path.exists(path):
+                refuse_stale_scores(path, dataset, test.name)
+                continue
             folder = layout.baseline_fused(name, test.name)
             os.makedirs(folder, exist_ok=True)
             log(f"baseline {name} fusion of {test.name}")
