@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import fsspec
 import numpy as np
 
 from crossfuse import manifest as _manifest
@@ -158,8 +160,44 @@ def _dataset(manifest: Manifest, scanned: list[ScannedPair], **stats: Any) -> Da
     return Dataset(name=manifest.name, root=manifest.root, sha256=sha, **stats)
 
 
+def _changed_sources(url: str, datasets: dict[str, Manifest]) -> list[str]:
+    """Pairs of an unfinished build's finished scan batches whose image files changed since they
+    were scanned (their sha256 now differs from the one recorded), as ``"ROLE id (side)"``. A
+    dataset's path fingerprint covers ids and paths, not content, so a resumed build would
+    otherwise mix old patches with new ones. ``datasets``: the dataset each scratch role reads."""
+    from crossfuse.digest import file_sha256
+
+    fs, root = fsspec.core.url_to_fs(f"{url.rstrip('/')}/{_store.PARTIAL_GROUP}")
+    try:
+        blobs = [p for p in fs.find(root) if p.endswith(".npz")]
+    except FileNotFoundError:
+        return []
+    changed, seen = [], set()
+    for blob in blobs:
+        role, batch = blob[len(root):].strip("/").split("/")[0], blob.rsplit("/", 1)[-1][:-4]
+        dataset = datasets.get(role)
+        if dataset is None or not batch.isdigit():
+            continue
+        try:
+            _, info = _store.read_batch(url, role, int(batch), names=())
+        except Exception:  # a damaged blob: the scan treats it as not done and scans it again
+            continue
+        for pair in info.get("pairs", []):
+            if not isinstance(pair, dict) or (role, pair.get("id")) in seen:
+                continue
+            seen.add((role, pair.get("id")))
+            for side in ("ir", "vis"):
+                try:
+                    now = file_sha256(dataset.url(pair[side]))
+                except (OSError, KeyError, TypeError):
+                    now = None
+                if now != pair.get(f"{side}_sha256"):
+                    changed.append(f"{role} {pair.get('id')} ({side})")
+    return changed
+
+
 def _run(job: _Job, out: str, *, engine: EngineConfig, overwrite: bool, break_lock: bool,
-         stages: Callable[..., CorpusRecord]) -> BuildSummary:
+         stages: Callable[..., CorpusRecord], datasets: dict[str, Manifest] | None = None) -> BuildSummary:
     """The skeleton of both commands: take the store's writer lock, open (or resume) the store,
     run ``stages(client, group, clock, facts)`` on the engine to get the corpus record, finalise
     the store with it (``facts``: what the stages report about how they ran, for the summary)."""
@@ -170,6 +208,15 @@ def _run(job: _Job, out: str, *, engine: EngineConfig, overwrite: bool, break_lo
         group, resumed = _store.open_for_build(out, kind=job.kind, fingerprint=job.fingerprint,
                                                scan_fingerprint=job.scan_fingerprint, inputs=job.inputs,
                                                overwrite=overwrite, token=token, also=job.without_skip_bad)
+        changed = _changed_sources(out, datasets or {}) if resumed else []
+        if changed:  # resume only what is unchanged: here, nothing scanned can be trusted to match the rest
+            warnings.warn(f"{out}: {len(changed)} image file(s) changed since the interrupted build scanned them "
+                          f"({', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''}); starting the build over "
+                          "so that old and new pixels are never mixed.", stacklevel=3)
+            _store.remove_unfinished(out)
+            group, resumed = _store.open_for_build(out, kind=job.kind, fingerprint=job.fingerprint,
+                                                   scan_fingerprint=job.scan_fingerprint, inputs=job.inputs,
+                                                   overwrite=overwrite, token=token, also=job.without_skip_bad)
         try:
             with dask_client(engine) as client:
                 record = stages(client, group, clock, facts)
@@ -459,7 +506,8 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
                           aux_patches=pool.patches, patches=len(chosen), skipped=len(problems)),
             skipped=tuple(problems), ivf_recall=recall, chunks=chunks, w1=w1)
 
-    return _run(job, out, engine=engine, overwrite=overwrite, break_lock=break_lock, stages=stages)
+    return _run(job, out, engine=engine, overwrite=overwrite, break_lock=break_lock, stages=stages,
+                datasets={"target": target, "aux": aux, _store.CANDIDATES: aux, "pool": aux})
 
 
 def _write_pool_stats(group, tscan: scan.ScanResult, pool: candidates.PoolScan, facts: dict[str, Any]) -> None:
@@ -511,4 +559,5 @@ def pack(*, dataset: Manifest, out: str, params: BuildParams = BuildParams(), en
                                           skipped=len(result.problems)),
                             skipped=tuple(result.problems), chunks=chunks)
 
-    return _run(job, out, engine=engine, overwrite=overwrite, break_lock=break_lock, stages=stages)
+    return _run(job, out, engine=engine, overwrite=overwrite, break_lock=break_lock, stages=stages,
+                datasets={"aux": dataset})

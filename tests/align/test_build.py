@@ -254,3 +254,38 @@ def test_ivf_records_the_lists_it_used(tmp_path, sample_target, sample_aux, samp
     params = dataclasses.replace(sample_params, index="ivf", nlist=64, nprobe=64)
     build(target=sample_target, aux=sample_aux, out=out, params=params, engine=engine)
     assert describe(out).record.params.nlist == 752 // 39
+
+
+def test_a_resumed_pack_does_not_mix_an_image_changed_since_its_scan(tmp_path, monkeypatch, engine):
+    """Issue 30 FAIL 8: a folder dataset's fingerprint covers ids and paths, not content. A pack
+    killed after scanning, whose already-scanned image then changes, must not resume into old
+    and new pixels: it starts over (with a warning) and equals a fresh pack of the new images."""
+    import shutil
+
+    from PIL import Image
+
+    from crossfuse import manifest
+    from crossfuse.align import BuildParams, pack
+    from tests.helpers import MANIFESTS, crash_writes_at
+
+    sample = manifest.load(str(MANIFESTS / "sample-target.json"))
+    root = tmp_path / "pairs"
+    for sub in ("ir", "vis"):
+        (root / sub).mkdir(parents=True)
+    for pair in sample.pairs[:4]:
+        shutil.copy(sample.url(pair.ir), root / "ir" / f"{pair.id}.png")
+        shutil.copy(sample.url(pair.vis), root / "vis" / f"{pair.id}.png")
+    params = BuildParams(patch=64, stride=96, chunk=16)
+    out = str(tmp_path / "p.zarr")
+    crash_writes_at(monkeypatch, 16)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        pack(dataset=manifest.load(str(root)), out=out, params=params, engine=engine)
+    monkeypatch.undo()
+    first = sorted((root / "vis").iterdir())[0]
+    Image.fromarray(255 - np.asarray(Image.open(first).convert("RGB"))).save(first)  # changed after its scan
+    with pytest.warns(UserWarning, match="changed since the interrupted build scanned them"):
+        resumed = pack(dataset=manifest.load(str(root)), out=out, params=params, engine=engine)
+    fresh = pack(dataset=manifest.load(str(root)), out=str(tmp_path / "fresh.zarr"), params=params, engine=engine)
+    assert not resumed.resumed
+    a, b = _arrays(out), _arrays(str(tmp_path / "fresh.zarr"))
+    assert all(np.array_equal(a[n], b[n]) for n in ("vis", "ir", "source", "origin"))
