@@ -204,10 +204,12 @@ def load(path: str | None, overrides: dict[str, Any] | None = None, *,
 
 @dataclass(frozen=True, kw_only=True)
 class RunData:
-    """The corpora a run trains on, as recorded in its config.toml: store locations and weights."""
+    """The corpora a run trains on, as recorded in its config.toml: store locations, weights and
+    each store's record digest (``corpora``: what identifies the data; None in runs from before)."""
 
     stores: tuple[str, ...]
     weights: tuple[float, ...] | None = None
+    corpora: tuple[str, ...] | None = None
 
 
 def read_run(path: str) -> tuple[TrainConfig, RunData | None]:
@@ -218,8 +220,10 @@ def read_run(path: str) -> tuple[TrainConfig, RunData | None]:
     if not isinstance(data, dict) or not isinstance(data.get("stores"), list):
         return cfg, None
     weights = data.get("weights")
+    corpora = data.get("corpora")
     return cfg, RunData(stores=tuple(str(s) for s in data["stores"]),
-                        weights=tuple(float(w) for w in weights) if weights else None)
+                        weights=tuple(float(w) for w in weights) if weights else None,
+                        corpora=tuple(str(c) for c in corpora) if isinstance(corpora, list) else None)
 
 
 def to_toml(cfg: TrainConfig, data: RunData | None = None) -> str:
@@ -242,6 +246,8 @@ def to_toml(cfg: TrainConfig, data: RunData | None = None) -> str:
         lines += ["", f"[{DATA_TABLE}]", f"stores = {fmt(data.stores)}"]
         if data.weights is not None:
             lines.append(f"weights = {fmt([float(w) for w in data.weights])}")
+        if data.corpora is not None:
+            lines.append(f"corpora = {fmt(list(data.corpora))}")
     return "\n".join(lines) + "\n"
 
 
@@ -265,6 +271,8 @@ def for_resume(run_dir: str, *, config_file: str | None, overrides: dict[str, An
     if not stores:
         if recorded is None:
             raise ConfigError(f"{saved} records no corpora; pass the run's --data stores.")
+        if not new_data:
+            _refuse_rebuilt(run_dir, recorded)
         return cfg, list(recorded.stores), list(recorded.weights) if recorded.weights else None
     given = RunData(stores=tuple(absolute(s) for s in stores), weights=tuple(weights) if weights else None)
     if recorded is not None and not new_data and _normalised(given) != _normalised(recorded):
@@ -272,7 +280,25 @@ def for_resume(run_dir: str, *, config_file: str | None, overrides: dict[str, An
                           f"{list(_normalised(recorded).weights)}, not {list(given.stores)} with "
                           f"{list(_normalised(given).weights)}. Omit --data to use the run's corpora, or pass "
                           "--new-data to continue on other data.")
+    if recorded is not None and not new_data:
+        _refuse_rebuilt(run_dir, recorded)
     return cfg, list(stores), list(weights) if weights else None
+
+
+def _refuse_rebuilt(run_dir: str, recorded: RunData) -> None:
+    """A ConfigError when a recorded store holds other data than the run trained on (rebuilt at the
+    same path): its record digest differs from the one config.toml recorded."""
+    if not recorded.corpora:
+        return
+    from crossfuse.schema import open_corpus
+
+    for url, digest in zip(recorded.stores, recorded.corpora):
+        _, record = open_corpus(url)
+        now = record.record_sha256 or record.content_sha256()
+        if now != digest:
+            raise ConfigError(f"--resume: {url} holds other data than {run_dir} trained on (its record digest is "
+                              f"{now[:12]}..., the run recorded {digest[:12]}...; rebuilt at the same path?). Pass "
+                              "--new-data to continue on it anyway, or start a new run.")
 
 
 def _normalised(data: RunData) -> RunData:

@@ -187,7 +187,8 @@ class Trainer:
             if overwrite:
                 clear_run(run)
             (run / "checkpoints").mkdir(parents=True, exist_ok=True)
-            recorded = RunData(stores=tuple(absolute(u) for u in data), weights=tuple(weights) if weights else None)
+            recorded = RunData(stores=tuple(absolute(u) for u in data), weights=tuple(weights) if weights else None,
+                               corpora=tuple(r.record_sha256 or r.content_sha256() for r in loader.records))
             atomic.write_text(str(run / "config.toml"), to_toml(cfg, recorded))
         torch.manual_seed(cfg.seed)
         fusion_model = models.get(cfg.model)

@@ -199,3 +199,27 @@ def test_ablation_switches_are_saved_and_read_back(tmp_path):
     cfg = TrainConfig(consistency=False, aggressive="jpeg")
     (tmp_path / "c.toml").write_text(to_toml(cfg))
     assert load(str(tmp_path / "c.toml")) == cfg
+
+
+def test_resume_refuses_a_corpus_rebuilt_at_the_same_path(tmp_path, engine):
+    """Issue 30: a run's config.toml records each corpus' record digest; --resume after the store
+    was rebuilt at the same path (other data) is refused unless --new-data."""
+    from click.testing import CliRunner
+
+    from crossfuse import manifest
+    from crossfuse.align import BuildParams, pack
+    from crossfuse.cli.main import main
+    from tests.helpers import MANIFESTS
+
+    store = str(tmp_path / "c.zarr")
+    sample = manifest.load(str(MANIFESTS / "sample-target.json"))
+    pack(dataset=sample, out=store, params=BuildParams(patch=64, stride=96, chunk=32), engine=engine)
+    run = str(tmp_path / "run")
+    args = ["train", "--model", "sdnet", "--out", run, "--steps-per-epoch", "1", "-b", "2", "-q"]
+    r = CliRunner().invoke(main, args + ["--data", store, "--epochs", "1"])
+    assert r.exit_code == 0, r.output
+    pack(dataset=sample, out=store, params=BuildParams(patch=64, stride=128, chunk=32), engine=engine, overwrite=True)
+    r = CliRunner().invoke(main, args + ["--resume", "--epochs", "2"])
+    assert r.exit_code == 1 and "holds other data than" in r.output and "--new-data" in r.output
+    r = CliRunner().invoke(main, args + ["--resume", "--epochs", "2", "--new-data"])
+    assert r.exit_code == 0, r.output
