@@ -286,13 +286,16 @@ def import_corpus(h5file, out, chunk, overwrite, quiet):
 @click.option("--root", default=None,
               help="Root to record [default: the dataset's location, relative to FILE when both are local].")
 @click.option("--overwrite", is_flag=True, help="Replace an existing FILE.")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Read pairs through symlinks that lead outside the dataset's folder (refused by default).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors
-def make_manifest(dataset, out, name, root, overwrite, quiet):
+def make_manifest(dataset, out, name, root, overwrite, follow_symlinks, quiet):
     """Write a manifest (pairs and their sha256) for a dataset folder or another manifest."""
     from crossfuse import manifest
 
-    m = manifest.save(dataset, out, name=name, root=root, overwrite=overwrite, progress=progress_factory(quiet))
+    m = manifest.save(dataset, out, name=name, root=root, overwrite=overwrite, follow_symlinks=follow_symlinks,
+                      progress=progress_factory(quiet))
     click.echo(f"wrote {out}: {len(m.pairs)} pairs of {m.name}, root {m.root}")
 
 

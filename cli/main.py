@@ -123,6 +123,8 @@ def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, *
 @click.option("--overwrite", is_flag=True, help="Replace fused images already in DIR.")
 @click.option("--resume", is_flag=True, help="Fuse only the pairs DIR lacks (same checkpoint and options).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or mismatched pairs, list them, and go on.")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Read pairs through symlinks that lead outside the dataset's folder (refused by default).")
 @click.option("--sheet", default=None, metavar="FILE.png",
               help="Also write a comparison sheet: infrared | visible | fused, one row per pair.")
 @click.option("--sheet-pairs", type=click.IntRange(min=1), default=4, show_default=True,
@@ -130,7 +132,7 @@ def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, *
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors(interrupted="interrupted; every image written is whole: rerun with --resume to fuse the rest.")
 def fuse(checkpoint, model, strategy, pairs, out, root, gray, round_, tile, overlap, bf16, channels_last, device,
-         overwrite, resume, skip_bad, sheet, sheet_pairs, quiet):
+         overwrite, resume, skip_bad, follow_symlinks, sheet, sheet_pairs, quiet):
     """Fuse IR/VIS pairs as the model's official test script does. CrossFuse: the visible image's Y,
     Cr and Cb by OpenCV's 8-bit arithmetic, the output min-max normalised and truncated, colour back
     through OpenCV's YCrCb->RGB, pixel for pixel. SeAFusion: its test.py's float colour conversion
@@ -145,7 +147,7 @@ def fuse(checkpoint, model, strategy, pairs, out, root, gray, round_, tile, over
 
     keep_freed_memory()
     options = FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray, round=round_, channels_last=channels_last)
-    dataset = manifest.load(pairs, root=root)
+    dataset = manifest.load(pairs, root=root, follow_symlinks=follow_symlinks)
     checkpoint = resolve(checkpoint)  # a run folder means its latest checkpoint
     loaded = load(checkpoint, model, **({"strategy": strategy} if strategy else {}))
     if strategy and loaded.model.name != "densefuse":
@@ -193,9 +195,12 @@ def fuse(checkpoint, model, strategy, pairs, out, root, gray, round_, tile, over
                    "near 9). all: every one, columns prefixed with the protocol's name.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: one per core].")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Read pairs through symlinks that lead outside the dataset's folder (refused by default).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors(interrupted="interrupted; no score file was written.")
-def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, skip_missing, protocol, workers, quiet):
+def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, skip_missing, protocol, workers,
+             follow_symlinks, quiet):
     """Score fused images with the IVIF metrics of a published protocol: by default the paper's
     (EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, CC, PSNR, MSE), computed exactly as its evaluator
     does; with --protocol vifb VIFB's, exactly as its MATLAB code does; with --protocol tang (or
@@ -210,7 +215,7 @@ def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, skip_m
     from crossfuse import manifest
     from crossfuse.fusion import evaluate as ev, leaderboard as lb
 
-    datasets = [manifest.load(p) for p in pairs]
+    datasets = [manifest.load(p, follow_symlinks=follow_symlinks) for p in pairs]
     ev.check_outputs([csv_path, json_path, markdown_path], overwrite=overwrite)
     total = sum(len(m.pairs) for m in datasets)
     found = lb.methods(fused)

@@ -284,7 +284,7 @@ def relocate(manifest: Manifest, *, root: str, name: str | None = None) -> Manif
 
 
 def save(spec: str, out: str, *, name: str | None = None, root: str | None = None,
-         overwrite: bool = False, progress: Progress = no_progress) -> Manifest:
+         overwrite: bool = False, follow_symlinks: bool = False, progress: Progress = no_progress) -> Manifest:
     """Write a manifest of the dataset ``spec`` (a folder or a manifest) to ``out`` with the sha256
     of every file. The recorded ``root`` is by default the dataset's location, made relative to
     ``out``'s folder when both are local, so the pair can be moved together."""
@@ -292,7 +292,7 @@ def save(spec: str, out: str, *, name: str | None = None, root: str | None = Non
 
     if os.path.exists(out) and not overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it.")
-    m = with_checksums(load(spec), progress=progress)
+    m = with_checksums(load(spec, follow_symlinks=follow_symlinks), progress=progress)
     if root is None:
         root = m.root
         if "://" not in root and "://" not in out:

@@ -746,3 +746,30 @@ def test_33_manifest_takes_q_and_shows_progress_without_it(tmp_path):
     r = _run(align_main, "manifest", root, "-o", tmp_path / "m.json", "--overwrite")
     assert r.exit_code == 0 and "checksum pairs" in r.output, r.output
     assert len(json.loads((tmp_path / "m.json").read_text())["pairs"]) == 2
+
+
+def test_2_the_follow_symlinks_advice_works_where_it_is_given(tmp_path):
+    """Issue 30: manifest, fuse and eval advised --follow-symlinks without having it."""
+    from crossfuse.cli.main import main as crossfuse_main
+
+    root, ids = _dataset(tmp_path, n=2)
+    (root / "ir").rename(tmp_path / "elsewhere")
+    os.symlink(tmp_path / "elsewhere", root / "ir")
+    r = _run(align_main, "manifest", root, "-o", tmp_path / "m.json", "-q")
+    assert r.exit_code == 1 and "--follow-symlinks" in r.output
+    assert _run(align_main, "manifest", root, "-o", tmp_path / "m.json", "-q", "--follow-symlinks").exit_code == 0
+    from crossfuse import models
+
+    seafusion = models.get("seafusion")
+    ckpt = tmp_path / "s.pth"
+    import torch
+
+    torch.save(seafusion.official_state(seafusion.build(seafusion.settings())), ckpt)
+    fuse = ["fuse", "--checkpoint", ckpt, "--model", "seafusion", "--pairs", root, "-o", tmp_path / "f", "-q"]
+    r = _run(crossfuse_main, *fuse)
+    assert r.exit_code == 1 and "--follow-symlinks" in r.output
+    assert _run(crossfuse_main, *fuse, "--follow-symlinks").exit_code == 0
+    ev = ["eval", "--fused", tmp_path / "f", "--pairs", root, "-q", "-j", "1"]
+    r = _run(crossfuse_main, *ev)
+    assert r.exit_code == 1 and "--follow-symlinks" in r.output
+    assert _run(crossfuse_main, *ev, "--follow-symlinks").exit_code == 0
