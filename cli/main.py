@@ -148,6 +148,10 @@ def fuse(checkpoint, model, strategy, pairs, out, root, gray, round_, tile, over
     keep_freed_memory()
     options = FuseOptions(tile=tile, overlap=overlap, bf16=bf16, gray=gray, round=round_, channels_last=channels_last)
     dataset = manifest.load(pairs, root=root, follow_symlinks=follow_symlinks)
+    if sheet:
+        from crossfuse.fusion.evaluate import check_outputs
+
+        check_outputs([sheet], overwrite=True)  # a sheet under a missing folder is refused before any fusing
     checkpoint = resolve(checkpoint)  # a run folder means its latest checkpoint
     loaded = load(checkpoint, model, **({"strategy": strategy} if strategy else {}))
     if strategy and loaded.model.name != "densefuse":

@@ -275,7 +275,18 @@ def write_csv(rows: list[Row], path: str) -> None:
 
 
 def check_outputs(paths: list[str | None], *, overwrite: bool) -> None:
-    """Refuse, before any scoring, to replace an existing output file unless ``overwrite``."""
+    """Refuse, before any work, an output file whose folder does not exist (or is a file), one that
+    is a folder, and (unless ``overwrite``) one that exists."""
+    for p in paths:
+        if not p:
+            continue
+        parent = os.path.dirname(os.path.abspath(p))
+        if not os.path.isdir(parent):
+            what = "is a file" if os.path.exists(parent) else "does not exist"
+            raise OutputExistsError(f"{p} cannot be written: its folder {parent} {what}. Create the folder, or choose "
+                                    "another path.")
+        if os.path.isdir(p):
+            raise OutputExistsError(f"{p} is a folder; give a file name.")
     existing = [p for p in paths if p and os.path.exists(p)]
     if existing and not overwrite:
         raise OutputExistsError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose "

@@ -197,3 +197,24 @@ def test_a_config_value_of_the_wrong_type_is_named(tmp_path, sample_corpus):
     bad.write_text("[network]\ndim = 1.5\n")
     r = _run("train", "-d", sample_corpus[0], "-o", tmp_path / "r", "-c", bad)
     assert r.exit_code == 1 and "network.dim must be an integer" in r.output
+
+
+def test_outputs_under_a_missing_folder_are_refused_before_any_work(tmp_path):
+    """Issue 30 WEAK: eval --csv/--json and fuse --sheet under a missing parent failed only after
+    all the work."""
+    import time
+
+    from crossfuse.cli.main import main as crossfuse_main
+
+    fused = tmp_path / "fused"
+    fused.mkdir()
+    for option in ("--csv", "--json", "--markdown"):
+        started = time.perf_counter()
+        r = CliRunner().invoke(crossfuse_main, ["eval", "--fused", str(fused), "--pairs", str(SAMPLE_TARGET),
+                                                option, str(tmp_path / "missing" / "x.out")])
+        assert r.exit_code == 1 and "does not exist" in r.output and time.perf_counter() - started < 5
+    (tmp_path / "afile").write_text("x")
+    r = CliRunner().invoke(crossfuse_main, ["fuse", "--checkpoint", str(tmp_path / "none.pth"), "--pairs",
+                                            str(SAMPLE_TARGET), "-o", str(tmp_path / "o"), "--sheet",
+                                            str(tmp_path / "afile" / "s.png")])
+    assert r.exit_code == 1 and "is a file" in r.output and not (tmp_path / "o").exists()
