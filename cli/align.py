@@ -73,7 +73,7 @@ def main() -> None:
 @click.option("--aux", "-a", required=True, metavar="MANIFEST",
               help="Auxiliary paired dataset the patches are taken from.")
 @click.option("--out", "-o", required=True, metavar="STORE", help="Output Zarr store (path or URL).")
-@click.option("-k", "k", type=click.IntRange(min=1), default=_DEFAULT.k, show_default=True,
+@click.option("-k", "--k", "k", type=click.IntRange(min=1), default=_DEFAULT.k, show_default=True,
               help="Number of auxiliary patches to retrieve (Top-K).")
 @click.option("--index", type=click.Choice(INDEXES), default=_DEFAULT.index, show_default=True,
               help="FAISS index: exact 'flat', or approximate 'ivf' for very large auxiliary sets.")

@@ -94,8 +94,10 @@ def train(data, weights, out, config_file, resume, new_data, overwrite, quiet, *
                    f"{result.final_loss:.4f}, checkpoint {result.last_checkpoint}. To train longer pass "
                    f"--resume --epochs N with N > {result.epochs_done}.")
         return
-    click.echo(f"trained {result.epochs_run} of {result.epochs_done} epochs ({result.steps} steps in all) in "
-               f"{result.seconds:.1f}s; final loss {result.final_loss:.4f}; checkpoint {result.last_checkpoint}")
+    first = result.epochs_done - result.epochs_run + 1
+    span = f"epoch {first}" if result.epochs_run == 1 else f"epochs {first}-{result.epochs_done}"
+    click.echo(f"trained {span} of {result.epochs_done} ({result.steps} steps in all) in {result.seconds:.1f}s; "
+               f"final loss {result.final_loss:.4f}; checkpoint {result.last_checkpoint}")
 
 
 @main.command()

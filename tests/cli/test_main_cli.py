@@ -20,7 +20,7 @@ def test_train_resume_and_fuse(tmp_path, sample_corpus):
     r = _run("train", "--data", sample_corpus[0], "--out", run, "--config", DEMO, "--epochs", "2",
              "--phase1-epochs", "1", "--steps-per-epoch", "2", "-q")
     assert r.exit_code == 0, r.output
-    assert "trained 2 of 2 epochs (4 steps in all)" in r.output
+    assert "trained epochs 1-2 of 2 (4 steps in all)" in r.output
     assert 'steps_per_epoch = 2' in (run / "config.toml").read_text()
     r = _run("train", "--data", sample_corpus[0], "--out", run, "-q")
     assert r.exit_code == 1 and "--resume" in r.output
@@ -55,7 +55,7 @@ def test_resume_takes_the_runs_config_and_corpora_and_flags_over_them(tmp_path, 
     # neither --data nor --config: the run's own; --epochs 3 extends it (defaults would be 160/40, dim 64)
     r = _run("train", "-o", run, "--resume", "--epochs", "3", "-q")
     assert r.exit_code == 0, r.output
-    assert "trained 1 of 3 epochs (6 steps in all)" in r.output
+    assert "trained epoch 3 of 3 (6 steps in all)" in r.output
     saved = (run / "config.toml").read_text()
     assert "epochs = 3\n" in saved and "phase1_epochs = 1\n" in saved and "dim = 16\n" in saved
     assert f'stores = ["{sample_corpus[0]}"]' in saved
@@ -69,13 +69,13 @@ def test_resume_takes_the_runs_config_and_corpora_and_flags_over_them(tmp_path, 
     r = _run("train", "-d", other, "-o", run, "--resume", "--epochs", "4", "-q")
     assert r.exit_code == 1 and "was trained on" in r.output and "--new-data" in r.output
     r = _run("train", "-d", other, "-o", run, "--resume", "--epochs", "4", "--new-data", "-q")
-    assert r.exit_code == 0 and "trained 1 of 4 epochs" in r.output
+    assert r.exit_code == 0 and "trained epoch 4 of 4" in r.output
     assert f'stores = ["{other}"]' in (run / "config.toml").read_text()
     r = _run("train", "-o", run, "--resume", "-c", DEMO, "--epochs", "5", "-q")  # the demo file's own keys apply
-    assert r.exit_code == 0 and "trained 1 of 5 epochs" in r.output
+    assert r.exit_code == 0 and "trained epoch 5 of 5" in r.output
     r = _run("train", "-d", sample_corpus[0], "-o", run, "-c", DEMO, "--epochs", "1", "--phase1-epochs", "1",
              "--steps-per-epoch", "1", "--overwrite", "-q")
-    assert r.exit_code == 0 and "trained 1 of 1 epochs (1 steps in all)" in r.output
+    assert r.exit_code == 0 and "trained epoch 1 of 1 (1 steps in all)" in r.output
     assert len((run / "log.jsonl").read_text().splitlines()) == 1
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["epoch_0001.pth", "latest.pth"]
 
@@ -186,7 +186,7 @@ def test_each_short_flag_means_one_thing_across_both_commands():
         for short, longs in _short_flags(group).items():
             merged.setdefault(short, set()).update(longs)
     assert {s: sorted(l) for s, l in merged.items() if len(l) > 1} == {}
-    assert merged["-k"] == {"k"} and merged["-p"] == {"--patch"} and merged["-j"] == {"--workers"}
+    assert merged["-k"] == {"--k"} and merged["-p"] == {"--patch"} and merged["-j"] == {"--workers"}
 
 
 def test_a_config_value_of_the_wrong_type_is_named(tmp_path, sample_corpus):
