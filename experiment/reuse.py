@@ -81,6 +81,21 @@ def reuse(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, source: s
                 "chunks, weights, settings and seed), so it would train the same network"}, indent=1) + "\n")
 
 
+def read_note(path: str) -> dict:
+    """A run's reuse note, or a ConfigError naming the file and what to do when it is damaged."""
+    from crossfuse.errors import ConfigError
+
+    try:
+        with open(path) as fh:
+            note = json.load(fh)
+        if not isinstance(note, dict) or not isinstance(note.get("reused"), str):
+            raise ValueError("it names no source run")
+        return note
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"{path} is damaged ({exc}); delete it and rerun: the run is then reused again, or "
+                          "trained.") from None
+
+
 def summary(spec: Spec, layout: Layout) -> str:
     """A Markdown paragraph naming every reused run and its source ("" when none)."""
     lines = []
@@ -88,8 +103,7 @@ def summary(spec: Spec, layout: Layout) -> str:
         for seed in spec.seeds:
             path = os.path.join(layout.run(variant, seed), NOTE)
             if os.path.exists(path):
-                with open(path) as fh:
-                    source = os.path.basename(os.path.dirname(json.load(fh)["reused"]))
+                source = os.path.basename(os.path.dirname(read_note(path)["reused"]))
                 lines.append(f"- {variant} seed {seed}: the run of {source} (the same patches in the same chunks, "
                              "weights, settings and seed: the same network).")
     if not lines:

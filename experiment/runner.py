@@ -257,8 +257,12 @@ def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConf
 def _reused(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, *, log: Callable[[str], None]) -> bool:
     """Whether the run of ``variant`` at ``seed`` is (now) a reuse of an identical earlier run
     (:mod:`~crossfuse.experiment.reuse`) rather than one to train."""
-    if os.path.exists(os.path.join(layout.run(variant.name, seed), reuse.NOTE)):
-        return True
+    note = os.path.join(layout.run(variant.name, seed), reuse.NOTE)
+    if os.path.exists(note):
+        reuse.read_note(note)  # a damaged note is named, not a JSON traceback
+        if all(os.path.exists(layout.scores(variant.name, seed, t)) for t in spec.tests):
+            return True
+        os.remove(note)  # its scores were deleted since: reuse (or train) it again, below
     if os.path.exists(os.path.join(layout.run(variant.name, seed), "config.toml")):
         return False  # its own training has begun: let it finish
     found = reuse.twin(spec, variant, seed, layout)

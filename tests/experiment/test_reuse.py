@@ -99,3 +99,12 @@ def test_an_identical_run_is_reused_and_would_have_scored_the_same(tmp_path):
     assert digest == reuse.inputs_digest(s.variants["as-is"], 0, layout)
     assert digest != reuse.inputs_digest(again, 1, layout)
     assert digest != reuse.inputs_digest(dataclasses.replace(again, weights=(1.0, 2.0)), 0, layout)
+    # Issue 30: a reused run whose scores were deleted is scored again (reused anew), and a damaged
+    # note is named in one line instead of a JSON traceback.
+    scores = tmp_path / "a" / "runs" / "as-is-again" / "seed0" / "scores" / "sample-test.csv"
+    scores.unlink()
+    _run(spec, tmp_path / "a")
+    assert scores.read_text() == reused
+    (tmp_path / "a" / "runs" / "as-is-again" / "seed0" / reuse.NOTE).write_text("{not json")
+    r = CliRunner().invoke(main, ["experiment", str(spec), "--out", str(tmp_path / "a"), "-q", "-j", "2"])
+    assert r.exit_code == 1 and "reused.json is damaged" in r.output and "Traceback" not in r.output
