@@ -164,6 +164,11 @@ def _alignment_lines(record) -> list[str]:
              f"  {'after ' + word:<15}{_rgb(record.means_after)}"]
     if word == "gamma":
         lines.append("  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", record.gamma)))
+        unreachable = [ch for ch, ok in zip("RGB", record.gamma_reachable or (True,) * 3) if not ok]
+        if unreachable:
+            lines.append(f"  unreachable    {', '.join(unreachable)}: no gamma brings the selection's mean to the "
+                         "target's (an all-black channel stays black); the gamma shown is the search's bound, and "
+                         "those channels are left as good as the lookup allows, not matched")
     return lines + _w1_lines(record)
 
 
@@ -321,9 +326,10 @@ def inspect(store, as_json):
         lines.append(f"  low contrast {c.low_contrast} auxiliary patches left out (--drop-low-contrast)")
     if r.kind == "aligned":
         index = {"flat": "an exact flat", "ivf": "an approximate IVF"}.get(p.index, f"a {p.index}")
-        lines += [f"  retrieval Top-{p.k} by {p.metric} over {index} FAISS index, target "
-                  f"{r.target.name} ({r.target.patches} patches)", f"  selection {_selection_words(p)}",
-                  *_alignment_lines(r)]
+        how = (f"Top-{p.k} by {p.metric} over {index} FAISS index" if p.select == "topk" else
+               f"{p.k} patches by --select {p.select} (no Top-K; every pool patch's statistics kept)")
+        lines += [f"  retrieval {how}, target {r.target.name} ({r.target.patches} patches)",
+                  f"  selection {_selection_words(p)}", *_alignment_lines(r)]
     else:
         lines.append(f"  means          {_rgb(r.means_before)}")
     lines += _skipped_line(r, "skipped  ")

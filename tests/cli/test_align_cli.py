@@ -146,3 +146,31 @@ def test_killed_build_resumes_to_the_same_arrays(tmp_path):
 def test_help_teaches():
     r = _run("build", "--help")
     assert r.exit_code == 0 and "--skip-bad" in r.output and "Top-K" in r.output and "--scheduler" in r.output
+
+
+def test_inspect_says_what_was_done_and_when_a_gamma_is_unreachable(tmp_path):
+    """Issue 30: inspect said "Top-K ... FAISS" for --select match/random, and printed an
+    unreachable gamma (an all-black channel) as if it had been applied."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "black"
+    (root / "ir").mkdir(parents=True)
+    (root / "vis").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (200, 260), dtype=np.uint8)).save(root / "ir" / f"{i}.png")
+        vis = rng.integers(0, 255, (200, 260, 3), dtype=np.uint8)
+        vis[..., 2] = 0  # blue all black: no gamma can reach the target's blue
+        Image.fromarray(vis).save(root / "vis" / f"{i}.png")
+    from crossfuse.cli.align import main as align_main
+
+    target = str(SAMPLE_TARGET)
+    for select in ("topk", "match"):
+        out = str(tmp_path / f"{select}.zarr")
+        r = CliRunner().invoke(align_main, ["build", "--target", target, "--aux", str(root), "--out", out, "-k", "4",
+                                            "--stride", "64", "--select", select, "-q"])
+        assert r.exit_code == 0, r.output
+        shown = CliRunner().invoke(align_main, ["inspect", out]).output
+        assert "unreachable    B:" in shown
+        assert ("Top-4 by" in shown) == (select == "topk") and ("--select match" in shown) == (select == "match")
