@@ -323,8 +323,10 @@ def plan(spec_file, pilot, effect, metrics, tests, pilot_baseline, power):
                           "have with --test.")
     baselines = {spec.baseline_for(v) for v in spec.variants}
     family = (len(spec.variants) - len(baselines)) * len(results.TABLE_METRICS) * len(spec.tests)
+    base = pilot_baseline or spec.baseline
+    per_model = [f"{base}.{m}" for m in spec.models if any(s.variant == f"{base}.{m}" for s in scores)]
     try:
-        needs = planning.plan(scores, baseline=pilot_baseline or spec.baseline, tests=chosen,
+        needs = planning.plan(scores, baselines=per_model or [base], tests=chosen,
                               metrics=list(metrics) or ["VIF", "Qabf"], effect=effect, family=family, power=power)
     except ValueError as exc:
         raise ConfigError(f"{pilot}: {exc}.") from None

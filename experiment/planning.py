@@ -27,6 +27,7 @@ class Need:
 
     test: str
     metric: str
+    baseline: str
     seed_sd: float
     baseline_mean: float
     effect: float
@@ -50,8 +51,12 @@ def parse_effect(text: str) -> tuple[float, bool]:
 
 def spread(scores: list[Score], *, baseline: str, test: str, metric: str) -> tuple[float, float, int]:
     """The pilot's (median over variants of the sd of per-seed mean differences from ``baseline``,
-    the baseline's mean, the fewest seeds behind one of those sds) on ``test`` for ``metric``."""
-    variants = sorted({s.variant for s in scores if s.seed is not None and s.variant != baseline})
+    the baseline's mean, the fewest seeds behind one of those sds) on ``test`` for ``metric``; only
+    variants trained with the baseline's model count (a difference between models is not an effect
+    of the data)."""
+    model = next((s.model for s in scores if s.variant == baseline), None)
+    variants = sorted({s.variant for s in scores if s.seed is not None and s.variant != baseline
+                       and s.model == model})
     sds, seeds = [], []
     for v in variants:
         diff = stats.paired(scores, v, baseline, test, metric)
@@ -67,28 +72,35 @@ def spread(scores: list[Score], *, baseline: str, test: str, metric: str) -> tup
     return float(np.median(sds)), float(np.mean(base)), min(seeds)
 
 
-def plan(scores: list[Score], *, baseline: str, tests: list[str], metrics: list[str], effect: str,
+def plan(scores: list[Score], *, baselines: list[str], tests: list[str], metrics: list[str], effect: str,
          family: int, power: float = 0.8) -> list[Need]:
-    """The seeds each (test, metric) needs to find ``effect`` with ``power`` (see the module)."""
+    """The seeds each (baseline, test, metric) needs to find ``effect`` with ``power`` (see the
+    module); one baseline per model of the pilot."""
     value, relative = parse_effect(effect)
     out = []
-    for test in tests:
-        for metric in metrics:
-            sd, mean, n = spread(scores, baseline=baseline, test=test, metric=metric)
-            wanted = value * abs(mean) if relative else value
-            out.append(Need(test=test, metric=metric, seed_sd=sd, baseline_mean=mean, effect=wanted, pilot_seeds=n,
-                            seeds=stats.seeds_needed(sd, wanted, power=power),
-                            seeds_family=stats.seeds_needed(sd, wanted, power=power,
-                                                            alpha=stats.ALPHA / max(1, family))))
+    for baseline in baselines:
+        for test in tests:
+            for metric in metrics:
+                out.append(_need(scores, baseline, test, metric, value, relative, family, power))
     return out
+
+
+def _need(scores: list[Score], baseline: str, test: str, metric: str, value: float, relative: bool, family: int,
+          power: float) -> Need:
+    sd, mean, n = spread(scores, baseline=baseline, test=test, metric=metric)
+    wanted = value * abs(mean) if relative else value
+    return Need(test=test, metric=metric, baseline=baseline, seed_sd=sd, baseline_mean=mean, effect=wanted,
+                pilot_seeds=n,
+                seeds=stats.seeds_needed(sd, wanted, power=power),
+                seeds_family=stats.seeds_needed(sd, wanted, power=power, alpha=stats.ALPHA / max(1, family)))
 
 
 def table(needs: list[Need], *, family: int) -> str:
     def n(x: int | None) -> str:
         return ">1000" if x is None else str(x)
 
-    lines = [f"| test | metric | pilot sd of seed means (seeds) | baseline mean | effect | seeds at 5% | "
-             f"seeds at 5%/{family} |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {x.test} | {x.metric} | {x.seed_sd:.4g} ({x.pilot_seeds}) | {x.baseline_mean:.4g} | {x.effect:.4g} | "
-              f"{n(x.seeds)} | {n(x.seeds_family)} |" for x in needs]
+    lines = [f"| baseline | test | metric | pilot sd of seed means (seeds) | baseline mean | effect | seeds at 5% | "
+             f"seeds at 5%/{family} |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {x.baseline} | {x.test} | {x.metric} | {x.seed_sd:.4g} ({x.pilot_seeds}) | {x.baseline_mean:.4g} | "
+              f"{x.effect:.4g} | {n(x.seeds)} | {n(x.seeds_family)} |" for x in needs]
     return "\n".join(lines)

@@ -100,7 +100,7 @@ pairs = "m.json"
     assert r.exit_code == 0, r.output
     from crossfuse.experiment import planning
 
-    sd, mean, n = planning.spread(scores, baseline="base", test="rs", metric="VIF")
+    sd, mean, n = planning.spread(scores, baseline="base", test="rs", metric="VIF")  # one model
     family = 2 * len(results.TABLE_METRICS) * 1
     want = stats.seeds_needed(sd, 0.02 * mean, alpha=0.05 / family)
     assert f"{want} seeds give 80% power for 2% on VIF (rs)" in r.output
