@@ -68,6 +68,13 @@ def export(url: str, out: str, *, overwrite: bool = False, progress: Progress = 
     or not at all (a temporary file, renamed). A damaged corpus is refused: missing chunks before
     anything is written, a chunk edited since the build when it is read (its sha256 is checked)."""
     h5py = _h5py()
+    if os.path.isdir(out):
+        raise OutputExistsError(f"{out} is a folder; --out names the .h5 file to write (for example {out}/corpus.h5).")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        what = "is a file" if os.path.exists(parent) else "does not exist"
+        raise OutputExistsError(f"{out} cannot be written: its folder {parent} {what}. Create the folder, or choose "
+                                "another --out.")
     if os.path.exists(out) and not overwrite:
         raise OutputExistsError(f"{out} exists; pass --overwrite to replace it.")
     group, record = open_corpus(url)

@@ -173,3 +173,16 @@ def test_links_out_of_the_file_and_odd_layouts_are_refused_in_one_line(tmp_path,
     with pytest.raises(H5FormatError, match=message) as info:
         import_h5(str(path), str(tmp_path / "out.zarr"))
     assert "\n" not in str(info.value) and not (tmp_path / "out.zarr").exists()
+
+
+def test_export_onto_a_folder_or_under_a_missing_one_is_one_line(tmp_path, sample_corpus):
+    """Issue 30 WEAK: both were tracebacks."""
+    pytest.importorskip("h5py")
+    from crossfuse.cli.align import main as align_main
+
+    (tmp_path / "adir").mkdir()
+    for out, message in ((tmp_path / "adir", "is a folder"), (tmp_path / "missing" / "x.h5", "does not exist")):
+        r = CliRunner().invoke(align_main, ["export", sample_corpus[0], "--format", "h5", "--out", str(out),
+                                            "--overwrite"])
+        assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
+    assert list((tmp_path / "adir").iterdir()) == []
