@@ -189,7 +189,11 @@ def evaluate(fused_dir: str, datasets: list[Manifest], *, workers: int | None = 
                    sum(len(m.pairs) for m in datasets))
     jobs = [(m.name, p.id, f, m.source(p.ir), m.source(p.vis), protocol) for (m, p), f in zip(wanted, located)]
     if not jobs:
-        raise EvalError("the given pairs list no images to evaluate.")
+        if wanted or not skip:
+            raise EvalError("the given pairs list no images to evaluate.")
+        raise EvalError(f"nothing is left to score in {fused_dir}: every pair of the given lists lacks a fused image "
+                        "there (or in another method's folder, with --skip-missing, which scores every method on the "
+                        "same pairs). Fuse the pairs into it, or leave the empty method folder out.")
     workers = min(workers or available_cores(), len(jobs))
     rows: list[Row] = []
     with progress(label, len(jobs)) as advance:

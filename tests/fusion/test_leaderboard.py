@@ -129,3 +129,17 @@ def test_a_nan_mean_is_unranked_and_the_json_stays_strict(tmp_path):
     ranked = [v for v in copy["ranks"].values() if v is not None]
     assert len(ranked) == 10 and copy["mean_rank"] == pytest.approx(sum(ranked) / 10)
     assert "| nan (-) |" in (tmp_path / "b.md").read_text() and "nan (-)" in r.output
+
+
+def test_an_empty_method_folder_under_skip_missing_is_named(tmp_path):
+    """Issue 30 WEAK: it said "the given pairs list no images", naming neither method nor folder."""
+    from click.testing import CliRunner
+
+    from crossfuse.cli.main import main
+    from tests.helpers import SAMPLE_TARGET
+
+    (tmp_path / "board" / "empty").mkdir(parents=True)
+    (tmp_path / "board" / "other").mkdir()
+    r = CliRunner().invoke(main, ["eval", "--fused", str(tmp_path / "board"), "--pairs", str(SAMPLE_TARGET),
+                                  "--skip-missing", "-q"])
+    assert r.exit_code == 1 and "nothing is left to score in" in r.output and "board/" in r.output
