@@ -134,12 +134,27 @@ def pack_job(*, dataset: Manifest, params: BuildParams, engine: EngineConfig, sk
                            "chunk": params.chunk, **_dropping(params)})
 
 
-def _check_inputs(*datasets: Manifest, skip_bad: bool) -> None:
-    """What can be checked before anything is written: every dataset lists pairs, and (unless
-    ``skip_bad``) every pair has both partners."""
-    for dataset in datasets:
+def _check_inputs(*datasets: Manifest, skip_bad: bool, flags: tuple[str, ...] = ()) -> None:
+    """What can be checked before anything is written: every dataset lists pairs, its local root
+    exists and holds at least one of its files (a wrong root is named with the flag that
+    overrides it, ``flags`` per dataset, not met with "pass --skip-bad" after a failed scan), and
+    (unless ``skip_bad``) every pair has both partners."""
+    import os
+
+    for i, dataset in enumerate(datasets):
         if not dataset.pairs:
             raise ManifestError(f"{dataset.origin} lists no image pairs; a dataset needs at least one.")
+        flag = flags[i] if i < len(flags) else "--root"
+        if "://" not in dataset.root:
+            files = [dataset.url(f) for p in dataset.pairs for f in (p.ir, p.vis) if f]
+            if not os.path.isdir(dataset.root):
+                raise ManifestError(f"the dataset root {dataset.root} of {dataset.origin} does not exist (or is not a "
+                                    f"folder); point {flag} at the folder that holds its images, or put the dataset "
+                                    "there.")
+            if files and not any(os.path.exists(f) for f in files):
+                raise ManifestError(f"none of the {len(files)} image files of {dataset.origin} is under its root "
+                                    f"{dataset.root} (the first would be {files[0]}); point {flag} at the folder that "
+                                    "holds them.")
         unpaired = [p for p in dataset.pairs if not (p.ir and p.vis)]
         if unpaired and not skip_bad:
             first = ", ".join(f"{p.id!r} ({'infrared' if not p.ir else 'visible'} missing)" for p in unpaired[:3])
@@ -460,7 +475,8 @@ def build(*, target: Manifest, aux: Manifest, out: str, params: BuildParams = Bu
     means are closest (L1) to ``target``'s, gamma-corrected per channel to match them. One build
     per store at a time (``break_lock`` takes over a lock whose holder cannot be checked)."""
     out = _manifest.absolute(out)
-    _check_inputs(target, aux, skip_bad=skip_bad)  # everything that can be checked before anything is written
+    # everything that can be checked before anything is written
+    _check_inputs(target, aux, skip_bad=skip_bad, flags=("--target-root", "--aux-root"))
     job = build_job(target=target, aux=aux, params=params, engine=engine, skip_bad=skip_bad)
 
     def stages(client, group, clock: dict[str, float], facts: dict[str, Any]) -> CorpusRecord:

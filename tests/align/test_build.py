@@ -289,3 +289,22 @@ def test_a_resumed_pack_does_not_mix_an_image_changed_since_its_scan(tmp_path, m
     assert not resumed.resumed
     a, b = _arrays(out), _arrays(str(tmp_path / "fresh.zarr"))
     assert all(np.array_equal(a[n], b[n]) for n in ("vis", "ir", "source", "origin"))
+
+
+def test_a_wrong_dataset_root_is_named_with_its_flag_before_anything_is_written(tmp_path, engine):
+    """Issue 30 (tour): a build whose every pair fails to read said "pass --skip-bad" and left a
+    _partial store that later commands called resumable."""
+    from click.testing import CliRunner
+
+    from crossfuse.cli.align import main as align_main
+    from tests.helpers import SAMPLE_AUX, SAMPLE_TARGET
+
+    out = tmp_path / "c.zarr"
+    r = CliRunner().invoke(align_main, ["build", "--target", str(SAMPLE_TARGET), "--aux", str(SAMPLE_AUX),
+                                        "--aux-root", str(tmp_path / "nowhere"), "--out", str(out), "-k", "4", "-q"])
+    assert r.exit_code == 1 and "does not exist" in r.output and "--aux-root" in r.output
+    assert "--skip-bad" not in r.output and not out.exists()
+    (tmp_path / "empty").mkdir()
+    r = CliRunner().invoke(align_main, ["pack", "--manifest", str(SAMPLE_TARGET), "--root", str(tmp_path / "empty"),
+                                        "--out", str(out), "-q"])
+    assert r.exit_code == 1 and "none of the" in r.output and "--root" in r.output and not out.exists()
