@@ -26,7 +26,7 @@ from benchmarks.common import machine, sync
 from crossfuse.fusion.config import TrainConfig
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
 from crossfuse.fusion.steps import step_losses
-from crossfuse.fusion.trainer import make_optimizer
+from crossfuse.fusion.steps import make_optimizer
 
 VARIANTS = {  # name: (bf16, channels_last, compile)
     "fp32_nchw": (False, False, False),

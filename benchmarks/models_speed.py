@@ -27,7 +27,7 @@ from crossfuse.corpus.reading import to_model_inputs
 from crossfuse.fusion.config import defaults
 from crossfuse.fusion.runtime import Dist, keep_freed_memory
 from crossfuse.fusion.steps import optimise
-from crossfuse.fusion.trainer import make_optimizer
+from crossfuse.fusion.steps import make_optimizer
 from crossfuse.models.base import FuseOptions
 
 NARROW = {"dim": 16, "heads": 2, "encoder_blocks": 1, "decoder_blocks": 1, "detail_nodes": 1}

@@ -25,7 +25,7 @@ from crossfuse.fusion.config import TrainConfig
 from crossfuse.fusion.network import CHECKPOINT_PARTS, CrossFuse, NetworkConfig
 from crossfuse.fusion.runtime import Dist, keep_freed_memory
 from crossfuse.fusion.steps import optimise, step_losses
-from crossfuse.fusion.trainer import make_optimizer
+from crossfuse.fusion.steps import make_optimizer
 
 NARROW = NetworkConfig(dim=16, heads=2, encoder_blocks=1, decoder_blocks=1, detail_nodes=1)
 

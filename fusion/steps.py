@@ -35,6 +35,15 @@ def step_losses(parts: dict[str, nn.Module], *, vis: torch.Tensor, ir: torch.Ten
                               consistency=cfg.consistency, aggressive=cfg.aggressive)
 
 
+def make_optimizer(parts: dict[str, nn.Module], cfg: TrainConfig):
+    """One Adam over a parameter group per sub-network (numerically the release's four Adams),
+    and its StepLR scheduler. Here, not in the trainer, so that drivers without corpora (the GPU
+    benchmarks, on machines without zarr) build the same optimiser."""
+    groups = [{"params": list(m.parameters()), "name": name} for name, m in parts.items()]
+    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
+
+
 def _non_finite(values: dict[str, torch.Tensor]) -> list[str]:
     return [name for name, v in values.items() if not bool(torch.isfinite(v.detach()).all())]
 

@@ -41,7 +41,7 @@ from crossfuse import models
 from crossfuse.fusion.plots import loss_curve, sample_sheet
 from crossfuse.models.base import Model
 from crossfuse.fusion.runtime import Dist, barrier, init_distributed, pick_device
-from crossfuse.fusion.steps import optimise, step_losses
+from crossfuse.fusion.steps import make_optimizer, optimise, step_losses
 from crossfuse.manifest import absolute
 from crossfuse.progress import Progress, no_progress
 
@@ -60,14 +60,6 @@ class TrainResult:
     last_checkpoint: str
     seconds: float
     final_loss: float
-
-
-def make_optimizer(parts: dict[str, nn.Module], cfg: TrainConfig):
-    """One Adam over a parameter group per sub-network (numerically the release's four Adams),
-    and its StepLR scheduler."""
-    groups = [{"params": list(m.parameters()), "name": name} for name, m in parts.items()]
-    opt = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step, gamma=cfg.lr_gamma)
 
 
 #: The lock file a training holds inside its run folder (one training per folder at a time).
