@@ -20,6 +20,8 @@ from typing import Any
 
 from zarr.storage import WrapperStore
 
+from crossfuse.verified import matches
+
 #: The default size limit of a corpus cache folder.
 DEFAULT_BYTES = 8 << 30
 
@@ -79,7 +81,7 @@ class ChunkCache(WrapperStore):
     def _good(self, key: str, data: bytes) -> bool:
         """Whether cached ``data`` is chunk ``key`` as its corpus recorded it (True without a digest)."""
         expected = self.digests.get(key)
-        return expected is None or (len(data) == expected[1] and hashlib.sha256(data).hexdigest() == expected[0])
+        return expected is None or matches(data, expected)
 
     def _keep(self, path: str, data: bytes) -> None:
         """Write one chunk into the cache (whole, or not at all), then trim it to ``max_bytes``."""

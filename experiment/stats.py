@@ -43,6 +43,7 @@ against tabulated values.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -97,8 +98,10 @@ def t_cdf(t: float, df: float) -> float:
     return 1.0 - tail if t > 0 else tail
 
 
+@functools.lru_cache(maxsize=1024)
 def t_quantile(p: float, df: float) -> float:
-    """The ``p`` quantile of Student's t (bisection on :func:`t_cdf` to 1e-10)."""
+    """The ``p`` quantile of Student's t (bisection on :func:`t_cdf` to 1e-10; cached: a results
+    table asks for the same few quantiles hundreds of times)."""
     if not 0 < p < 1:
         raise ValueError(f"p must lie in (0, 1), got {p}")
     lo, hi = -1e4, 1e4

@@ -84,9 +84,14 @@ def _payload(model: Model, net: torch.nn.Module) -> dict[str, Any]:
     return {MODEL_KEY: model.name, WEIGHTS_KEY: model.official_state(net)}
 
 
+def _has_parts(payload: Mapping[str, Any]) -> bool:
+    """Whether a checkpoint's contents hold CrossFuse's four state dicts."""
+    return all(isinstance(payload.get(k), Mapping) for k in CHECKPOINT_PARTS)
+
+
 def _weight_parts(payload: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """The state dicts of a checkpoint's contents, by name (for the finite checks)."""
-    if all(isinstance(payload.get(k), Mapping) for k in CHECKPOINT_PARTS):
+    if _has_parts(payload):
         return {k: payload[k] for k in CHECKPOINT_PARTS}
     if isinstance(payload.get(WEIGHTS_KEY), Mapping):
         return {WEIGHTS_KEY: payload[WEIGHTS_KEY]}
@@ -158,15 +163,13 @@ def identify(payload: Mapping[str, Any], path: str, model: str | None = None) ->
     DenseFuse) needs it."""
     if model is not None and model not in models.names():
         raise CheckpointError(f"unknown model {model!r}; the models are {', '.join(models.names())}.")
-    if any(k in payload for k in CHECKPOINT_PARTS) and not all(isinstance(payload.get(k), Mapping)
-                                                               for k in CHECKPOINT_PARTS):
+    if any(k in payload for k in CHECKPOINT_PARTS) and not _has_parts(payload):
         raise CheckpointError(f"{path} is not a CrossFuse checkpoint: it needs the state dicts {list(CHECKPOINT_PARTS)}.")
     state = TrainingState.from_payload(payload, path)
     if state is not None:
         found, what = state.config.model, "was trained as"
-    elif all(isinstance(payload.get(k), Mapping) for k in CHECKPOINT_PARTS):
+    elif _has_parts(payload):
         found, what = "crossfuse", "is an official checkpoint of"
-
     elif isinstance(payload.get(MODEL_KEY), str) and isinstance(payload.get(WEIGHTS_KEY), Mapping):
         found, what = str(payload[MODEL_KEY]), "holds weights of"
     elif payload and all(isinstance(v, torch.Tensor) for v in payload.values()):

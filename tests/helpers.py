@@ -82,3 +82,23 @@ def crash_writes_at(monkeypatch, start: int, *, write=None) -> None:
 REFERENCE = SHARED / "reference"
 needs_reference = pytest.mark.skipif(not (REFERENCE / "official_net_seed0.pth").is_file(),
                                      reason="../shared/reference is absent")
+
+
+def run_torchrun(args: list[str], *, timeout: int = 300) -> None:
+    """Run ``python -m torch.distributed.run --standalone --nproc_per_node 2 ARGS`` with one thread
+    per rank, in its own process group so that a hang kills every rank; fails the test on a
+    non-zero exit with the end of its stderr."""
+    import signal
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    assert proc.returncode == 0, stderr[-3000:]

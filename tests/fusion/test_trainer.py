@@ -3,9 +3,6 @@
 import json
 import math
 import os
-import signal
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -16,7 +13,7 @@ from crossfuse.fusion import checkpoint, steps, trainer
 from crossfuse.fusion.config import TrainConfig, load
 from crossfuse.corpus.reading import Corpora, plan_epoch
 from crossfuse.fusion.network import NetworkConfig
-from tests.helpers import REPO, needs_shared
+from tests.helpers import REPO, needs_shared, run_torchrun
 
 TINY = NetworkConfig(dim=8, heads=2, encoder_blocks=1, decoder_blocks=1, detail_nodes=1)
 
@@ -150,20 +147,9 @@ def test_tno_pairs_with_black_infrared_train_to_finite_weights(tmp_path):
 @pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, sample_corpus):
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "crossfuse.cli.main", "train", "--data", sample_corpus[0], "--out", str(run),
-           "--config", str(REPO / "configs" / "demo.toml"), "--epochs", "2", "--phase1-epochs", "1",
-           "--steps-per-epoch", "0", "--batch-size", "16", "-q"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)  # its own process group: a hang kills every rank
-    try:
-        _, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, stderr[-3000:]
+    run_torchrun(["-m", "crossfuse.cli.main", "train", "--data", sample_corpus[0], "--out", str(run),
+                  "--config", str(REPO / "configs" / "demo.toml"), "--epochs", "2", "--phase1-epochs", "1",
+                  "--steps-per-epoch", "0", "--batch-size", "16", "-q"])
     per_rank = plan_epoch(Corpora([sample_corpus[0]]), seed=0, epoch=0, batch_size=16, rank=0, world=2).batches_per_rank
     single = plan_epoch(Corpora([sample_corpus[0]]), seed=0, epoch=0, batch_size=16).batches_per_rank
     assert 0 < per_rank < single

@@ -161,23 +161,11 @@ pairs = "{os.path.abspath(SAMPLE)}"
 @pytest.mark.slow
 @pytest.mark.parametrize("name", OTHERS)
 def test_ddp_two_cpu_processes_train_every_model(name, tmp_path, sample_corpus):
-    import signal
-    import subprocess
-    import sys
+    from tests.helpers import run_torchrun
 
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "crossfuse.cli.main", "train", "--model", name, "--data", sample_corpus[0], "--out", str(run),
-           "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "4", "-q"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True)
-    try:
-        _, stderr = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise
-    assert proc.returncode == 0, stderr[-3000:]
+    run_torchrun(["-m", "crossfuse.cli.main", "train", "--model", name, "--data", sample_corpus[0], "--out", str(run),
+                  "--epochs", "1", "--steps-per-epoch", "3", "--batch-size", "4", "-q"])
     assert len(open(run / "log.jsonl").readlines()) == 3
     assert checkpoint.load(str(run / "checkpoints" / "latest.pth")).model.name == name
 
