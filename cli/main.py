@@ -264,7 +264,9 @@ def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, skip_m
               help="Run only this variant (repeat for several); other processes may run the rest in the same DIR.")
 @click.option("--device", default="auto", show_default=True, help="Device for fusing: auto, cpu, cuda ...")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
-              help="Processes for scoring and threads for building [default: one per core].")
+              help="Runs made at once, the cores shared out as threads (two runs of one thread each made "
+                   "1.1-1.25x the runs an hour of one run on two); also threads for building and processes for "
+                   "scoring the baselines [default: one per core; one run at a time on a GPU].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars (the stage lines are still printed).")
 @reports_errors(interrupted="interrupted; rerun the same command to continue: finished stages are kept.")
 def experiment(spec_file, out, only, device, workers, quiet):

@@ -21,6 +21,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
 import numpy as np
 from PIL import Image
@@ -42,6 +43,7 @@ from crossfuse.fusion.runtime import pick_device
 from crossfuse.fusion.trainer import train
 from crossfuse.progress import Progress, no_progress
 from crossfuse.schema import open_corpus
+from crossfuse.system import available_cores
 
 def refuse_another_spec(spec: Spec, root: str) -> None:
     """A ConfigError when ``root`` holds an experiment made with another spec (nothing is written)."""
@@ -242,16 +244,106 @@ def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConf
     for name in dict.fromkeys(c for v in variants for c in v.corpora):
         build_corpus(spec, name, layout, engine=engine, log=log, progress=progress)
     baselines(spec, layout, workers=workers, log=log, progress=progress)
-    for variant in variants:
-        for seed in spec.seeds:
-            if _reused(spec, variant, seed, layout, log=log):
-                continue
-            checkpoint = train_variant(spec, variant, seed, layout, log=log, progress=progress)
-            fuse_and_score(spec, checkpoint, functools.partial(layout.fused, variant.name, seed),
-                           functools.partial(layout.scores, variant.name, seed), device=device, workers=workers,
-                           log=log, progress=progress)
+    jobs = [(variant, seed) for variant in variants for seed in spec.seeds]
+    at_once = runs_at_once(workers, len(jobs), device)
+    if at_once <= 1:
+        for variant, seed in jobs:
+            run_one(spec, variant, seed, layout, device=device, workers=workers, log=log, progress=progress)
+    else:
+        _run_in_parallel(spec, jobs, layout, at_once=at_once, device=device, log=log)
     gather(spec, layout, log=log)
     return layout
+
+
+def runs_at_once(workers: int | None, jobs: int, device: str) -> int:
+    """How many runs to make at once: ``workers`` when given, else one per core on a machine
+    without CUDA (two runs of one thread each finished 1.12x (CrossFuse) and 1.25x (SeAFusion)
+    the runs an hour of one run on two threads: BENCHMARKS.md, "Runs at once"), else one (the runs
+    share the GPU). Never more than there are runs."""
+    if workers is None:
+        import torch
+
+        on_gpu = device != "cpu" and torch.cuda.is_available()
+        workers = 1 if on_gpu else available_cores()
+    return max(1, min(workers, jobs))
+
+
+def run_one(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, *, device: str, workers: int | None,
+            log: Callable[[str], None], progress: Progress = no_progress) -> None:
+    """Train, fuse and score ``variant`` at ``seed`` (reusing an identical run's, or its own
+    finished stages)."""
+    if _reused(spec, variant, seed, layout, log=log):
+        return
+    checkpoint = train_variant(spec, variant, seed, layout, log=log, progress=progress)
+    fuse_and_score(spec, checkpoint, functools.partial(layout.fused, variant.name, seed),
+                   functools.partial(layout.scores, variant.name, seed), device=device, workers=workers,
+                   log=log, progress=progress)
+
+
+def _run_in_parallel(spec: Spec, jobs: list[tuple[VariantSpec, int]], layout: Layout, *, at_once: int, device: str,
+                     log: Callable[[str], None]) -> None:
+    """The runs ``jobs`` in ``at_once`` worker processes (spawned: torch's thread pool does not
+    survive ``fork``), the cores shared out as torch threads, each run scored in its own process;
+    their stage lines come back to ``log``. The first failure stops the runs not yet started and
+    is raised; runs already going finish (an interrupt stops them too), and a rerun continues
+    from there."""
+    import multiprocessing
+
+    threads = max(1, available_cores() // at_once)
+    log(f"{len(jobs)} run(s), {at_once} at once on {threads} thread(s) each")
+    context = multiprocessing.get_context("spawn")
+    lines = context.Queue()
+    pool = ProcessPoolExecutor(max_workers=at_once, mp_context=context, initializer=_worker_init,
+                               initargs=(threads, lines))
+    try:
+        pending = {pool.submit(_run_job, spec.path, layout.root, variant.name, seed, device) for variant, seed in jobs}
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _relay(lines, log)
+            for future in done:
+                future.result()
+    except BaseException as exc:
+        if not isinstance(exc, Exception):  # interrupted: stop the runs now (a rerun resumes them)
+            for process in list(getattr(pool, "_processes", {}).values()):  # Python 3.14: terminate_workers()
+                process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _relay(lines, log)
+
+
+def _relay(lines, log: Callable[[str], None]) -> None:
+    import queue
+
+    while True:
+        try:
+            log(lines.get_nowait())
+        except queue.Empty:
+            return
+
+
+_lines = None  # a worker process's queue of stage lines for the parent
+
+
+def _worker_init(threads: int, lines) -> None:
+    import torch
+
+    from crossfuse.fusion.runtime import keep_freed_memory
+
+    global _lines
+    _lines = lines
+    torch.set_num_threads(threads)
+    keep_freed_memory()
+
+
+def _run_job(spec_path: str, root: str, variant: str, seed: int, device: str) -> None:
+    """One run in a worker process: the spec read again from its file (the parent checked that the
+    folder holds this spec)."""
+    from crossfuse.experiment import spec as spec_mod
+
+    spec = spec_mod.load(spec_path)
+    refuse_another_spec(spec, root)  # the file changed since the experiment began
+    run_one(spec, spec.variant(variant), seed, Layout(root=root), device=device, workers=1, log=_lines.put)
 
 
 def _reused(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, *, log: Callable[[str], None]) -> bool:
