@@ -1,11 +1,12 @@
 """What the metric protocols share: reading an image as it is stored, Sobel responses, Gaussian
-windows, FFT lengths, and running torch safely in a forked process."""
+windows, direct separable filtering, FFT lengths, and running torch safely in a forked process."""
 
 from __future__ import annotations
 
 import os
 
 import numpy as np
+import torch
 
 from crossfuse.errors import EvalError, ImageError
 from crossfuse.imageio import load_image
@@ -76,21 +77,41 @@ def strength_angle(sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """Xydeas-Petrovic edge strength ``sqrt(Sx^2 + Sy^2)`` and orientation ``atan(Sy / Sx)``, pi/2
     where Sx == 0 (as ``analysis_Qabf.m`` and CDDFuse's port of it write them)."""
     zero = sx == 0
-    angle = np.arctan(sy / np.where(zero, 1.0, sx))
-    angle[zero] = np.pi / 2
-    return np.sqrt(sx * sx + sy * sy), angle
+    angle = np.where(zero, 1.0, sx)
+    np.divide(sy, angle, out=angle)
+    np.arctan(angle, out=angle)
+    np.copyto(angle, np.pi / 2, where=zero)
+    strength = sx * sx
+    strength += sy * sy
+    return np.sqrt(strength, out=strength), angle
 
 
 def edge_preservation(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray, a_f: np.ndarray) -> np.ndarray:
     """Q_XF per pixel: Tg / (1 + exp(kg (G - Dg))) * Ta / (1 + exp(ka (A - Da))), Tg = 0.9994,
     kg = -15, Dg = 0.5, Ta = 0.9879, ka = -22, Da = 0.8; G = g_F/g_X where g_X > g_F, g_X/g_F where
-    g_X < g_F and **g_F** where they are equal (the MATLAB code's quirk), A = 1 - |a_X - a_F| / (pi/2)."""
+    g_X < g_F and **g_F** where they are equal (the MATLAB code's quirk), A = 1 - |a_X - a_F| / (pi/2).
+    The same operations in the same order as written, in place (one division for G: the smaller
+    over the larger)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        gaf = np.where(g_src > g_f, g_f / g_src, np.where(g_src < g_f, g_src / g_f, g_f))
-    aaf = 1 - np.abs(a_src - a_f) / (np.pi / 2)
-    qg = 0.9994 / (1 + np.exp(-15 * (gaf - 0.5)))
-    qa = 0.9879 / (1 + np.exp(-22 * (aaf - 0.8)))
-    return qg * qa
+        qg = np.minimum(g_src, g_f)
+        qg /= np.maximum(g_src, g_f)
+    np.copyto(qg, g_f, where=g_src == g_f)
+    qg -= 0.5
+    qg *= -15
+    np.exp(qg, out=qg)
+    qg += 1
+    np.divide(0.9994, qg, out=qg)
+    qa = np.subtract(a_src, a_f)
+    np.abs(qa, out=qa)
+    qa /= np.pi / 2
+    np.subtract(1, qa, out=qa)
+    qa -= 0.8
+    qa *= -22
+    np.exp(qa, out=qa)
+    qa += 1
+    np.divide(0.9879, qa, out=qa)
+    qg *= qa
+    return qg
 
 
 def gaussian_window(n: int, sigma: float) -> np.ndarray:
@@ -100,6 +121,49 @@ def gaussian_window(n: int, sigma: float) -> np.ndarray:
     x = np.arange(n, dtype=np.float64) - (n - 1) / 2
     g = np.exp(-(x * x) / (2 * sigma * sigma))
     return g / g.sum()
+
+
+#: Output rows filtered at a time: a block of the widest images scored (~640 columns) and its
+#: window's rows stay in a 1-2 MiB cache (measured fastest of 32, 64, 96 and 128 rows, and of
+#: whole images).
+BLOCK_ROWS = 64
+
+
+def filter_rows(image: torch.Tensor, taps: list[float], top: int, out: torch.Tensor, buffer: torch.Tensor,
+                step: int = 1) -> torch.Tensor:
+    """Output rows ``top`` .. ``top + len(out)`` of :func:`filter_valid`, written into ``out``
+    (``buffer``: scratch of at least ``len(out)`` rows of the image's width)."""
+    n, rows, out_w = len(taps), out.shape[0], out.shape[1]
+    span_h, span_w = (rows - 1) * step + 1, (out_w - 1) * step + 1
+    band = image[top * step: top * step + span_h + n - 1]
+    down = torch.mul(band[0:span_h:step], taps[0], out=buffer[:rows])  # along each column: rows k, k + step, ...
+    for k in range(1, n):
+        down.add_(band[k:k + span_h:step], alpha=taps[k])
+    across = torch.mul(down[:, 0:span_w:step], taps[0], out=out)  # then along each row
+    for k in range(1, n):
+        across.add_(down[:, k:k + span_w:step], alpha=taps[k])
+    return across
+
+
+def valid_shape(shape: tuple[int, int], n: int, step: int = 1) -> tuple[int, int]:
+    """The size of a 'valid' filtering by an n x n window of an image of ``shape``, keeping every
+    ``step``-th output; (0, 0) where the image is smaller than the window."""
+    h, w = (max(0, (side - n) // step + 1) for side in shape)
+    return (h, w) if h and w else (0, 0)
+
+
+def filter_valid(image: torch.Tensor, win: np.ndarray, step: int = 1) -> torch.Tensor:
+    """'valid' filtering of one (H, W) float64 image by the symmetric window ``outer(win, win)``
+    (correlation and convolution agree, as in MATLAB's ``filter2``), keeping every ``step``-th
+    output along each axis: down the columns first, then along the rows, each a sum of
+    ``len(win)`` shifted (strided) views weighted by the taps, in blocks of :data:`BLOCK_ROWS`
+    output rows (:func:`filter_rows`). Empty where the image is smaller than the window."""
+    taps = [float(v) for v in win]
+    out = torch.empty(valid_shape(tuple(image.shape), len(taps), step), dtype=image.dtype)
+    buffer = torch.empty((min(out.shape[0], BLOCK_ROWS), image.shape[1]), dtype=image.dtype)
+    for top in range(0, out.shape[0], BLOCK_ROWS):
+        filter_rows(image, taps, top, out[top:top + BLOCK_ROWS], buffer, step)
+    return out
 
 
 def fast_length(n: int) -> int:
