@@ -91,7 +91,9 @@ def main() -> None:
               help="Seed of --select random (recorded).")
 @click.option("--transform", type=click.Choice(TRANSFORMS), default=_DEFAULT.transform, show_default=True,
               help="What is done to the chosen patches. gamma: per-channel gamma matching the target's mean (the "
-                   "paper's). none: nothing (what the released script actually trains on).")
+                   "paper's). none: nothing (what the released script actually trains on). cdf: each channel's pixel "
+                   "histogram matched to the target's (the monotone table closest in W1), for targets whose "
+                   "colours spread wider than one mean describes. The table is recorded and drawn by `report`.")
 @click.option("--target-root", default=None, help="Override the target manifest's root.")
 @click.option("--aux-root", default=None, help="Override the auxiliary manifest's root.")
 @click.option("--low-scratch", is_flag=True,

@@ -270,7 +270,8 @@ def _normalize1(x: np.ndarray) -> np.ndarray:
     hi, lo = x.max(), x.min()
     if hi == 0 and lo == 0:
         return x
-    return np.floor((x - lo) / (hi - lo) * 255.0 + 0.5)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a constant image: NaN, as MATLAB's 0/0
+        return np.floor((x - lo) / (hi - lo) * 255.0 + 0.5)
 
 
 def _freqspace(rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:

@@ -146,6 +146,9 @@ def test_killed_build_resumes_to_the_same_arrays(tmp_path):
 def test_help_teaches():
     r = _run("build", "--help")
     assert r.exit_code == 0 and "--skip-bad" in r.output and "Top-K" in r.output and "--scheduler" in r.output
+    text = " ".join(r.output.split())
+    for choice in ("gamma:", "none:", "cdf:", "topk:", "random:", "match:"):  # every choice is explained
+        assert choice in text, choice
 
 
 def test_inspect_says_what_was_done_and_when_a_gamma_is_unreachable(tmp_path):

@@ -219,3 +219,17 @@ def test_eval_scores_under_vifbs_protocol_and_both(tmp_path):
         for name in ("EN", "VIF", "Qabf", "MSE"):
             assert runs["all"][p.id][f"cddfuse:{name}"] == runs["cddfuse"][p.id][name]
     assert list(runs["cddfuse"]["carLight"])[:4] == ["dataset", "name", "EN", "SD"]
+
+
+def test_flat_images_give_no_runtime_warnings():
+    """Issue 30: a constant fused image made numpy's RuntimeWarning (0/0 in normalize1) reach the
+    user. MATLAB's NaN stays; the warning does not."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    ir, vis = (rng.integers(0, 256, (40, 50, 3)).astype(np.uint8) for _ in range(2))
+    for fused in (np.zeros((40, 50, 3), np.uint8), np.full((40, 50, 3), 128, np.uint8)):
+        for a, b in ((ir, vis), (np.full_like(ir, 9), np.zeros_like(vis))):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                vifb.all_metrics(ir=a, vis=b, fused=fused)
