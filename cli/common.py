@@ -33,6 +33,8 @@ def reports_errors(func: Callable[..., Any] | None = None, *,
             except OSError as exc:  # a full disk met outside crossfuse's own writers (zarr's, Dask's)
                 from crossfuse.atomic import out_of_space
 
+                if problem := path_problem(exc):
+                    raise click.ClickException(problem) from exc
                 if not (reason := out_of_space(exc)):
                     raise
                 where = f" {exc.filename}" if exc.filename else ""
@@ -45,6 +47,27 @@ def reports_errors(func: Callable[..., Any] | None = None, *,
         return wrapper
 
     return decorate(func) if func is not None else decorate
+
+
+def path_problem(exc: OSError) -> str | None:
+    """One line for an output that cannot be made where it was asked for: a read-only file system,
+    or a path through a regular file (``out/x`` where ``out`` is a file); None for other errors."""
+    import errno
+    import os
+
+    name = exc.filename
+    if exc.errno == errno.EROFS:
+        return (f"cannot write {name or 'the output'}: the file system is read-only. Choose an output on a writable "
+                "disk; nothing was written there.")
+    if not name or exc.errno not in (errno.ENOTDIR, errno.EEXIST):
+        return None
+    path = os.path.abspath(os.fspath(name))
+    while path != os.path.dirname(path) and not os.path.lexists(path):
+        path = os.path.dirname(path)
+    if not os.path.isfile(path):
+        return None
+    return (f"cannot make {name}: {path} is a file, not a folder. Choose another output path, or move the file "
+            "away.")
 
 
 #: Loggers whose records below CRITICAL are dropped once an interrupt has begun the shutdown.
