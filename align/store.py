@@ -28,8 +28,8 @@ import zarr
 from crossfuse import __version__
 from crossfuse.errors import StoreError, StoreExistsError, StoreLockedError
 from crossfuse.digest import object_digest
-from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, STATS_GROUP, CorpusRecord, array_specs, chunk_count, chunk_key,
-                              chunk_url, missing_chunks, stats_digest, stored_chunks)
+from crossfuse.schema import (ATTR_KEY, PARTIAL_GROUP, STATS_GROUP, CorpusRecord, array_specs, check_protocol,
+                              chunk_count, chunk_key, chunk_url, missing_chunks, stats_digest, stored_chunks)
 
 #: Scratch role of the selected patches' pixels read by the second pass (``--low-scratch``, IVF).
 SELECTED = "selected"
@@ -41,11 +41,12 @@ STASH_ARRAYS = ("vis", "ir")
 
 
 def _open_existing(url: str) -> zarr.Group | None:
+    check_protocol(url)
     try:
         return zarr.open_group(store=url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         return None
-    except (ValueError, TypeError, KeyError) as exc:  # junk zarr.json: not ours to replace
+    except (ValueError, TypeError, KeyError, RecursionError) as exc:  # junk zarr.json: not ours to replace
         raise StoreExistsError(f"{url} holds damaged Zarr metadata ({type(exc).__name__}: {exc}); crossfuse does "
                                "not replace what it cannot recognise as its own. Remove it, or choose another "
                                "--out.") from exc

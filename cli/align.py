@@ -366,3 +366,82 @@ def verify(store, no_sources, root):
 
 if __name__ == "__main__":
     main()
+
+
+def _bundled_manifest(name: str):
+    """A manifest by path, or by the name of one of the repository's data_manifests/*.json."""
+    import os
+
+    from crossfuse import manifest
+
+    if os.path.isfile(name):
+        return manifest.load(name)
+    import crossfuse
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(crossfuse.__file__))), "data_manifests")
+    path = os.path.join(folder, f"{name}.json")
+    if not os.path.isfile(path):
+        known = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
+        choices = ", ".join(known) or "(none found here: give a manifest's path)"
+        raise click.ClickException(f"no manifest {name!r}: give a manifest file, or one of {choices}.")
+    return manifest.load(path)
+
+
+@main.group()
+def datasets():
+    """The public datasets the bundled manifests list: where each comes from, and fetching it.
+
+    \b
+      crossfuse-align datasets list
+      crossfuse-align datasets fetch roadscene --to data/RoadScene
+      crossfuse-align build --target data_manifests/roadscene-train.json --target-root data/RoadScene ...
+    """
+
+
+@datasets.command("list")
+def datasets_list():
+    """Each known dataset, its source, and the bundled manifests that list it."""
+    import os
+
+    import crossfuse
+    from crossfuse.align.datasets import SOURCES, source_of
+    from crossfuse import manifest
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(crossfuse.__file__))), "data_manifests")
+    users: dict[str, list[str]] = {}
+    for f in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if f.endswith(".json"):
+            name, _ = source_of(manifest.load(os.path.join(folder, f)))
+            users.setdefault(name, []).append(f"{f[:-5]}")
+    for name, source in SOURCES.items():
+        where = f"{source.repo} @ {source.commit[:7]}" if source.repo else "by hand (fetch prints how)"
+        click.echo(f"{name:<10} {where:<48} manifests: {', '.join(users.get(name, [])) or '-'}")
+
+
+@datasets.command("fetch")
+@click.argument("name", metavar="NAME")
+@click.option("--to", "to", required=True, metavar="DIR", help="Folder to put the files in (the manifest's layout).")
+@click.option("--from", "base", default=None, metavar="URL|DIR",
+              help="A mirror laid out as the manifest (<URL>/ir/..., <URL>/vis/...) instead of the dataset's source.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds to wait for each file.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@reports_errors(interrupted="interrupted; run the same command again: the files already checked are kept.")
+def datasets_fetch(name, to, base, timeout, quiet):
+    """Fetch the files the manifest NAME lists into DIR, each checked against its recorded sha256.
+
+    NAME is a bundled manifest (roadscene, roadscene-train, tno-test, msrs, vifb, m3fd; see
+    `datasets list`) or a manifest file. Files already in DIR with the right digest are kept, so a
+    rerun resumes. Then point the manifest at DIR: --root DIR (pack), --target-root DIR or
+    --aux-root DIR (build).
+    """
+    from crossfuse.align.datasets import fetch, source_of
+
+    dataset = _bundled_manifest(name)
+    result = fetch(dataset, to, base=base, timeout=timeout, progress=progress_factory(quiet))
+    if result.missing:
+        _, source = source_of(dataset)
+        raise click.ClickException(f"{len(result.missing)} file(s) of {dataset.origin} are not in {to} yet (first: "
+                                   f"{result.missing[0]}). {source.manual}")
+    click.echo(f"{to}: {result.fetched} file(s) fetched, {result.kept} already there, every one checked against "
+               f"{dataset.origin}. Use it with --root {to} (pack), or --target-root / --aux-root {to} (build).")

@@ -33,7 +33,7 @@ def reports_errors(func: Callable[..., Any] | None = None, *,
             except OSError as exc:  # a full disk met outside crossfuse's own writers (zarr's, Dask's)
                 from crossfuse.atomic import out_of_space
 
-                if problem := path_problem(exc):
+                if problem := path_problem(exc) or unreachable(exc):
                     raise click.ClickException(problem) from exc
                 if not (reason := out_of_space(exc)):
                     raise
@@ -43,10 +43,28 @@ def reports_errors(func: Callable[..., Any] | None = None, *,
             except KeyboardInterrupt:
                 click.echo(f"\n{interrupted}", err=True)
                 sys.exit(130)
+            except Exception as exc:
+                if type(exc).__name__ not in ("NoCredentialsError", "PartialCredentialsError"):  # botocore's
+                    raise
+                raise click.ClickException(f"no credentials for object storage ({exc}). Set AWS_ACCESS_KEY_ID and "
+                                           "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or pass anonymous access in the "
+                                           "URL's storage options, then run the same command again.") from exc
 
         return wrapper
 
     return decorate(func) if func is not None else decorate
+
+
+def unreachable(exc: OSError) -> str | None:
+    """One line for a remote location that cannot be reached (refused, unknown host, timed out):
+    the standard library's and aiohttp's connection errors; None for other errors."""
+    import socket
+
+    if not isinstance(exc, (ConnectionError, socket.gaierror, TimeoutError)) and \
+            not type(exc).__module__.startswith("aiohttp"):
+        return None
+    return (f"cannot reach the remote location: {exc}. Check the URL, the network and that the server is up, then run "
+            "the same command again.")
 
 
 def path_problem(exc: OSError) -> str | None:

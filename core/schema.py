@@ -472,14 +472,36 @@ def _not_a_store_hint(url: str) -> str:
     return "Check the path."
 
 
+def check_protocol(url: str) -> None:
+    """A StoreError naming ``url`` when its protocol (``gopher://``) is one fsspec does not know,
+    or one whose package is not installed (``s3://`` without s3fs): said before any reading, not
+    blamed on the store's metadata."""
+    if "://" not in url:
+        return
+    import fsspec
+
+    protocol = url.split("://", 1)[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ValueError as exc:
+        raise StoreError(f"{url}: crossfuse cannot read or write {protocol}:// URLs (fsspec knows no such protocol). "
+                         "Use a local path or a protocol fsspec supports (s3://, gs://, az://, https:// ...).") from exc
+    except ImportError as exc:
+        raise StoreError(f"{url}: {protocol}:// needs a package that is not installed ({exc}).") from exc
+
+
 def open_corpus(url: str, *, require_complete: bool = True):
     """Open a corpus read-only and check its record and arrays; returns ``(zarr.Group, CorpusRecord)``."""
     import zarr
 
+    check_protocol(url)
     try:
         group = zarr.open_group(store=url, mode="r")
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
         raise StoreError(f"no Zarr group at {url}: {exc}. {_not_a_store_hint(url)}") from exc
+    except RecursionError as exc:  # zarr.json nested deeper than the JSON reader goes
+        raise StoreError(f"{url} is not a readable Zarr store: its metadata nests too deep to read. Rebuild it, or "
+                         "restore its zarr.json.") from exc
     except (ValueError, TypeError, KeyError) as exc:  # junk zarr.json (JSONDecodeError is a ValueError)
         raise StoreError(f"{url} is not a readable Zarr store: its metadata is damaged ({type(exc).__name__}: "
                          f"{exc}). Rebuild it, or restore its zarr.json.") from exc

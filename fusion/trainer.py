@@ -17,6 +17,7 @@ model, optimiser, loader; :meth:`Trainer.restore` when resuming), :meth:`Trainer
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -156,6 +157,7 @@ class Trainer:
             device = torch.device("cuda", dist_info.local_rank)
             torch.cuda.set_device(device)
         run = Path(out)
+        made = not run.exists()
         held = lock_run(run) if dist_info.main else ""
         try:
             return cls._setup(run, data=data, cfg=cfg, weights=weights, resume=resume, overwrite=overwrite,
@@ -163,6 +165,9 @@ class Trainer:
         except BaseException:
             if held:
                 _lock.release(held)
+                if made:  # the folder made only to hold the lock: nothing is left behind
+                    with contextlib.suppress(OSError):
+                        run.rmdir()
             raise
 
     @classmethod
