@@ -225,6 +225,27 @@ def _w1_table(record: CorpusRecord) -> str:
             f"<tr><th></th><th>R</th><th>G</th><th>B</th>{extra}</tr>{rows}</table>")
 
 
+def selection_words(p) -> str:
+    """How an aligned corpus (its recorded params ``p``) chose and changed its patches, in words."""
+    chosen = {"random": f"K drawn at random (seed {p.select_seed})",
+              "match": "K following the target's distribution of RGB means"}.get(
+        p.select, "Top-K by L1 distance of " + ("luma mean and sd, scaled" if p.descriptor == "luma" else "RGB means"))
+    return chosen + {"none": "; not transformed", "cdf": "; histogram-matched to the target's pixels"}.get(
+        p.transform, "; gamma-corrected")
+
+
+def _transform_fact(record: CorpusRecord) -> str | None:
+    transform = record.params.transform or "gamma"
+    if transform == "none":
+        return None  # nothing was done: no gamma to show
+    if transform == "cdf":
+        return "lookup tables: histogram matching per channel (gamma.png draws them)"
+    unreachable = [ch for ch, ok in zip(CHANNELS, record.gamma_reachable or (True,) * 3) if not ok]
+    return "gamma: " + ", ".join(f"{ch} {g:.4f}" for ch, g in zip(CHANNELS, record.gamma)) + (
+        f" ({', '.join(unreachable)} unreachable: no gamma brings the selection's mean to the target's)"
+        if unreachable else "")
+
+
 def _facts(url: str, record: CorpusRecord) -> str:
     c, p = record.counts, record.params
     items = [f"kind: {record.kind}", f"patches: {c.patches} of {p.patch}x{p.patch}, stride {p.stride}",
@@ -233,11 +254,9 @@ def _facts(url: str, record: CorpusRecord) -> str:
         t = record.target
         items += [f"target: {html.escape(t.name)} ({t.pairs} pairs, {t.patches} patches), means "
                   + ", ".join(f"{ch} {v:.2f}" for ch, v in zip(CHANNELS, t.means)),
-                  f"retrieval: Top-{p.k} by {p.metric} ({p.index} index)",
-                  f"selection: {html.escape(p.select or 'topk')}"
-                  + (f" (seed {p.select_seed})" if p.select == "random" else "")
-                  + f"; transform: {html.escape(p.transform or 'gamma')}",
-                  "gamma: " + ", ".join(f"{ch} {g:.4f}" for ch, g in zip(CHANNELS, record.gamma)),
+                  "selection: " + html.escape(selection_words(p).replace("K", str(p.k), 1).replace(
+                      ";", f" ({p.index} index);" if (p.select or "topk") == "topk" else ";", 1)),
+                  *filter(None, [_transform_fact(record)]),
                   "selection means before / after: " + ", ".join(
                       f"{ch} {a:.2f} / {b:.2f}" for ch, a, b in zip(CHANNELS, record.means_before, record.means_after))]
     return f"<h2>{html.escape(url)}</h2><ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
@@ -288,8 +307,10 @@ def write(url: str, out: str, *, root: str | None = None, overwrite: bool = Fals
     jobs = [("distributions.png", lambda p: _distributions(means, p, f"distribution of patch means: {name}",
                                                            pool_patches)),
             ("clouds.png", lambda p: _clouds(means, p, f"patch means: {name}", pool_patches))]
-    if record.kind == "aligned":
+    if record.kind == "aligned" and (record.params.transform or "gamma") != "none":
         jobs.append(("gamma.png", lambda p: _gamma_curves(record, p)))
+    elif os.path.isfile(os.path.join(out, "gamma.png")):
+        os.remove(os.path.join(out, "gamma.png"))  # an earlier report's: this corpus has no transform to draw
     jobs.append(("patches.png", lambda p: _patch_grid(group, record, root, p)))
     for filename, draw in jobs:
         path = os.path.join(out, filename)

@@ -146,12 +146,9 @@ def pack(dataset, out, root, patch, stride, chunk, drop_low_contrast, workers, s
 
 
 def _selection_words(p) -> str:
-    """How an aligned corpus chose and changed its patches, in words."""
-    chosen = {"random": f"K drawn at random (seed {p.select_seed})",
-              "match": "K following the target's distribution of RGB means"}.get(
-        p.select, "Top-K by L1 distance of " + ("luma mean and sd, scaled" if p.descriptor == "luma" else "RGB means"))
-    return chosen + {"none": "; not transformed", "cdf": "; histogram-matched to the target's pixels"}.get(
-        p.transform, "; gamma-corrected")
+    from crossfuse.align.report import selection_words
+
+    return selection_words(p)
 
 
 def _rgb(values) -> str:

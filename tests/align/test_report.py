@@ -69,3 +69,31 @@ def test_build_and_inspect_print_w1(command, sample_corpus, sample_target, sampl
     assert r.exit_code == 0, r.output
     assert "W1 to target" in r.output
     assert re.search(r"after gamma +R +\d+\.\d\d", r.output.split("W1 to target")[1])
+
+
+@pytest.mark.parametrize("flags,says,has_gamma_png,never", [
+    (["--transform", "none"], ["Top-24 by L1 distance of RGB means (flat index); not transformed"], False,
+     ["gamma:", "gamma 1.0"]),
+    (["--transform", "cdf"], ["histogram-matched", "lookup tables: histogram matching"], True, ["gamma:"]),
+    (["--select", "random", "--select-seed", "3"], ["24 drawn at random (seed 3)", "gamma:"], True, ["Top-24"]),
+    (["--descriptor", "luma"], ["Top-24 by L1 distance of luma mean and sd"], True, ["RGB means"]),
+])
+def test_report_says_what_each_alignment_did(flags, says, has_gamma_png, never, tmp_path, sample_target, sample_aux):
+    """Issue 30: the report printed 'Top-K by L1' and 'gamma: 1.0000' whatever the corpus did, and
+    drew identity 'gamma' curves for --transform none. An old gamma.png is removed on a rewrite."""
+    store, out = tmp_path / "c.zarr", tmp_path / "rep"
+    r = CliRunner().invoke(main, ["build", "--target", sample_target.origin, "--aux", sample_aux.origin, "--out",
+                                  str(store), "-k", "24", "-q", *flags])
+    assert r.exit_code == 0, r.output
+    out.mkdir()
+    (out / "gamma.png").write_bytes(b"an earlier report's")
+    (out / "index.html").write_text('<meta name="generator" content="crossfuse-align report">')
+    r = CliRunner().invoke(main, ["report", str(store), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    page = re.sub(r"<[^>]+>", " ", (out / "index.html").read_text())
+    for words in says:
+        assert words in page, (words, page[:600])
+    for words in never:
+        assert words not in page, words
+    assert (out / "gamma.png").exists() == has_gamma_png and ('src="gamma.png"' in (out / "index.html").read_text()) \
+        == has_gamma_png
