@@ -218,7 +218,8 @@ def _w1_table(record: CorpusRecord) -> str:
                    for label, values, y in (
                        ("whole auxiliary pool", record.w1.pool, luma.pool if luma else 0),
                        (f"selection ({html.escape(select)})", record.w1.before, luma.before if luma else 0),
-                       (f"selection after {html.escape(transform)}", record.w1.after, luma.after if luma else 0)))
+                       *([(f"selection after {html.escape(transform)}", record.w1.after, luma.after if luma else 0)]
+                         if transform != "none" else [])))
     extra = "<th>pixel luma Y</th>" if luma is not None else ""
     return ("<table><caption>W1 (1-D Wasserstein distance, 0-255 units) from the target's distribution of patch "
             "means, per channel, and of every pixel's luma (what the network sees); lower is closer</caption>"

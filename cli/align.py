@@ -158,9 +158,12 @@ def _rgb(values) -> str:
 def _alignment_lines(record) -> list[str]:
     """The statistics an aligned corpus is about, as printed by build and inspect."""
     word = record.params.transform or "gamma"  # gamma, none or cdf
-    lines = [f"  target means   {_rgb(record.target.means)}",
-             f"  {'before ' + word:<15}{_rgb(record.means_before)}",
-             f"  {'after ' + word:<15}{_rgb(record.means_after)}"]
+    lines = [f"  target means   {_rgb(record.target.means)}"]
+    if word == "none":  # nothing was done: one line, not "before none" / "after none"
+        lines.append(f"  selection      {_rgb(record.means_before)}")
+    else:
+        lines += [f"  {'before ' + word:<15}{_rgb(record.means_before)}",
+                  f"  {'after ' + word:<15}{_rgb(record.means_after)}"]
     if word == "gamma":
         lines.append("  gamma          " + "  ".join(f"{ch} {g:7.4f}" for ch, g in zip("RGB", record.gamma)))
         unreachable = [ch for ch, ok in zip("RGB", record.gamma_reachable or (True,) * 3) if not ok]
@@ -176,11 +179,11 @@ def _w1_lines(record) -> list[str]:
     if record.w1 is None:
         return []
     w = record.w1
+    word = record.params.transform or "gamma"
     return ["  W1 to target (distribution of patch means, 0-255 units, lower is closer):",
             f"    whole pool     {_rgb(w.pool)}",
-            f"    selection      {_rgb(w.before)}",
-            f"    {'after ' + (record.params.transform or 'gamma'):<15}"
-            f"{_rgb(w.after)}"] + _luma_lines(record)
+            f"    selection      {_rgb(w.before)}"] + (
+        [f"    {'after ' + word:<15}{_rgb(w.after)}"] if word != "none" else []) + _luma_lines(record)
 
 
 def _luma_lines(record) -> list[str]:
@@ -188,8 +191,8 @@ def _luma_lines(record) -> list[str]:
     if record.w1_luma is None:
         return []
     w = record.w1_luma
-    return [f"  W1 of pixel luma Y (what the network sees): pool {w.pool:.2f}, selection {w.before:.2f}, "
-            f"after the transform {w.after:.2f}"]
+    after = f", after the transform {w.after:.2f}" if (record.params.transform or "gamma") != "none" else ""
+    return [f"  W1 of pixel luma Y (what the network sees): pool {w.pool:.2f}, selection {w.before:.2f}{after}"]
 
 
 def _skipped_line(record, label: str) -> list[str]:

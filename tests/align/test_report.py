@@ -73,7 +73,7 @@ def test_build_and_inspect_print_w1(command, sample_corpus, sample_target, sampl
 
 @pytest.mark.parametrize("flags,says,has_gamma_png,never", [
     (["--transform", "none"], ["Top-24 by L1 distance of RGB means (flat index); not transformed"], False,
-     ["gamma:", "gamma 1.0"]),
+     ["gamma:", "gamma 1.0", "after none"]),
     (["--transform", "cdf"], ["histogram-matched", "lookup tables: histogram matching"], True, ["gamma:"]),
     (["--select", "random", "--select-seed", "3"], ["24 drawn at random (seed 3)", "gamma:"], True, ["Top-24"]),
     (["--descriptor", "luma"], ["Top-24 by L1 distance of luma mean and sd"], True, ["RGB means"]),
