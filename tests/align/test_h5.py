@@ -186,3 +186,22 @@ def test_export_onto_a_folder_or_under_a_missing_one_is_one_line(tmp_path, sampl
                                             "--overwrite"])
         assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output
     assert list((tmp_path / "adir").iterdir()) == []
+
+
+def test_export_over_a_file_size_limit_is_one_line_before_writing(tmp_path, sample_corpus):
+    """Issue 30: under `ulimit -f` the clean line came after ~1,500 lines of h5py noise, then a
+    segfault. Now the size is checked first: exit 1, one line, nothing written."""
+    import resource
+    import subprocess
+    import sys
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200 * 1024, resource.RLIM_INFINITY))
+
+    out = tmp_path / "x.h5"
+    r = subprocess.run([sys.executable, "-c", "from crossfuse.cli.align import main; main()", "export",
+                        sample_corpus[0], "--out", str(out), "-q"], preexec_fn=limit, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
+    assert "file-size limit" in r.stderr and "Traceback" not in r.stderr and len(r.stderr.splitlines()) <= 2
+    assert list(tmp_path.iterdir()) == []
