@@ -245,8 +245,8 @@ def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConf
         build_corpus(spec, name, layout, engine=engine, log=log, progress=progress)
     baselines(spec, layout, workers=workers, log=log, progress=progress)
     jobs = [(variant, seed) for variant in variants for seed in spec.seeds]
-    at_once = runs_at_once(workers, len(jobs), device)
-    if at_once <= 1:
+    at_once = runs_at_once(workers, device)
+    if at_once <= 1 or not jobs:
         for variant, seed in jobs:
             run_one(spec, variant, seed, layout, device=device, workers=workers, log=log, progress=progress)
     else:
@@ -255,17 +255,19 @@ def run(spec: Spec, root: str, *, only: tuple[str, ...] = (), engine: EngineConf
     return layout
 
 
-def runs_at_once(workers: int | None, jobs: int, device: str) -> int:
+def runs_at_once(workers: int | None, device: str) -> int:
     """How many runs to make at once: ``workers`` when given, else one per core on a machine
     without CUDA (two runs of one thread each finished 1.12x (CrossFuse) and 1.25x (SeAFusion)
     the runs an hour of one run on two threads: BENCHMARKS.md, "Runs at once"), else one (the runs
-    share the GPU). Never more than there are runs."""
+    share the GPU). Each run gets the cores divided by this number as threads, however many runs
+    are left: a run's numbers depend a little on its thread count, so a resumed experiment, or one
+    variant run alone with the same ``-j``, trains exactly as the full run does."""
     if workers is None:
         import torch
 
         on_gpu = device != "cpu" and torch.cuda.is_available()
         workers = 1 if on_gpu else available_cores()
-    return max(1, min(workers, jobs))
+    return max(1, workers)
 
 
 def run_one(spec: Spec, variant: VariantSpec, seed: int, layout: Layout, *, device: str, workers: int | None,
@@ -290,18 +292,27 @@ def _run_in_parallel(spec: Spec, jobs: list[tuple[VariantSpec, int]], layout: La
     import multiprocessing
 
     threads = max(1, available_cores() // at_once)
-    log(f"{len(jobs)} run(s), {at_once} at once on {threads} thread(s) each")
+    log(f"{len(jobs)} run(s), up to {at_once} at once on {threads} thread(s) each")
     context = multiprocessing.get_context("spawn")
     lines = context.Queue()
-    pool = ProcessPoolExecutor(max_workers=at_once, mp_context=context, initializer=_worker_init,
+    pool = ProcessPoolExecutor(max_workers=min(at_once, len(jobs)), mp_context=context, initializer=_worker_init,
                                initargs=(threads, lines))
+    followers = _followers(jobs, layout)
+    waiting = {(v.name, s) for after in followers.values() for v, s in after}
+
+    def submit(variant: VariantSpec, seed: int):
+        return pool.submit(_run_job, spec.path, layout.root, variant.name, seed, device)
+
     try:
-        pending = {pool.submit(_run_job, spec.path, layout.root, variant.name, seed, device) for variant, seed in jobs}
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+        running = {submit(v, s): (v.name, s) for v, s in jobs if (v.name, s) not in waiting}
+        while running:
+            done, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
             _relay(lines, log)
             for future in done:
+                job = running.pop(future)
                 future.result()
+                for variant, seed in followers.get(job, ()):  # its identical twins: now reused, not retrained
+                    running[submit(variant, seed)] = (variant.name, seed)
     except BaseException as exc:
         if not isinstance(exc, Exception):  # interrupted: stop the runs now (a rerun resumes them)
             for process in list(getattr(pool, "_processes", {}).values()):  # Python 3.14: terminate_workers()
@@ -310,6 +321,23 @@ def _run_in_parallel(spec: Spec, jobs: list[tuple[VariantSpec, int]], layout: La
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _relay(lines, log)
+
+
+def _followers(jobs: list[tuple[VariantSpec, int]], layout: Layout) -> dict[tuple[str, int], list[tuple[VariantSpec, int]]]:
+    """For each run, the later runs that train on exactly what it does (:func:`reuse.inputs_digest`):
+    they start only after it has finished, so that they reuse it instead of training the same
+    network at the same time."""
+    first: dict[str, tuple[str, int]] = {}
+    followers: dict[tuple[str, int], list[tuple[VariantSpec, int]]] = {}
+    for variant, seed in jobs:
+        digest = reuse.inputs_digest(variant, seed, layout)
+        if digest is None:
+            continue
+        if digest in first:
+            followers.setdefault(first[digest], []).append((variant, seed))
+        else:
+            first[digest] = (variant.name, seed)
+    return followers
 
 
 def _relay(lines, log: Callable[[str], None]) -> None:

@@ -83,7 +83,7 @@ def strength_angle(sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray, np.ndarr
     np.copyto(angle, np.pi / 2, where=zero)
     strength = sx * sx
     strength += sy * sy
-    return np.sqrt(strength, out=strength), angle
+    return np.sqrt(strength), angle
 
 
 def edge_preservation(g_src: np.ndarray, a_src: np.ndarray, g_f: np.ndarray, a_f: np.ndarray) -> np.ndarray:
