@@ -394,7 +394,8 @@ def datasets():
     \b
       crossfuse-align datasets list
       crossfuse-align datasets fetch roadscene --to data/RoadScene
-      crossfuse-align build --target data_manifests/roadscene-train.json --target-root data/RoadScene ...
+      crossfuse-align build --target-root data/RoadScene \\
+          --target data_manifests/roadscene-train.json ...
     """
 
 
