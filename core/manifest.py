@@ -163,7 +163,7 @@ def _is_absolute(root: str) -> bool:
 def load(spec: str, *, root: str | None = None, follow_symlinks: bool = False) -> Manifest:
     """Load a dataset from a manifest file (``*.json``) or a dataset folder.
 
-    ``root`` overrides the manifest's root (a folder's root is the folder itself);
+    ``root`` overrides the manifest's root (a relative one is taken from the working folder, as any path typed on a command line; a folder's root is the folder itself);
     ``follow_symlinks`` lets its pairs be read through symlinks leading outside the root
     (see :meth:`Manifest.source`). Raises :class:`ManifestError` with the location and the fix
     when it cannot be understood.
@@ -187,8 +187,12 @@ def _from_file(spec: str, fs: Any, path: str, root: str | None) -> Manifest:
     base = root if root is not None else doc.get("root", ".")
     if not isinstance(base, str):
         raise ManifestError(f"{spec}: 'root' must be a path or URL string, got {base!r}.")
-    if not _is_absolute(base):
-        base = join(_parent(spec), base)
+    if root is not None and not _is_absolute(base):
+        import os
+
+        base = os.path.abspath(base)  # an override is a path the user typed: from the working folder
+    elif not _is_absolute(base):
+        base = join(_parent(spec), base)  # the file's own root: from the manifest's folder
     pairs = []
     seen: set[str] = set()
     for i, item in enumerate(doc["pairs"]):

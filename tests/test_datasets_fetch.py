@@ -106,3 +106,16 @@ def test_tno_test_from_a_server_of_the_shared_copy(serve, tmp_path):
     r = CliRunner().invoke(main, ["pack", "-m", str(REPO / "data_manifests" / "tno-test.json"), "--root",
                                   str(tmp_path / "TNO"), "--out", str(tmp_path / "tno.zarr"), "-q"])
     assert r.exit_code == 0, r.output
+
+
+def test_a_relative_root_override_is_taken_from_the_working_folder(serve, tmp_path, monkeypatch):
+    """The README's tour: `fetch ... --to data/X` then `--root data/X`. The override was taken
+    from the manifest's folder (data_manifests/data/X) and the build refused a root that exists."""
+    out = tmp_path / "work"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    r = _fetch(str(SAMPLE), "--to", "data/sample", "--from", serve(REPO / "data_manifests" / "sample" / "roadscene"))
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["pack", "-m", str(SAMPLE), "--root", "data/sample", "--out", "s.zarr", "-q"])
+    assert r.exit_code == 0, r.output
+    assert manifest.load(str(SAMPLE), root="data/sample").root == str(out / "data" / "sample")
