@@ -201,11 +201,14 @@ def fuse(checkpoint, model, strategy, pairs, out, root, gray, round_, tile, over
                    "near 9). all: every one, columns prefixed with the protocol's name.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: one per core].")
+@click.option("--root", default=None, metavar="DIR",
+              help="Where the source images are, overriding the --pairs manifest's root (one --pairs only), e.g. "
+                   "a folder `crossfuse-align datasets fetch` filled.")
 @click.option("--follow-symlinks", is_flag=True,
               help="Read pairs through symlinks that lead outside the dataset's folder (refused by default).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @reports_errors(interrupted="interrupted; no score file was written.")
-def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, skip_missing, protocol, workers,
+def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, skip_missing, protocol, workers, root,
              follow_symlinks, quiet):
     """Score fused images with the IVIF metrics of a published protocol: by default the paper's
     (EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, CC, PSNR, MSE), computed exactly as its evaluator
@@ -221,7 +224,9 @@ def evaluate(fused, pairs, csv_path, json_path, markdown_path, overwrite, skip_m
     from crossfuse import manifest
     from crossfuse.fusion import evaluate as ev, leaderboard as lb
 
-    datasets = [manifest.load(p, follow_symlinks=follow_symlinks) for p in pairs]
+    if root is not None and len(pairs) != 1:
+        raise click.UsageError(f"--root names one dataset's folder; give one --pairs with it (got {len(pairs)}).")
+    datasets = [manifest.load(p, root=root, follow_symlinks=follow_symlinks) for p in pairs]
     ev.check_outputs([csv_path, json_path, markdown_path], overwrite=overwrite)
     total = sum(len(m.pairs) for m in datasets)
     found = lb.methods(fused)

@@ -163,7 +163,8 @@ def _is_absolute(root: str) -> bool:
 def load(spec: str, *, root: str | None = None, follow_symlinks: bool = False) -> Manifest:
     """Load a dataset from a manifest file (``*.json``) or a dataset folder.
 
-    ``root`` overrides the manifest's root (a relative one is taken from the working folder, as any path typed on a command line; a folder's root is the folder itself);
+    ``root`` overrides the manifest's root (a relative one is taken from the working folder, as
+    any path typed on a command line; a folder's root is the folder itself);
     ``follow_symlinks`` lets its pairs be read through symlinks leading outside the root
     (see :meth:`Manifest.source`). Raises :class:`ManifestError` with the location and the fix
     when it cannot be understood.

@@ -119,3 +119,21 @@ def test_a_relative_root_override_is_taken_from_the_working_folder(serve, tmp_pa
     r = CliRunner().invoke(main, ["pack", "-m", str(SAMPLE), "--root", "data/sample", "--out", "s.zarr", "-q"])
     assert r.exit_code == 0, r.output
     assert manifest.load(str(SAMPLE), root="data/sample").root == str(out / "data" / "sample")
+
+
+def test_eval_takes_the_fetched_folder_as_root(tmp_path, monkeypatch):
+    """The tour's last step: eval of fused images whose sources were fetched elsewhere."""
+    import shutil as sh
+
+    from crossfuse.cli.main import main as cf
+
+    monkeypatch.chdir(tmp_path)
+    sh.copytree(REPO / "data_manifests" / "sample" / "roadscene", tmp_path / "data")
+    (tmp_path / "fused").mkdir()
+    listed = manifest.load(str(SAMPLE))
+    for pair in listed.pairs:
+        sh.copy(listed.url(pair.vis), tmp_path / "fused" / f"{pair.id}.jpg")
+    r = CliRunner().invoke(cf, ["eval", "-f", "fused", "--pairs", str(SAMPLE), "--root", "data", "-j", "1"])
+    assert r.exit_code == 0 and "mean" in r.output, r.output
+    r = CliRunner().invoke(cf, ["eval", "-f", "fused", "--pairs", str(SAMPLE), "--pairs", str(SAMPLE), "--root", "data"])
+    assert r.exit_code == 2 and "one --pairs" in r.output
