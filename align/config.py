@@ -26,6 +26,19 @@ TRANSFORMS = ("gamma", "none", "cdf")
 DESCRIPTORS = ("rgb", "luma")
 
 
+def selection_words(p, *, counted: bool = False) -> str:
+    """How an aligned corpus (its recorded params ``p``) chose and changed its patches, in words;
+    ``counted``: with its K and, for Top-K, its index."""
+    k = str(p.k) if counted else "K"
+    index = f" ({p.index} index)" if counted else ""
+    chosen = {"random": f"{k} drawn at random (seed {p.select_seed})",
+              "match": f"{k} following the target's distribution of RGB means"}.get(
+        p.select, f"Top-{k} by L1 distance of "
+        + ("luma mean and sd, scaled" if p.descriptor == "luma" else "RGB means") + index)
+    return chosen + {"none": "; not transformed", "cdf": "; histogram-matched to the target's pixels"}.get(
+        p.transform, "; gamma-corrected")
+
+
 @dataclass(frozen=True, kw_only=True)
 class BuildParams:
     """Parameters that determine a corpus' contents (all recorded in the store).

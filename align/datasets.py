@@ -24,6 +24,8 @@ import urllib.error
 import urllib.request
 
 from crossfuse import atomic
+from crossfuse import manifest as _manifest
+from crossfuse.digest import file_sha256
 from crossfuse.errors import ManifestError
 from crossfuse.manifest import Manifest
 from crossfuse.progress import Progress, no_progress
@@ -71,6 +73,36 @@ SOURCES = {
 }
 
 
+def manifests_folder() -> str:
+    """The repository's data_manifests/ folder (beside the package's sources)."""
+    import crossfuse
+
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(crossfuse.__file__))), "data_manifests")
+
+
+def bundled(name: str) -> Manifest:
+    """A manifest by path, or by the name of one of data_manifests/*.json; a ManifestError
+    listing the names otherwise."""
+    if os.path.isfile(name):
+        return _manifest.load(name)
+    folder = manifests_folder()
+    path = os.path.join(folder, f"{name}.json")
+    if not os.path.isfile(path):
+        known = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
+        choices = ", ".join(known) or "(none found here: give a manifest's path)"
+        raise ManifestError(f"no manifest {name!r}: give a manifest file, or one of {choices}.")
+    return _manifest.load(path)
+
+
+def users() -> dict[str, list[str]]:
+    """For each dataset name, the bundled manifests (by name) that list it."""
+    folder, found = manifests_folder(), {}
+    for f in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if f.endswith(".json"):
+            found.setdefault(source_of(_manifest.load(os.path.join(folder, f)))[0], []).append(f[:-5])
+    return found
+
+
 def source_of(dataset: Manifest) -> tuple[str, Source | None]:
     """The dataset's name (its root folder's) and its :class:`Source` (None when unknown)."""
     name = os.path.basename(os.path.normpath(dataset.root))
@@ -82,14 +114,6 @@ class FetchResult:
     fetched: int
     kept: int
     missing: tuple[str, ...]  # files of a manual dataset not yet in place
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _download(url: str, timeout: float) -> bytes:
@@ -129,11 +153,12 @@ def fetch(dataset: Manifest, to: str, *, base: str | None = None, timeout: float
     with progress(f"fetch {name}", len(files)) as advance:
         for rel, digest in files:
             target = os.path.join(to, rel)
-            if os.path.isfile(target) and _sha256(target) == digest:
+            present = file_sha256(target) if os.path.isfile(target) else None
+            if present == digest:
                 kept += 1
             elif manual:
                 if os.path.exists(target):
-                    raise ManifestError(f"{target} is not the file {dataset.origin} lists (sha256 {_sha256(target)}, "
+                    raise ManifestError(f"{target} is not the file {dataset.origin} lists (sha256 {present}, "
                                         f"expected {digest}). Replace it with the original.")
                 missing.append(target)
             else:

@@ -21,6 +21,7 @@ import zarr
 from crossfuse import atomic
 from crossfuse import manifest as _manifest
 from crossfuse.align import gamma as _gamma
+from crossfuse.align.config import selection_words
 from crossfuse.align.describe import stats_problems
 from crossfuse.errors import CrossfuseError, OutputExistsError, StoreError
 from crossfuse.imageio import decode, read_bytes
@@ -226,15 +227,6 @@ def _w1_table(record: CorpusRecord) -> str:
             f"<tr><th></th><th>R</th><th>G</th><th>B</th>{extra}</tr>{rows}</table>")
 
 
-def selection_words(p) -> str:
-    """How an aligned corpus (its recorded params ``p``) chose and changed its patches, in words."""
-    chosen = {"random": f"K drawn at random (seed {p.select_seed})",
-              "match": "K following the target's distribution of RGB means"}.get(
-        p.select, "Top-K by L1 distance of " + ("luma mean and sd, scaled" if p.descriptor == "luma" else "RGB means"))
-    return chosen + {"none": "; not transformed", "cdf": "; histogram-matched to the target's pixels"}.get(
-        p.transform, "; gamma-corrected")
-
-
 def _transform_fact(record: CorpusRecord) -> str | None:
     transform = record.params.transform or "gamma"
     if transform == "none":
@@ -255,8 +247,7 @@ def _facts(url: str, record: CorpusRecord) -> str:
         t = record.target
         items += [f"target: {html.escape(t.name)} ({t.pairs} pairs, {t.patches} patches), means "
                   + ", ".join(f"{ch} {v:.2f}" for ch, v in zip(CHANNELS, t.means)),
-                  "selection: " + html.escape(selection_words(p).replace("K", str(p.k), 1).replace(
-                      ";", f" ({p.index} index);" if (p.select or "topk") == "topk" else ";", 1)),
+                  "selection: " + html.escape(selection_words(p, counted=True)),
                   *filter(None, [_transform_fact(record)]),
                   "selection means before / after: " + ", ".join(
                       f"{ch} {a:.2f} / {b:.2f}" for ch, a, b in zip(CHANNELS, record.means_before, record.means_after))]

@@ -7,7 +7,8 @@ import json
 import click
 
 from crossfuse import __version__
-from crossfuse.align.config import DESCRIPTORS, INDEXES, SELECTIONS, TRANSFORMS, BuildParams, EngineConfig
+from crossfuse.align.config import (DESCRIPTORS, INDEXES, SELECTIONS, TRANSFORMS, BuildParams, EngineConfig,
+                                    selection_words)
 from crossfuse.cli.common import progress_factory, quiet_client_logging, reports_errors
 
 #: The defaults of every build option live in BuildParams; the options show them.
@@ -145,12 +146,6 @@ def pack(dataset, out, root, patch, stride, chunk, drop_low_contrast, workers, s
     _print_summary(summary)
 
 
-def _selection_words(p) -> str:
-    from crossfuse.align.report import selection_words
-
-    return selection_words(p)
-
-
 def _rgb(values) -> str:
     return "  ".join(f"{c} {v:7.2f}" for c, v in zip("RGB", values))
 
@@ -209,7 +204,7 @@ def _print_summary(s) -> None:
     if record.kind == "aligned":
         lines += [f"  target     {c.target_pairs:>6} pairs  {c.target_patches:>8} patches",
                   f"  auxiliary  {c.aux_pairs:>6} pairs  {c.aux_patches:>8} patches scanned",
-                  f"  selected   {c.patches:>8} patches ({_selection_words(record.params)})",
+                  f"  selected   {c.patches:>8} patches ({selection_words(record.params)})",
                   *_alignment_lines(record)]
         if record.ivf_recall is not None:
             lines.append(f"  IVF recall@K against exact search: {record.ivf_recall:.4f}")
@@ -331,7 +326,7 @@ def inspect(store, as_json):
         how = (f"Top-{p.k} by {p.metric} over {index} FAISS index" if p.select == "topk" else
                f"{p.k} patches by --select {p.select} (no Top-K; every pool patch's statistics kept)")
         lines += [f"  retrieval {how}, target {r.target.name} ({r.target.patches} patches)",
-                  f"  selection {_selection_words(p)}", *_alignment_lines(r)]
+                  f"  selection {selection_words(p)}", *_alignment_lines(r)]
     else:
         lines.append(f"  means          {_rgb(r.means_before)}")
     lines += _skipped_line(r, "skipped  ")
@@ -364,27 +359,6 @@ def verify(store, no_sources, root):
     click.echo("  OK")
 
 
-if __name__ == "__main__":
-    main()
-
-
-def _bundled_manifest(name: str):
-    """A manifest by path, or by the name of one of the repository's data_manifests/*.json."""
-    import os
-
-    from crossfuse import manifest
-
-    if os.path.isfile(name):
-        return manifest.load(name)
-    import crossfuse
-
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(crossfuse.__file__))), "data_manifests")
-    path = os.path.join(folder, f"{name}.json")
-    if not os.path.isfile(path):
-        known = sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".json")) if os.path.isdir(folder) else []
-        choices = ", ".join(known) or "(none found here: give a manifest's path)"
-        raise click.ClickException(f"no manifest {name!r}: give a manifest file, or one of {choices}.")
-    return manifest.load(path)
 
 
 @main.group()
@@ -400,23 +374,15 @@ def datasets():
 
 
 @datasets.command("list")
+@reports_errors
 def datasets_list():
     """Each known dataset, its source, and the bundled manifests that list it."""
-    import os
+    from crossfuse.align.datasets import SOURCES, users
 
-    import crossfuse
-    from crossfuse.align.datasets import SOURCES, source_of
-    from crossfuse import manifest
-
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(crossfuse.__file__))), "data_manifests")
-    users: dict[str, list[str]] = {}
-    for f in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
-        if f.endswith(".json"):
-            name, _ = source_of(manifest.load(os.path.join(folder, f)))
-            users.setdefault(name, []).append(f"{f[:-5]}")
+    listed = users()
     for name, source in SOURCES.items():
         where = f"{source.repo} @ {source.commit[:7]}" if source.repo else "by hand (fetch prints how)"
-        click.echo(f"{name:<10} {where:<48} manifests: {', '.join(users.get(name, [])) or '-'}")
+        click.echo(f"{name:<10} {where:<48} manifests: {', '.join(listed.get(name, [])) or '-'}")
 
 
 @datasets.command("fetch")
@@ -436,9 +402,9 @@ def datasets_fetch(name, to, base, timeout, quiet):
     rerun resumes. Then point the manifest at DIR: --root DIR (pack), --target-root DIR or
     --aux-root DIR (build).
     """
-    from crossfuse.align.datasets import fetch, source_of
+    from crossfuse.align.datasets import bundled, fetch, source_of
 
-    dataset = _bundled_manifest(name)
+    dataset = bundled(name)
     result = fetch(dataset, to, base=base, timeout=timeout, progress=progress_factory(quiet))
     if result.missing:
         _, source = source_of(dataset)
@@ -446,3 +412,7 @@ def datasets_fetch(name, to, base, timeout, quiet):
                                    f"{result.missing[0]}). {source.manual}")
     click.echo(f"{to}: {result.fetched} file(s) fetched, {result.kept} already there, every one checked against "
                f"{dataset.origin}. Use it with --root {to} (pack), or --target-root / --aux-root {to} (build).")
+
+
+if __name__ == "__main__":
+    main()

@@ -187,12 +187,12 @@ def ssim(*, fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     window, sample covariance, mirrored borders, mean over the map less a 3-pixel border) with the
     protocol's quirk data_range = 1 on 0-255 images (so C1 = 1e-4, C2 = 9e-4). The maps go by
     blocks of rows, their eight local means and their sums made while a block is in the cache."""
-    torch_fork_safe()
-    f, a, b = (torch.from_numpy(np.pad(x, 3, mode="symmetric")) for x in (fused, ir, vis))  # products pad alike
-    maps = (f, a, b, f * f, a * a, b * b, f * a, f * b)
     h, w = fused.shape
     if h <= 6 or w <= 6:
         return math.nan  # no pixel inside the border (scikit-image: the mean of nothing)
+    torch_fork_safe()
+    f, a, b = (torch.from_numpy(np.pad(x, 3, mode="symmetric")) for x in (fused, ir, vis))  # products pad alike
+    maps = (f, a, b, f * f, a * a, b * b, f * a, f * b)
     block = min(h, BLOCK_ROWS)
     buffer = torch.empty((block, w + 6), dtype=torch.float64)
     means = [torch.empty((block, w), dtype=torch.float64) for _ in maps]
