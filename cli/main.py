@@ -360,7 +360,8 @@ def plan(spec_file, pilot, effect, metrics, tests, pilot_baseline, power):
 @reports_errors()
 def analyse(csv_path, baseline, question, correction, published, out, overwrite):
     """Recompute an experiment's results.md from its results.csv alone (the per-image scores that
-    every committed write-up carries): verdicts, adjusted p-values, detectable effects, means."""
+    every committed write-up carries): verdicts, adjusted p-values, detectable effects, whether
+    each effect depends on the model (with several models), means."""
     import os
 
     from crossfuse import atomic

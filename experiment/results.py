@@ -213,11 +213,85 @@ def detectable_effects(spec: Spec | Design, scores: list[Score],
     return out
 
 
-def _verdict_cell(iv: stats.Interval) -> str:
+def _stem(name: str, model: str) -> str | None:
+    """A variant's name without its ``.MODEL`` suffix (None when it has none: one model)."""
+    return name[:-len(model) - 1] if model and name.endswith(f".{model}") else None
+
+
+def model_dependence(spec: Spec | Design, scores: list[Score],
+                     found: dict[str, dict[str, dict[str, stats.Interval]]] | None = None
+                     ) -> dict[str, dict[str, dict[str, list[stats.Contrast]]]]:
+    """Whether each variant's effect depends on the model: per test set, variant (without its
+    ``.MODEL`` suffix) and metric, for each two models that both ran it (in the design's order),
+    the difference of their effects against their own baselines (:func:`stats.contrast`), adjusted
+    over this family (every such difference) by the design's correction. Empty with one model."""
+    design = Design.of(spec)
+    found = verdicts(design, scores) if found is None else found
+    models = list(dict.fromkeys(m for m in design.variants.values() if m))
+    out: dict[str, dict[str, dict[str, list[stats.Contrast]]]] = {}
+    for test, rows in found.items():
+        stems: dict[str, dict[str, dict[str, stats.Interval]]] = {}
+        for name, cells in rows.items():
+            stem = _stem(name, design.variants[name])
+            if stem is not None:
+                stems.setdefault(stem, {})[design.variants[name]] = cells
+        for stem, by_model in stems.items():
+            ran = [m for m in models if m in by_model]
+            for k in TABLE_METRICS:
+                pairs = [(a, b) for i, a in enumerate(ran) for b in ran[i + 1:] if k in by_model[a] and k in by_model[b]]
+                if pairs:
+                    out.setdefault(test, {}).setdefault(stem, {})[k] = [
+                        stats.contrast(by_model[a][k], by_model[b][k]) for a, b in pairs]
+    family = [c for rows in out.values() for cells in rows.values() for cs in cells.values() for c in cs]
+    adjusted = iter(stats.adjust([c.p for c in family], design.correction))
+    for rows in out.values():
+        for cells in rows.values():
+            for k, cs in cells.items():
+                cells[k] = [stats.with_contrast_adjusted(c, next(adjusted)) for c in cs]
+    return out
+
+
+def _dependence_lines(design: Design, found: dict[str, dict[str, dict[str, stats.Interval]]],
+                      scores: list[Score]) -> list[str]:
+    """The section of results.md that asks whether the answer depends on the model."""
+    dep = model_dependence(design, scores, found)
+    if not dep:
+        return []
+    models = list(dict.fromkeys(m for m in design.variants.values() if m))
+    family = sum(len(cs) for rows in dep.values() for cells in rows.values() for cs in cells.values())
+    lines = ["## Does the answer depend on the model?", "",
+             f"For each variant, metric and test set: its effect with {' and with '.join(models)} (each against its "
+             "own model's baseline, as above), and the difference of the two effects with its 95% interval (Welch's "
+             "t: the models' runs are independent, so seeds do not pair across models) and p raw / adjusted over the "
+             f"family of all {family} such differences by {stats.CORRECTIONS[design.correction]}. **depends**: the "
+             "adjusted p is below 0.05 (the variant does not do the same thing to both models); otherwise there is "
+             "no evidence that it depends on the model. Effects are in the metric's units, so a model whose scores "
+             "are on another level can differ in units and agree in %.", ""]
+    for test, rows in dep.items():
+        lines += [f"### {test}", "", "| variant | " + " | ".join(TABLE_METRICS) + " |",
+                  "|---|" + "---|" * len(TABLE_METRICS)]
+        for stem, cells in rows.items():
+            lines.append(f"| {stem} | " + " | ".join(
+                "<br>".join(_contrast_cell(c) for c in cells[k]) if k in cells else "" for k in TABLE_METRICS) + " |")
+        lines.append("")
+    return lines
+
+
+def _contrast_cell(c: stats.Contrast) -> str:
+    effects = f"{c.first.mean:+.3f} vs {c.second.mean:+.3f}"
+    if np.isnan(c.lo):
+        return f"{effects}: {c.mean:+.3f} ({c.verdict})"
+    mark = " **depends**" if c.verdict == "depends" else ""
+    return f"{effects}: {c.mean:+.3f} [{c.lo:+.3f}, {c.hi:+.3f}] p {_p(c.p)} / {_p(c.adjusted)}{mark}"
+
+
+def _verdict_cell(iv: stats.Interval, level: float = math.nan) -> str:
+    """A verdict table's cell; ``level``: the baseline's mean, for the effect in % of it."""
+    share = f" ({100 * iv.mean / level:+.1f}%)" if math.isfinite(level) and level != 0 else ""
     if np.isnan(iv.lo):
-        return f"{iv.mean:+.3f} ({iv.verdict})"
+        return f"{iv.mean:+.3f}{share} ({iv.verdict})"
     mark = {"better": " **better**", "worse": " **worse**"}.get(iv.verdict, "")
-    return f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}] p {_p(iv.p)} / {_p(iv.adjusted)}{mark}"
+    return f"{iv.mean:+.3f}{share} [{iv.lo:+.3f}, {iv.hi:+.3f}] p {_p(iv.p)} / {_p(iv.adjusted)}{mark}"
 
 
 def _p(p: float) -> str:
@@ -236,7 +310,7 @@ def _differences(spec: Spec | Design, scores: list[Score]) -> list[str]:
     baselines = sorted(set(design.baselines.values()))
     lines = [f"## Verdicts: each variant against {' / '.join(baselines)}", "",
              f"The question: {stats.QUESTIONS[design.question]}. Each cell: the mean of (variant - baseline) "
-             "paired by seed and test image, its 95% interval, and the two-sided p-value raw / adjusted over the "
+             "paired by seed and test image (in brackets: as % of the baseline's mean), its 95% interval, and the two-sided p-value raw / adjusted over the "
              f"family of all {family} comparisons below by {stats.CORRECTIONS[design.correction]} "
              "(`crossfuse/experiment/stats.py`). **better** / **worse**: the adjusted p is below 0.05, on that "
              "side; otherwise there is no evidence either way.", ""]
@@ -245,7 +319,9 @@ def _differences(spec: Spec | Design, scores: list[Score]) -> list[str]:
         lines += [f"### {test} ({first.seeds} seeds x {first.images} images)", "",
                   "| variant | " + " | ".join(TABLE_METRICS) + " |", "|---|" + "---|" * len(TABLE_METRICS)]
         for name, cells in rows.items():
-            lines.append(f"| {name} | " + " | ".join(_verdict_cell(cells[k]) if k in cells else "" for k in TABLE_METRICS)
+            base = summarise(scores, design.baselines[name], test)
+            lines.append(f"| {name} | " + " | ".join(
+                _verdict_cell(cells[k], base.mean[k] if base else math.nan) if k in cells else "" for k in TABLE_METRICS)
                          + " |")
         lines.append("")
     effects = detectable_effects(design, scores, found)
@@ -261,6 +337,7 @@ def _differences(spec: Spec | Design, scores: list[Score]) -> list[str]:
                 f"{cells[k][0]:.3g} ({cells[k][1]:.1f}%); {cells[k][2]:.3g} ({cells[k][3]:.1f}%)" if k in cells else ""
                 for k in TABLE_METRICS) + " |")
         lines.append("")
+    lines += _dependence_lines(design, found, scores)
     nans = nan_scores([s for s in scores if s.seed is not None])
     if nans:
         lines += ["## NaN scores (left out of their metric's comparisons)", "",

@@ -31,7 +31,9 @@ from Student's t. A recipe's comparisons form one family (variants x metrics x t
 discovery rate), and the verdict reads the adjusted p: **better** when it is below 0.05 and the
 difference lies on the metric's good side (larger for most metrics, smaller for MSE and the
 like), **worse** on the other side, **no evidence** otherwise (or with one seed, where no interval
-exists). Power: :func:`detectable` is the smallest true difference a comparison with that standard
+exists). Whether an effect depends on the model is a second family: for each variant, metric and
+test set, the difference between two models' effects (:func:`contrast`, Welch's t on the two
+independent effects: different models share no training, so their seeds do not pair). Power: :func:`detectable` is the smallest true difference a comparison with that standard
 error finds at 80% power (two-sided, the normal-shift approximation with t quantiles), and
 :func:`seeds_needed` how many seeds make it as small as a wanted effect.
 
@@ -235,6 +237,49 @@ def with_adjusted(iv: Interval, adjusted: float, larger_is_better: bool, *, alph
     good = iv.mean > 0 if larger_is_better else iv.mean < 0
     verdict = ("better" if good else "worse") if significant else "no evidence"
     return dataclasses.replace(iv, adjusted=adjusted, verdict=verdict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Contrast:
+    """Whether an effect depends on the model: ``first`` minus ``second``, two independent effects
+    (:class:`Interval`, each a variant against its own model's baseline), compared as Welch does:
+    ``mean`` the difference of their means, standard error ``sqrt(se1^2 + se2^2)``, degrees of
+    freedom by Welch-Satterthwaite from each one's, the 95% interval ``lo``..``hi``, raw two-sided
+    ``p`` and the family-``adjusted`` p; ``verdict`` "depends" where the adjusted p is below 0.05,
+    else "no evidence" (NaN everywhere where either effect rests on one seed)."""
+
+    first: Interval
+    second: Interval
+    mean: float
+    lo: float
+    hi: float
+    se: float
+    df: float
+    p: float
+    adjusted: float
+    verdict: str
+
+
+def contrast(first: Interval, second: Interval) -> Contrast:
+    """The difference of two independent effects (see :class:`Contrast`), unadjusted."""
+    mean = first.mean - second.mean
+    if first.df < 1 or second.df < 1:
+        return Contrast(first=first, second=second, mean=mean, lo=math.nan, hi=math.nan, se=math.nan, df=math.nan,
+                        p=math.nan, adjusted=math.nan, verdict="no evidence (one seed)")
+    v1, v2 = first.se ** 2, second.se ** 2
+    se = math.sqrt(v1 + v2)
+    df = (v1 + v2) ** 2 / (v1 ** 2 / first.df + v2 ** 2 / second.df) if se > 0 else float(first.df + second.df)
+    half = t_quantile(0.975, df) * se
+    p = two_sided_p(mean, se, df)
+    return with_contrast_adjusted(Contrast(first=first, second=second, mean=mean, lo=mean - half, hi=mean + half,
+                                           se=se, df=df, p=p, adjusted=p, verdict=""), p)
+
+
+def with_contrast_adjusted(c: Contrast, adjusted: float, *, alpha: float = ALPHA) -> Contrast:
+    """``c`` with its family-adjusted p and the verdict that p gives."""
+    if math.isnan(adjusted):
+        return dataclasses.replace(c, adjusted=adjusted)
+    return dataclasses.replace(c, adjusted=adjusted, verdict="depends" if adjusted < alpha else "no evidence")
 
 
 def paired(scores, variant: str, baseline: str, dataset: str, metric: str) -> np.ndarray:

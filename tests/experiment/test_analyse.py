@@ -107,3 +107,59 @@ pairs = "m.json"
     assert n == SEEDS
     r = CliRunner().invoke(main, ["plan", str(spec), "--pilot", pilot, "--effect", "x%"])
     assert r.exit_code == 1 and "--effect must be a number" in r.output
+
+
+def _two_models(rng, *, effect_b: float) -> list[Score]:
+    """Variants topk and big for models a and b, one test set: big adds 0.5 to VIF with model a and
+    ``effect_b`` with model b; every other metric is left as it is by both."""
+    out = []
+    images = rng.normal(5, 1, IMAGES)
+    for model, effect in (("a", 0.5), ("b", effect_b)):
+        for seed in range(SEEDS):
+            for v in ("topk", "big"):
+                seed_effect = rng.normal(0, 0.05)
+                for i, level in enumerate(images):
+                    metrics = {k: float(level + seed_effect + rng.normal(0, 0.02)) for k in NAMES}
+                    if v == "big":
+                        metrics["VIF"] += effect
+                    out.append(Score(variant=f"{v}.{model}", seed=seed, dataset="rs", image=f"im{i}",
+                                     metrics=metrics, model=model))
+    return out
+
+
+def test_whether_an_effect_depends_on_the_model_is_asked_of_its_own_family(tmp_path):
+    scores = _two_models(np.random.default_rng(4), effect_b=0.0)
+    design = results.Design.from_scores(scores, baseline="topk", name="x", source="test")
+    found = results.verdicts(design, scores)
+    dep = results.model_dependence(design, scores, found)
+    cells = dep["rs"]["big"]
+    assert list(dep["rs"]) == ["big"] and set(cells) == set(results.TABLE_METRICS)
+    vif = cells["VIF"][0]
+    a, b = found["rs"]["big.a"]["VIF"], found["rs"]["big.b"]["VIF"]
+    assert vif.mean == a.mean - b.mean and vif.se == np.hypot(a.se, b.se)
+    welch = (a.se ** 2 + b.se ** 2) ** 2 / (a.se ** 4 / a.df + b.se ** 4 / b.df)
+    assert vif.df == welch and vif.verdict == "depends" and 0.4 < vif.lo < vif.mean < vif.hi < 0.6
+    others = [c[0] for k, c in cells.items() if k != "VIF"]
+    assert all(c.verdict == "no evidence" for c in others)  # the same (no) effect with both models
+    family = [c[0] for c in cells.values()]
+    assert [c.adjusted for c in family] == stats.adjust([c.p for c in family], "holm")
+    # the same effect with both models: no evidence that it depends
+    same = results.model_dependence(design, same_scores := _two_models(np.random.default_rng(5), effect_b=0.5))
+    assert same["rs"]["big"]["VIF"][0].verdict == "no evidence"
+    text = results.markdown(design, same_scores, [])
+    assert "## Does the answer depend on the model?" in text and "family of all 10 such differences" in text
+    row = next(line for line in text.splitlines() if line.startswith("| big.a |"))
+    level = results.summarise(same_scores, "topk.a", "rs").mean["VIF"]
+    effect = results.verdicts(design, same_scores)["rs"]["big.a"]["VIF"].mean
+    assert f"{effect:+.3f} ({100 * effect / level:+.1f}%) [" in row  # the effect also as % of the baseline
+    # one model: no such section
+    one = _scores(np.random.default_rng(1))
+    assert "depend on the model" not in results.markdown(results.Design.from_scores(one, baseline="base", name="y",
+                                                                                     source="t"), one, [])
+
+
+def test_a_contrast_with_one_seed_has_no_interval():
+    one = stats.interval(np.array([[1.0, 2.0]]))
+    two = stats.interval(np.array([[1.0, 2.0], [1.5, 2.5]]))
+    c = stats.contrast(one, two)
+    assert np.isnan(c.p) and c.verdict.startswith("no evidence") and c.mean == 1.5 - 1.75

@@ -109,3 +109,17 @@ def test_seeds_needed_gives_the_power_it_promises():
                      for _ in range(2000)])
     assert fewer < found
     assert stats.detectable(seed_sd / np.sqrt(s), s - 1) <= effect < stats.detectable(seed_sd / np.sqrt(s - 1), s - 2)
+
+
+def test_a_contrast_of_two_equal_effects_is_flagged_about_5_percent_of_the_time():
+    """Welch's t on two models' independent effects: under no difference its raw p falls below
+    0.05 about 5% of the time (seeds of unequal spread, 10 and 6 of them), and a real one is found."""
+    rng = np.random.default_rng(11)
+    flags, found = 0, 0
+    for _ in range(800):
+        a = stats.interval(_null(rng, seeds=10, seed_sd=0.5) + 0.3, question="images")
+        b = stats.interval(_null(rng, seeds=6, seed_sd=1.5) + 0.3, question="images")
+        flags += stats.contrast(a, b).p < 0.05
+        found += stats.contrast(stats.interval(_null(rng, seeds=10, seed_sd=0.3) + 2.0, question="images"),
+                                stats.interval(_null(rng, seeds=10, seed_sd=0.3), question="images")).p < 0.05
+    assert 0.03 <= flags / 800 <= 0.075 and found / 800 > 0.9, (flags, found)
